@@ -1,0 +1,175 @@
+"""Every failure custos expects, under one root.
+
+Each class has a message template (``msg_fmt``) filled from keyword
+arguments and a stable ``code`` string that callers and scripts can match
+on.  The agent raises them from handlers; oslo.messaging carries them back
+to a caller that lists ``agent.exception`` in ``allowed_remote_exmods``,
+where they are rebuilt from the same keyword arguments, so ``exc.code`` and
+``exc.msg`` read the same on both sides of the bus.
+
+Keyword arguments end up in log lines and on the wire: never pass a secret
+value, password, token or key to an exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CustosException(Exception):
+    """Root of every expected custos failure.
+
+    :param message: a ready message; normally omitted so that ``msg_fmt``
+        is filled from ``kwargs``.
+    :param kwargs: the values named in ``msg_fmt``; kept as ``self.kwargs``
+        so the exception survives a trip over the bus.
+    """
+
+    msg_fmt = "An unknown custos error occurred."
+    code = "custos_error"
+
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        try:
+            self.msg = self.msg_fmt % kwargs
+        except (KeyError, TypeError, ValueError):
+            # A template that does not fit its arguments must not hide the
+            # original failure behind a formatting error.
+            self.msg = self.msg_fmt
+        if message is not None and not kwargs:
+            self.msg = str(message).split("\n", 1)[0]
+        super().__init__(self.msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return ``{"code", "error", "message"}`` for JSON output."""
+        return {"code": self.code, "error": type(self).__name__.replace("_Remote", ""),
+                "message": self.msg}
+
+
+# -- generic ---------------------------------------------------------------
+
+class InvalidInput(CustosException):
+    msg_fmt = "Invalid input for field '%(field)s': %(reason)s"
+    code = "invalid_input"
+
+
+class UnknownMethod(CustosException):
+    msg_fmt = "custos-agent has no RPC method '%(method)s'"
+    code = "unknown_method"
+
+
+class Forbidden(CustosException):
+    msg_fmt = "Policy does not allow %(action)s"
+    code = "forbidden"
+
+
+class ConfigurationError(CustosException):
+    msg_fmt = "Configuration error: %(reason)s"
+    code = "configuration_error"
+
+
+class DatabaseUnavailable(CustosException):
+    msg_fmt = "The database is unavailable; the request was rolled back"
+    code = "database_unavailable"
+
+
+class DatabaseNotMigrated(CustosException):
+    msg_fmt = ("The database schema is at %(current)s, not %(expected)s; "
+               "run 'custos-manage db sync'")
+    code = "database_not_migrated"
+
+
+# -- key store -------------------------------------------------------------
+
+class MasterKeyUnavailable(CustosException):
+    msg_fmt = "The master key is unavailable: %(reason)s"
+    code = "master_key_unavailable"
+
+
+class MasterKeyExists(CustosException):
+    msg_fmt = "A master key already exists at %(path)s; it was left untouched"
+    code = "master_key_exists"
+
+
+class KeyNotFound(CustosException):
+    msg_fmt = "No key with id %(key_id)s"
+    code = "key_not_found"
+
+
+class DecryptionFailed(CustosException):
+    msg_fmt = "Stored data for %(object_id)s failed its integrity check"
+    code = "decryption_failed"
+
+
+# -- secrets ---------------------------------------------------------------
+
+class SecretNotFound(CustosException):
+    msg_fmt = "Secret %(secret)s not found"
+    code = "secret_not_found"
+
+
+class SecretUsageConflict(CustosException):
+    msg_fmt = ("Secret usage %(usage_type)s '%(usage_id)s' conflicts with "
+               "secret %(holder)s")
+    code = "secret_usage_conflict"
+
+
+class SecretPrivateChange(CustosException):
+    msg_fmt = "Secret %(uuid)s is private and cannot be made public"
+    code = "secret_private_change"
+
+
+class SecretPrivate(CustosException):
+    msg_fmt = "Secret %(uuid)s is private; its value cannot be read over RPC"
+    code = "secret_private"
+
+
+class SecretNoValue(CustosException):
+    msg_fmt = "Secret %(uuid)s has no value"
+    code = "secret_no_value"
+
+
+class InvalidSecretXML(InvalidInput):
+    msg_fmt = "Invalid input for field '%(field)s': %(reason)s"
+    code = "invalid_secret_xml"
+
+
+# -- connections -----------------------------------------------------------
+
+class BackendNotFound(CustosException):
+    msg_fmt = "No enabled backend named '%(backend)s'"
+    code = "backend_not_found"
+
+
+class VolumeDriverError(CustosException):
+    msg_fmt = "Volume driver of backend '%(backend)s' failed: %(reason)s"
+    code = "volume_driver_error"
+
+
+class InvalidDriverUpdate(CustosException):
+    msg_fmt = "Driver of backend '%(backend)s' returned a malformed initiator update: %(reason)s"
+    code = "invalid_driver_update"
+
+
+# -- backups ---------------------------------------------------------------
+
+class BackupNotFound(CustosException):
+    msg_fmt = "Backup metadata for backup %(backup_id)s not found"
+    code = "backup_not_found"
+
+
+class BackupMetadataTampered(CustosException):
+    msg_fmt = "Backup metadata of backup %(backup_id)s failed verification: %(reason)s"
+    code = "backup_metadata_tampered"
+
+
+class BackupMetadataUnsupportedVersion(CustosException):
+    msg_fmt = "Backup metadata version %(version)s is not supported"
+    code = "backup_metadata_unsupported_version"
+
+
+# -- vendordata ------------------------------------------------------------
+
+class VendordataFetchFailed(CustosException):
+    msg_fmt = "Vendordata target '%(target)s' failed: %(reason)s"
+    code = "vendordata_fetch_failed"
