@@ -1,0 +1,63 @@
+"""custos-agent: run the worker until SIGTERM or SIGINT.
+
+On either signal the agent stops taking messages, lets in-flight requests
+finish (at most ``graceful_shutdown_timeout`` seconds), and exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from oslo_config import cfg
+
+from agent import exception, log
+from agent.cmd import common
+from agent.service import AgentService
+
+CONF = cfg.CONF
+LOG = logging.getLogger("agent.cmd.agent")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run custos-agent.
+
+    :returns: the exit status: 0 after a graceful stop, 1 when start-up fails.
+    """
+    common.parse_args(sys.argv[1:] if argv is None else argv, name="custos-agent")
+    log.setup(CONF, "custos")
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        LOG.info("Received %s; stopping after in-flight requests",
+                 signal.Signals(signum).name)
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    service = AgentService(CONF)
+    try:
+        service.start()
+    except exception.CustosException as error:
+        LOG.error("custos-agent cannot start: %s", error.msg)
+        print(f"custos-agent: {error.msg}", file=sys.stderr)
+        return 1
+    while not stop_requested.wait(1.0):
+        pass
+    service.stop()
+    waiter = threading.Thread(target=service.wait, daemon=True)
+    waiter.start()
+    waiter.join(CONF.graceful_shutdown_timeout)
+    if waiter.is_alive():
+        LOG.warning("In-flight requests did not finish within %ss",
+                    CONF.graceful_shutdown_timeout)
+    LOG.info("custos-agent stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

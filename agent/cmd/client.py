@@ -1,0 +1,136 @@
+"""custos: a command line client over :mod:`rpcapi` for people and scripts.
+
+``custos --config-file custos.conf health`` prints the agent's answer as
+JSON. Any failure prints one line, ``custos: <code>: <message>``, on
+standard error and exits 1: a custos error by its code, ``timeout`` when
+no agent replied in time, ``broker_unreachable`` when RabbitMQ did not
+take the message, ``remote_error`` for an unexpected agent failure.
+
+The request context is built from the options: ``--project-id``,
+``--user-id``, ``--roles`` (user token) and ``--service-roles`` (service
+token). Whoever can publish on the bus can claim any context, so the bus
+credentials are the real boundary, as for every OpenStack RPC service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import agent.cmd  # noqa: F401  silences library deprecation notices first
+import oslo_messaging as messaging
+from oslo_config import cfg
+
+from agent import context, exception, rpc
+from agent.cmd import commands, common
+
+CONF = cfg.CONF
+
+# Seconds past a call's own timeout after which the broker is deemed unreachable.
+BROKER_GRACE = 5.0
+
+
+def _roles(text: str) -> list[str]:
+    return [role.strip() for role in text.split(",") if role.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser with every sub-command."""
+    parser = argparse.ArgumentParser(prog="custos", description="custos-agent client")
+    parser.add_argument("--config-file", action="append", default=[],
+                        help="configuration file naming transport_url (repeatable)")
+    parser.add_argument("--debug", action="store_true",
+                        help="log what the client and oslo.messaging do to standard error")
+    parser.add_argument("--server", help="address one agent by its host name")
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds to wait for a reply (default 30)")
+    parser.add_argument("--project-id", default=os.environ.get("OS_PROJECT_ID"))
+    parser.add_argument("--user-id", default=os.environ.get("OS_USER_ID"))
+    parser.add_argument("--roles", type=_roles, default=_roles("admin"),
+                        help="comma-separated user-token roles (default: admin)")
+    parser.add_argument("--service-roles", type=_roles, default=_roles("service"),
+                        help="comma-separated service-token roles (default: service)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module in commands.MODULES:
+        module.register(subparsers)
+    return parser
+
+
+def _fail(code: str, message: str) -> int:
+    print(f"custos: {code}: {message.splitlines()[0] if message else ''}", file=sys.stderr)
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one client command.
+
+    :returns: 0 when the agent answered, 1 on any failure.
+    """
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    # Standard error carries one line per failure; library chatter such as
+    # reconnect attempts only with --debug.
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.CRITICAL + 1,
+                        stream=sys.stderr)
+    logging.captureWarnings(True)
+    try:
+        common.parse_args([], name="custos", default_config_files=args.config_file)
+    except (cfg.Error, OSError) as error:
+        return _fail("configuration_error", str(error))
+    from rpcapi import CustosAPI
+
+    ctxt = context.RequestContext(project_id=args.project_id, user_id=args.user_id,
+                                  roles=args.roles, service_roles=args.service_roles,
+                                  overwrite=False)
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = args.handler(CustosAPI(timeout=args.timeout, retry=2),
+                                             ctxt, args)
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name="custos-call", daemon=True)
+    worker.start()
+    # oslo.messaging's reply listener retries an unreachable broker forever,
+    # whatever the call's timeout says; a call still running well after its
+    # own timeout therefore never got its message onto the bus.
+    worker.join(args.timeout + BROKER_GRACE)
+    if worker.is_alive():
+        code = _fail("broker_unreachable",
+                     f"the message broker did not answer within {args.timeout + BROKER_GRACE:g} s")
+        sys.stderr.flush()
+        os._exit(code)
+    rpc.cleanup()
+    error = outcome.get("error")
+    if error is None:
+        print(json.dumps(outcome["result"], indent=2, sort_keys=True))
+        return 0
+    try:
+        raise error
+    except exception.CustosException as failure:
+        return _fail(failure.code, failure.msg)
+    except messaging.MessagingTimeout:
+        return _fail("timeout", f"no reply from custos-agent within {args.timeout:g} s")
+    except messaging.MessageDeliveryFailure:
+        return _fail("broker_unreachable", "the message broker did not accept the request")
+    except messaging.RemoteError as failure:
+        return _fail("remote_error", f"{failure.exc_type} in custos-agent")
+    except messaging.MessagingException as failure:
+        return _fail("messaging_error", type(failure).__name__)
+    except cfg.Error as failure:
+        # oslo.config checks a value's type when it is first read.
+        return _fail("configuration_error", str(failure))
+    except OSError as failure:
+        return _fail("io_error", f"{failure.strerror}: {failure.filename}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""``[database]`` options."""
+
+from oslo_config import cfg
+
+group = cfg.OptGroup("database", title="Database options")
+
+opts = [
+    cfg.StrOpt(
+        "connection", secret=True,
+        help="SQLAlchemy URL of the database, for example "
+             "postgresql+psycopg2://custos@127.0.0.1/custos or "
+             "mysql+pymysql://custos@127.0.0.1/custos. Default: a SQLite "
+             "file custos.sqlite under state_path."),
+    cfg.IntOpt("max_pool_size", default=10, min=1,
+               help="Connections kept open per agent (not used for SQLite)."),
+    cfg.IntOpt("max_overflow", default=20, min=0,
+               help="Connections opened above max_pool_size under load."),
+    cfg.IntOpt("pool_timeout", default=10, min=1,
+               help="Seconds to wait for a free pooled connection."),
+    cfg.IntOpt("max_retries", default=3, min=0,
+               help="Times a request is retried after a deadlock or a lost "
+                    "connection before the caller gets DatabaseUnavailable."),
+    cfg.FloatOpt("retry_interval", default=0.2, min=0,
+                 help="First pause, in seconds, between database retries; "
+                      "it doubles each time."),
+    cfg.IntOpt("connect_timeout", default=5, min=1,
+               help="Seconds to wait for the database server to accept a "
+                    "connection."),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register the ``[database]`` options on ``conf``."""
+    conf.register_group(group)
+    conf.register_opts(opts, group=group)
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """Return the ``[database]`` options for the sample generator."""
+    return [(group.name, opts)]

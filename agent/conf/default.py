@@ -1,0 +1,33 @@
+"""``[DEFAULT]`` options of custos-agent."""
+
+import socket
+
+from oslo_config import cfg
+
+opts = [
+    cfg.HostAddressOpt(
+        "host", default=socket.gethostname(), sample_default="<hostname>",
+        help="Name of this agent: its RPC server name on topic custos-agent "
+             "and the suffix of its notification publisher id."),
+    cfg.StrOpt(
+        "state_path", default="/var/lib/custos",
+        help="Directory holding the SQLite database, the master key and the "
+             "backup store unless their own options point elsewhere."),
+    cfg.ListOpt(
+        "enabled_backends", default=[],
+        help="Configuration sections naming the volume backends this agent "
+             "serves; each section sets volume_driver."),
+    cfg.IntOpt(
+        "graceful_shutdown_timeout", default=30, min=0,
+        help="Seconds an agent waits for in-flight requests on SIGTERM."),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register the ``[DEFAULT]`` options on ``conf``."""
+    conf.register_opts(opts)
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """Return the ``[DEFAULT]`` options for the sample generator."""
+    return [("DEFAULT", opts)]

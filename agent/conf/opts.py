@@ -1,0 +1,32 @@
+"""Every custos option, for oslo-config-generator (``custos`` namespace)."""
+
+from oslo_config import cfg
+
+from agent.conf import auth, backup, database, default, keystore, vendordata
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """Return ``(group, options)`` pairs of every custos area."""
+    result: list[tuple[str, list[cfg.Opt]]] = []
+    for module in (default, database, keystore, auth, backup, vendordata):
+        result.extend(module.list_opts())
+    return result
+
+
+def set_defaults() -> None:
+    """Apply custos' defaults to library options (log levels, exchange).
+
+    The ``oslo.config.opts.defaults`` entry point, so the generated sample
+    shows what custos actually runs with.
+    """
+    from oslo_log import log as oslo_log
+
+    import oslo_messaging as messaging
+
+    from agent.log import QUIET_LOGGERS
+    from agent.rpc import CONTROL_EXCHANGE
+
+    levels = dict(item.split("=", 1) for item in oslo_log.get_default_log_levels())
+    levels.update(item.split("=", 1) for item in QUIET_LOGGERS)
+    oslo_log.set_defaults(default_log_levels=[f"{name}={level}" for name, level in levels.items()])
+    messaging.set_transport_defaults(control_exchange=CONTROL_EXCHANGE)

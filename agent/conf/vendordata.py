@@ -1,0 +1,50 @@
+"""``[vendordata]`` and ``[vendordata_auth]`` options."""
+
+from keystoneauth1 import loading as ks_loading
+from oslo_config import cfg
+
+group = cfg.OptGroup("vendordata", title="Dynamic vendordata options")
+auth_group = cfg.OptGroup(
+    "vendordata_auth",
+    title="Credentials of the service token sent to vendordata targets")
+
+opts = [
+    cfg.ListOpt("targets", default=[],
+                help="Vendordata services, each as name@url; everything "
+                     "after the first @ is the URL. Names must be unique."),
+    cfg.FloatOpt("connect_timeout", default=3, min=0.1,
+                 help="Seconds to wait for a target to accept a connection."),
+    cfg.FloatOpt("read_timeout", default=5, min=0.1,
+                 help="Seconds to wait for a target's answer."),
+    cfg.FloatOpt("deadline", default=20, min=0.5,
+                 help="Seconds one vendordata_get may spend on all targets "
+                      "together, retries included; keep it below the "
+                      "callers' rpc_response_timeout."),
+    cfg.IntOpt("retries", default=2, min=0,
+               help="Retries per target after a connection error."),
+    cfg.BoolOpt("failure_fatal", default=False,
+                help="Fail vendordata_get with VendordataFetchFailed when a "
+                     "target fails, instead of leaving it out."),
+    cfg.IntOpt("cache_ttl", default=60, min=0,
+               help="Seconds a good answer is reused, unless the target "
+                    "sends Cache-Control."),
+    cfg.IntOpt("max_response_bytes", default=1048576, min=1,
+               help="Largest answer accepted from a target."),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register the vendordata options and keystoneauth1's auth options."""
+    conf.register_group(group)
+    conf.register_opts(opts, group=group)
+    conf.register_group(auth_group)
+    ks_loading.register_session_conf_options(conf, auth_group.name)
+    ks_loading.register_auth_conf_options(conf, auth_group.name)
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """Return the vendordata options for the sample generator."""
+    auth_opts = (ks_loading.get_session_conf_options()
+                 + ks_loading.get_auth_common_conf_options()
+                 + ks_loading.get_auth_plugin_conf_options("password"))
+    return [(group.name, opts), (auth_group.name, auth_opts)]

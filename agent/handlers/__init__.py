@@ -1,0 +1,29 @@
+"""RPC endpoints by domain, thin: validate, call the domain code, reply.
+
+Each module holds one endpoint class; :func:`build_endpoints` makes the
+list the agent's RPC server dispatches to, in this order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.handlers import backups, connections, events, secrets, service, vendordata
+
+
+def build_endpoints(runtime: Any) -> list[Any]:
+    """Return one instance of every RPC endpoint, sharing ``runtime``.
+
+    :raises ConfigurationError: when an endpoint's configuration is wrong
+        (for example an unknown volume driver), which stops start-up.
+    """
+    return [service.ServiceEndpoint(runtime),
+            secrets.SecretEndpoint(runtime),
+            connections.ConnectionEndpoint(runtime),
+            backups.BackupEndpoint(runtime),
+            vendordata.VendordataEndpoint(runtime)]
+
+
+def build_listener_endpoints(runtime: Any) -> list[Any]:
+    """Return the endpoints of the notification listener (SPEC §3.6)."""
+    return events.build(runtime)

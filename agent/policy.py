@@ -1,0 +1,172 @@
+"""Policy: one rule per RPC method, checked before its handler runs.
+
+The defaults live here in code; an operator overrides any rule in the
+oslo.policy file (``[oslo_policy] policy_file``). The building blocks are
+named rules, so an override can reuse them:
+
+``context_is_admin``
+    ``admin`` among the user-token roles: the cloud administrator.
+``operator`` / ``project_operator``
+    An ``[auth] operator_roles`` role in the user token; for
+    ``project_operator`` also on the project of the target (admin: any).
+``service``
+    An ``[auth] service_roles`` role in the *service* token.
+``composite``
+    ``project_operator`` AND ``service``: both tokens, neither alone
+    (Swift's service-prefix accounts).
+``audit``
+    An ``[auth] audit_roles`` role in the service token: reads every
+    service account and nothing more.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from oslo_config import cfg
+from oslo_policy import policy as oslo_policy
+
+from agent import exception
+
+CONF = cfg.CONF
+
+_enforcer: oslo_policy.Enforcer | None = None
+_lock = threading.Lock()
+
+ANYONE = "@"
+PROJECT_OPERATOR = "rule:project_operator"
+ADMIN = "rule:context_is_admin"
+COMPOSITE = "rule:composite"
+SERVICE_OR_ADMIN = "rule:service or rule:context_is_admin"
+COMPOSITE_OR_AUDIT = "rule:composite or rule:audit"
+
+# RPC method -> (default check string, description).
+METHOD_RULES: dict[str, tuple[str, str]] = {
+    "health": (ANYONE, "Report the agent's version and the state of its parts."),
+    "initialize_connection": (PROJECT_OPERATOR, "Attach a volume to a connector."),
+    "terminate_connection": (PROJECT_OPERATOR, "Detach a volume from a connector."),
+    "initiator_data_get": (ADMIN, "Read a driver's private data for an initiator."),
+    "initiator_data_update": (COMPOSITE, "Change a driver's private data for an initiator."),
+    "secret_define_xml": (PROJECT_OPERATOR, "Define or redefine a secret."),
+    "secret_get_xml_desc": (PROJECT_OPERATOR, "Read a secret's definition."),
+    "secret_set_value": (PROJECT_OPERATOR, "Set a secret's value."),
+    "secret_get_value": (PROJECT_OPERATOR, "Read a secret's value."),
+    "secret_undefine": (PROJECT_OPERATOR, "Delete a secret and its key."),
+    "secret_list": (PROJECT_OPERATOR, "List secrets."),
+    "secret_lookup_by_usage": (PROJECT_OPERATOR, "Find a secret by its usage."),
+    "secret_generate": (PROJECT_OPERATOR, "Define a secret with a random value."),
+    "volume_glance_metadata_set": (COMPOSITE, "Write a volume's glance metadata."),
+    "volume_glance_metadata_get": (PROJECT_OPERATOR, "Read a volume's glance metadata."),
+    "volume_glance_metadata_copy": (COMPOSITE, "Copy glance metadata between volumes."),
+    "backup_metadata_export": (COMPOSITE, "Sign and store a backup's metadata."),
+    "backup_metadata_import": (COMPOSITE, "Verify and restore a backup's metadata."),
+    "backup_metadata_get": (COMPOSITE_OR_AUDIT, "Read a stored backup metadata document."),
+    "backup_metadata_delete": (COMPOSITE, "Delete a stored backup metadata document."),
+    "instance_boot_roles_set": (SERVICE_OR_ADMIN, "Record the roles an instance booted with."),
+    "vendordata_get": (SERVICE_OR_ADMIN, "Fetch dynamic vendordata for an instance."),
+}
+
+
+def _any_role(kind: str, roles: list[str]) -> str:
+    checks = [f"{kind}:{role}" for role in roles if role]
+    return " or ".join(checks) if checks else "!"
+
+
+def _base_rules(conf: cfg.ConfigOpts) -> list[oslo_policy.RuleDefault]:
+    operator_roles = list(dict.fromkeys(["admin", *conf.auth.operator_roles]))
+    return [
+        oslo_policy.RuleDefault("context_is_admin", "role:admin",
+                                "The cloud administrator."),
+        oslo_policy.RuleDefault("operator", _any_role("role", operator_roles),
+                                "An operator role in the user token."),
+        oslo_policy.RuleDefault(
+            "project_operator",
+            "rule:context_is_admin or "
+            "(rule:operator and project_id:%(project_id)s)",
+            "An operator of the target's project, or the administrator."),
+        oslo_policy.RuleDefault(
+            "service", _any_role("service_roles", conf.auth.service_roles),
+            "A service role in the service token."),
+        oslo_policy.RuleDefault(
+            "audit", _any_role("service_roles", conf.auth.audit_roles),
+            "An audit role in the service token (read-only)."),
+        oslo_policy.RuleDefault(
+            "composite", "rule:project_operator and rule:service",
+            "A user token of a project operator together with a service "
+            "token."),
+    ]
+
+
+def list_rules(conf: cfg.ConfigOpts | None = None) -> list[oslo_policy.RuleDefault]:
+    """Return every default rule: the building blocks, then one per method.
+
+    :param conf: configuration whose ``[auth]`` roles shape the defaults;
+        the global ``CONF`` when omitted.
+    """
+    conf = conf or CONF
+    rules = _base_rules(conf)
+    for method, (check, description) in METHOD_RULES.items():
+        rules.append(oslo_policy.DocumentedRuleDefault(
+            name=f"custos:{method}", check_str=check, description=description,
+            operations=[{"path": method, "method": "RPC"}]))
+    return rules
+
+
+def get_enforcer() -> oslo_policy.Enforcer:
+    """Return the process's enforcer, built on first use.
+
+    Also the ``oslo.policy.enforcer`` entry point for oslopolicy tools.
+    """
+    global _enforcer
+    with _lock:
+        if _enforcer is None:
+            enforcer = oslo_policy.Enforcer(CONF)
+            enforcer.register_defaults(list_rules(CONF))
+            enforcer.load_rules()
+            _enforcer = enforcer
+        return _enforcer
+
+
+def reset() -> None:
+    """Forget the enforcer, so the next check rebuilds it (tests, reload)."""
+    global _enforcer
+    with _lock:
+        if _enforcer is not None:
+            _enforcer.clear()
+        _enforcer = None
+
+
+def authorize(ctx: Any, method: str, target: dict[str, Any] | None = None) -> None:
+    """Check that ``ctx`` may run RPC method ``method`` on ``target``.
+
+    :param ctx: the request context.
+    :param method: an RPC method name or a full rule name (``custos:...``).
+    :param target: attributes of the object acted on; ``project_id``
+        defaults to the context's project.
+    :raises Forbidden: when the rule does not allow it, or no rule exists.
+    """
+    rule = method if ":" in method else f"custos:{method}"
+    values = {"project_id": ctx.project_id}
+    if target:
+        values.update(target)
+    enforcer = get_enforcer()
+    if rule not in enforcer.registered_rules:
+        raise exception.Forbidden(action=rule)
+    try:
+        enforcer.authorize(rule, values, ctx.to_policy_values(),
+                           do_raise=True, exc=exception.Forbidden, action=rule)
+    except oslo_policy.InvalidScope as exc:
+        raise exception.Forbidden(action=rule) from exc
+
+
+def check(ctx: Any, rule: str, target: dict[str, Any] | None = None) -> bool:
+    """Return whether ``ctx`` passes ``rule``, a building block or method rule.
+
+    Handlers use it for decisions inside a method, such as whether an
+    auditor may read another project's service account.
+    """
+    values = {"project_id": ctx.project_id}
+    if target:
+        values.update(target)
+    return bool(get_enforcer().enforce(rule, values, ctx.to_policy_values()))

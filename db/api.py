@@ -1,0 +1,220 @@
+"""Engine, sessions and retries.
+
+One engine per process, built from ``[database] connection`` (a SQLite
+file under ``state_path`` by default). Work runs in :func:`transaction`,
+which opens one session, commits or rolls back as a whole, and is retried
+by :func:`run_in_transaction` when the database reports a deadlock or a
+lost connection. When the database stays out of reach the caller gets
+:class:`agent.exception.DatabaseUnavailable`; the engine keeps its pool,
+so the next request reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+import tenacity
+from oslo_config import cfg
+from sqlalchemy import event, exc as sa_exc
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent import exception
+
+CONF = cfg.CONF
+LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_engine: Engine | None = None
+_sessionmaker: sessionmaker[Session] | None = None
+
+# SQLSTATE / error numbers that mean "try the whole transaction again".
+_PG_RETRY_CODES = {"40001", "40P01"}
+_MYSQL_RETRY_CODES = {1205, 1213}
+# MySQL client errors for a server that is gone or refuses connections.
+_MYSQL_GONE_CODES = {2002, 2003, 2006, 2013, 2055, 1927, 1053}
+
+
+def default_url(conf: cfg.ConfigOpts | None = None) -> str:
+    """Return the configured database URL, or the SQLite default."""
+    conf = conf or CONF
+    if conf.database.connection:
+        return conf.database.connection
+    return "sqlite:///" + os.path.join(conf.state_path, "custos.sqlite")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    # WAL lets readers go on while one writer commits; the busy timeout
+    # turns a short lock wait into a wait instead of an error.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_engine(url: str, conf: cfg.ConfigOpts | None = None) -> Engine:
+    """Build an engine for ``url`` with the pool and driver settings custos uses.
+
+    :param url: an SQLAlchemy URL (sqlite, postgresql+psycopg2,
+        mysql+pymysql).
+    :returns: a new engine; the caller owns it.
+    """
+    conf = conf or CONF
+    parsed = make_url(url)
+    # hide_parameters: an error message must never carry a bound value.
+    kwargs: dict[str, Any] = {"future": True, "hide_parameters": True}
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+        connect_args["check_same_thread"] = False
+        connect_args["timeout"] = 10
+    else:
+        kwargs.update(pool_size=conf.database.max_pool_size,
+                      max_overflow=conf.database.max_overflow,
+                      pool_timeout=conf.database.pool_timeout,
+                      pool_recycle=3600)
+        connect_args["connect_timeout"] = conf.database.connect_timeout
+        if parsed.get_backend_name() == "mysql" and "charset" not in parsed.query:
+            parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    engine = sa.create_engine(parsed, connect_args=connect_args, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def configure(url: str | None = None) -> Engine:
+    """(Re)build the process engine, from ``url`` or the configuration.
+
+    :returns: the new engine.
+    """
+    global _engine, _sessionmaker
+    with _lock:
+        if _engine is not None:
+            _engine.dispose()
+        _engine = create_engine(url or default_url())
+        _sessionmaker = sessionmaker(bind=_engine, expire_on_commit=False)
+        return _engine
+
+
+def get_engine() -> Engine:
+    """Return the process engine, building it on first use."""
+    if _engine is None:
+        return configure()
+    return _engine
+
+
+def dispose() -> None:
+    """Close every pooled connection and forget the engine."""
+    global _engine, _sessionmaker
+    with _lock:
+        if _engine is not None:
+            _engine.dispose()
+        _engine = None
+        _sessionmaker = None
+
+
+@contextlib.contextmanager
+def transaction() -> Iterator[Session]:
+    """Open one session in one transaction: commit on success, else roll back.
+
+    :raises sqlalchemy.exc.SQLAlchemyError: as the database reports it;
+        :func:`run_in_transaction` is what retries and translates.
+    """
+    if _sessionmaker is None:
+        get_engine()
+    assert _sessionmaker is not None
+    with _sessionmaker() as session, session.begin():
+        yield session
+
+
+def _dbapi_code(error: BaseException) -> Any:
+    orig = getattr(error, "orig", None)
+    code = getattr(orig, "pgcode", None)
+    args = getattr(orig, "args", None)
+    # PyMySQL puts the server's error number first; psycopg2 has pgcode.
+    if code is None and args and isinstance(args[0], int):
+        code = args[0]
+    return code
+
+
+def is_retriable(error: BaseException) -> bool:
+    """True for a deadlock, a serialization failure or a lost connection."""
+    if not isinstance(error, sa_exc.DBAPIError):
+        return False
+    if error.connection_invalidated or is_unreachable(error):
+        return True
+    code = _dbapi_code(error)
+    if code in _PG_RETRY_CODES or code in _MYSQL_RETRY_CODES:
+        return True
+    return isinstance(error, sa_exc.OperationalError) and "database is locked" in str(error.orig)
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """True when the error says the database server cannot be reached."""
+    if not isinstance(error, sa_exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    code = _dbapi_code(error)
+    if isinstance(code, int) and code in _MYSQL_GONE_CODES:
+        return True
+    if isinstance(code, str) and code.startswith(("08", "57P")):
+        return True
+    if isinstance(error, sa_exc.OperationalError) and code is None:
+        text = str(error.orig).lower()
+        return any(part in text for part in (
+            "could not connect", "connection refused", "server closed",
+            "terminating connection", "connection to server", "unable to open database"))
+    return False
+
+
+def run_in_transaction(func: Callable[[Session], T]) -> T:
+    """Run ``func(session)`` in a transaction, retrying it as a whole.
+
+    ``func`` may run more than once, so it must have no effect outside the
+    session before it returns.
+
+    :returns: what ``func`` returned, after the commit.
+    :raises DatabaseUnavailable: when the database stays unreachable or
+        keeps failing with retriable errors.
+    """
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_retriable),
+        stop=tenacity.stop_after_attempt(CONF.database.max_retries + 1),
+        wait=tenacity.wait_exponential(multiplier=CONF.database.retry_interval,
+                                       max=5),
+        reraise=True)
+    try:
+        for attempt in retrying:
+            with attempt:
+                with transaction() as session:
+                    return func(session)
+    except sa_exc.DBAPIError as error:
+        if is_retriable(error):
+            LOG.warning("Database unavailable after %d attempts: %s",
+                        CONF.database.max_retries + 1, type(error.orig).__name__)
+            raise exception.DatabaseUnavailable() from None
+        raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def ping() -> str:
+    """Return ``'ok'`` when the database answers, else an error code."""
+    try:
+        with get_engine().connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return "ok"
+    except sa_exc.DBAPIError:
+        return exception.DatabaseUnavailable.code

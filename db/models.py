@@ -1,0 +1,133 @@
+"""The tables custos keeps, as SQLAlchemy 2.x typed models.
+
+Constraint names come from one naming convention, so Alembic gives them
+the same names on SQLite, PostgreSQL and MariaDB. Each string column that
+callers fill is at most 255 characters, which also keeps composite unique
+indexes within MariaDB's 3072-byte key limit under utf8mb4.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from sqlalchemy import (Boolean, DateTime, Index, Integer, LargeBinary,
+                        MetaData, String, Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Large enough for a 64 KiB secret value plus its nonce and tag; MariaDB
+# maps this length to MEDIUMBLOB where a plain BLOB would stop at 64 KiB.
+BLOB_LENGTH = 1 << 20
+
+
+def utcnow() -> datetime.datetime:
+    """Return the current UTC time without tzinfo, as every column stores it."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime.datetime | None] = mapped_column(
+        DateTime, onupdate=utcnow)
+
+
+class DriverInitiatorData(TimestampMixin, Base):
+    """One key of a volume driver's private data for one initiator."""
+
+    __tablename__ = "driver_initiator_data"
+    __table_args__ = (UniqueConstraint("initiator", "namespace", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    initiator: Mapped[str] = mapped_column(String(255))
+    namespace: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str | None] = mapped_column(String(255))
+
+
+class Secret(TimestampMixin, Base):
+    """A persistent secret; ephemeral ones never reach this table.
+
+    The value is stored as AES-256-GCM ciphertext under its own data key,
+    which is kept wrapped by the master key named in ``master_key_id``.
+    """
+
+    __tablename__ = "secrets"
+    __table_args__ = (UniqueConstraint("uuid"),
+                      UniqueConstraint("usage_type", "usage_id"),
+                      Index(None, "project_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36))
+    project_id: Mapped[str | None] = mapped_column(String(255))
+    usage_type: Mapped[str | None] = mapped_column(String(16))
+    usage_id: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(String(1024))
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
+    generated: Mapped[bool] = mapped_column(Boolean, default=False)
+    value: Mapped[bytes | None] = mapped_column(LargeBinary(BLOB_LENGTH))
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary(1024))
+    master_key_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class SigningKey(TimestampMixin, Base):
+    """An HMAC key for backup metadata; only the ``active`` one signs."""
+
+    __tablename__ = "signing_keys"
+    __table_args__ = (UniqueConstraint("key_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(36))
+    state: Mapped[str] = mapped_column(String(16))
+    material: Mapped[bytes] = mapped_column(LargeBinary(1024))
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary(1024))
+    master_key_id: Mapped[str] = mapped_column(String(64))
+    deactivated_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+
+
+class VolumeGlanceMetadata(TimestampMixin, Base):
+    """One key of the glance metadata a volume carries (billing, licences)."""
+
+    __tablename__ = "volume_glance_metadata"
+    __table_args__ = (UniqueConstraint("volume_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    volume_id: Mapped[str] = mapped_column(String(36))
+    key: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(Text)
+
+
+class BackupRecord(TimestampMixin, Base):
+    """Where the metadata document of one backup is kept, and for whom."""
+
+    __tablename__ = "backup_records"
+    __table_args__ = (UniqueConstraint("backup_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    backup_id: Mapped[str] = mapped_column(String(36))
+    volume_id: Mapped[str] = mapped_column(String(36))
+    project_id: Mapped[str | None] = mapped_column(String(255))
+    account: Mapped[str] = mapped_column(String(255))
+    key_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class InstanceSystemMetadata(TimestampMixin, Base):
+    """Agent-owned facts about an instance, such as the roles it booted with."""
+
+    __tablename__ = "instance_system_metadata"
+    __table_args__ = (UniqueConstraint("instance_uuid", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_uuid: Mapped[str] = mapped_column(String(36))
+    key: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(Text)

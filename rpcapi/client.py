@@ -1,0 +1,30 @@
+"""The custos-agent RPC client class."""
+
+from __future__ import annotations
+
+from rpcapi.backups import BackupsAPI
+from rpcapi.connections import ConnectionsAPI
+from rpcapi.secrets import SecretsAPI
+from rpcapi.service import ServiceAPI
+from rpcapi.vendordata import VendordataAPI
+
+
+class CustosAPI(ServiceAPI, SecretsAPI, ConnectionsAPI, BackupsAPI, VendordataAPI):
+    """Client side of the custos-agent RPC API (topic ``custos-agent``).
+
+    Every method takes the request context first. Expected failures are
+    raised as their own :mod:`agent.exception` classes.
+
+    API version history:
+
+    * 1.0 - Initial version: health; initialize_connection,
+      terminate_connection, initiator_data_get, initiator_data_update;
+      secret_define_xml, secret_get_xml_desc, secret_set_value,
+      secret_get_value, secret_undefine, secret_list,
+      secret_lookup_by_usage, secret_generate;
+      volume_glance_metadata_set/get/copy, backup_metadata_export,
+      backup_metadata_import, backup_metadata_get,
+      backup_metadata_delete; instance_boot_roles_set, vendordata_get.
+    """
+
+    RPC_API_VERSION = "1.0"

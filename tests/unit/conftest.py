@@ -1,0 +1,78 @@
+"""Unit fixtures: a real AgentService on oslo.messaging's fake transport and SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import oslo_messaging as messaging
+import pytest
+from oslo_config import cfg
+from oslo_messaging.notify import _impl_test as test_notifier
+
+from agent import rpc
+from agent.keystore import masterkey
+from agent.service import AgentService
+from db import api as db_api
+from db import migration
+from rpcapi import CustosAPI
+
+
+@pytest.fixture
+def migrated(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
+    """A SQLite database under the test's state_path, migrated to head."""
+    db_api.configure()
+    migration.db_sync()
+    return conf
+
+
+@pytest.fixture
+def master_key(conf: cfg.ConfigOpts) -> str:
+    """A fresh master key file at the default path; returns its id."""
+    return masterkey.init_key_file(masterkey.default_path())
+
+
+@dataclass
+class Harness:
+    """A running in-process agent and a client on the same fake transport."""
+
+    api: CustosAPI
+    service: AgentService
+
+    @property
+    def runtime(self) -> Any:
+        return self.service.runtime
+
+    def notifications(self, event_type: str | None = None) -> list[dict[str, Any]]:
+        """Notifications sent so far: ``{event_type, priority, payload, context}``."""
+        found = [{"context": ctxt, "event_type": message["event_type"],
+                  "priority": priority.lower(), "payload": message["payload"],
+                  "publisher_id": message["publisher_id"]}
+                 for ctxt, message, priority, _retry in test_notifier.NOTIFICATIONS]
+        return [n for n in found if event_type is None or n["event_type"] == event_type]
+
+
+@pytest.fixture
+def harness(migrated: cfg.ConfigOpts, master_key: str) -> Iterator[Harness]:
+    """Start the agent on ``fake:/`` with a recording notifier.
+
+    Tests may set configuration overrides before requesting this fixture
+    (through another fixture) to shape the agent.
+    """
+    migrated.set_override("transport_url", "fake:/")
+    test_notifier.reset()
+    service = AgentService(migrated)
+    service.start()
+    assert service.runtime is not None
+    service.runtime.notifier = messaging.Notifier(
+        rpc.NOTIFICATION_TRANSPORT, publisher_id=f"custos-agent.{migrated.host}",
+        driver="test", topics=[rpc.NOTIFICATION_TOPIC],
+        serializer=rpc.NotificationSerializer())
+    api = CustosAPI(transport=rpc.TRANSPORT, timeout=10)
+    try:
+        yield Harness(api=api, service=service)
+    finally:
+        service.stop()
+        service.wait()
+        test_notifier.reset()

@@ -1,0 +1,61 @@
+"""The agent's RPC boundary on the fake transport: health, bad calls, errors."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import agent
+from agent import exception
+from rpcapi import RPC_API_VERSION
+from tests.common import make_context, member, nobody
+
+
+def test_health_reports_version_database_and_key(harness):
+    result = harness.api.health(nobody())
+
+    assert result["version"] == agent.__version__
+    assert result["rpc_api_version"] == RPC_API_VERSION == "1.0"
+    assert result["database"] == "ok"
+    assert result["master_key"] == "ok"
+    assert result["host"] == "unit-agent"
+    assert 0 <= result["uptime_s"] < 60
+
+
+def test_unexpected_argument_is_invalid_input_naming_it(harness):
+    with pytest.raises(exception.InvalidInput) as caught:
+        harness.api._call(member(), "health", verbose=True)
+
+    assert caught.value.code == "invalid_input"
+    assert caught.value.kwargs["field"] == "verbose"
+
+
+def test_unknown_method_is_a_named_error(harness):
+    with pytest.raises(exception.UnknownMethod) as caught:
+        harness.api._call(member(), "drop_all_tables")
+
+    assert caught.value.code == "unknown_method"
+    assert "drop_all_tables" in caught.value.msg
+
+
+def test_agent_keeps_serving_after_refusals(harness):
+    for _ in range(3):
+        with pytest.raises(exception.CustosException):
+            harness.api._call(member(), "health", x=1)
+        with pytest.raises(exception.UnknownMethod):
+            harness.api._call(member(), "nope")
+
+    assert harness.api.health(member())["database"] == "ok"
+
+
+def test_expected_errors_leave_no_traceback_in_the_log(harness, caplog):
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(exception.InvalidInput):
+        harness.api._call(member(), "health", x=1)
+
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+
+
+def test_context_without_project_or_roles_still_gets_health(harness):
+    assert harness.api.health(make_context(None, [], []))["database"] == "ok"
