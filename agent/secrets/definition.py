@@ -164,7 +164,7 @@ def parse(xml: str | bytes) -> SecretDefinition:
     root = _parse_tree(_bounded_text(xml))
     if root.tag != "secret":
         raise _invalid("the root element must be <secret>, not <%s>"
-                       % _shorten(str(root.tag)))
+                       % _clip(str(root.tag)))
 
     ephemeral = _yes_no(root, "ephemeral")
     private = _yes_no(root, "private")
@@ -350,11 +350,16 @@ def _yes_no_text(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
+def _clip(value: str) -> str:
+    """Cut a piece of the document short enough to show in a reason."""
+    if len(value) > _QUOTE_LIMIT:
+        return value[:_QUOTE_LIMIT] + "..."
+    return value
+
+
 def _shorten(value: str) -> str:
     """Quote a piece of the document without echoing much of it."""
-    if len(value) > _QUOTE_LIMIT:
-        value = value[:_QUOTE_LIMIT] + "..."
-    return repr(value)
+    return repr(_clip(value))
 
 
 def _too_large() -> exception.InvalidSecretXML:
