@@ -252,8 +252,8 @@ def _bounded_text(xml: str | bytes) -> str:
 
 def _parse_tree(text: str) -> Element:
     try:
-        return defused_et.fromstring(text, forbid_dtd=True, forbid_entities=True,
-                                     forbid_external=True)
+        root: Element = defused_et.fromstring(text, forbid_dtd=True, forbid_entities=True,
+                                              forbid_external=True)
     except defusedxml.DTDForbidden:
         raise _invalid("a DTD (<!DOCTYPE>) is not allowed") from None
     except defusedxml.EntitiesForbidden:
@@ -266,6 +266,7 @@ def _parse_tree(text: str) -> Element:
         line, column = exc.position
         raise _invalid("the document is not well-formed XML (line %d, column %d)"
                        % (line, column)) from None
+    return root
 
 
 def _known_children(parent: Element, names: tuple[str, ...],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid as uuid_lib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -231,15 +232,29 @@ def test_corpus_secrets_sharing_a_uuid_follow_libvirt(store):
     assert store.get(tls_defn.uuid).definition == tls_defn
 
 
-def test_concurrent_defines_of_one_usage_leave_exactly_one_holder(store):
-    threads = 32
+class SlowHashStr(str):
+    """A usage id whose hashing lets other threads run.
+
+    Every index lookup hashes the usage id; sleeping there widens any gap
+    between "is this usage free?" and "take it" from nanoseconds to
+    milliseconds, so a missing lock shows up on every run.
+    """
+
+    def __hash__(self) -> int:
+        time.sleep(0.001)
+        return str.__hash__(self)
+
+
+@pytest.mark.parametrize("round_", range(5))
+def test_concurrent_defines_of_one_usage_leave_exactly_one_holder(store, round_):
+    threads = 16
     uuids = [str(uuid_lib.uuid4()) for _ in range(threads)]
     start = threading.Barrier(threads)
 
     def define(secret_uuid: str) -> str:
         start.wait()
         try:
-            store.define(ceph(secret_uuid, name="shared"), "p")
+            store.define(ceph(secret_uuid, name=SlowHashStr("shared")), "p")
         except exception.SecretUsageConflict:
             return "conflict"
         return "defined"
