@@ -330,7 +330,7 @@ def _member_spans(text: str) -> dict[str, tuple[int, int]]:
         return spans
     while True:
         start = index
-        key, index = json.decoder.scanstring(text, index + 1)
+        key, index = _DECODER.raw_decode(text, index)
         index = _skip_whitespace(text, index) + 1
         index = _skip_whitespace(text, index)
         _, index = _DECODER.raw_decode(text, index)
