@@ -173,3 +173,20 @@ class BackupMetadataUnsupportedVersion(CustosException):
 class VendordataFetchFailed(CustosException):
     msg_fmt = "Vendordata target '%(target)s' failed: %(reason)s"
     code = "vendordata_fetch_failed"
+
+
+class BackupMetadataInvalid(InvalidInput):
+    """A backup metadata document that cannot be read as one at all."""
+
+    msg_fmt = "Invalid input for field '%(field)s': %(reason)s"
+    code = "backup_metadata_invalid"
+
+
+class BackupMetadataDamaged(BackupMetadataInvalid):
+    """A document that is, or claims to be, custos-signed but is broken.
+
+    Importers treat it as tampering: the signed part cannot be trusted.
+    """
+
+    msg_fmt = "Invalid input for field '%(field)s': %(reason)s"
+    code = "backup_metadata_damaged"
