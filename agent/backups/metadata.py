@@ -263,7 +263,7 @@ def read(session: Session, store: BackupStore, ctx: Any, backup_id: str) -> str:
         if not _visible(ctx, "backup_metadata_get", record):
             raise exception.BackupNotFound(backup_id=backup_id)
         return store.read(record.account, backup_id)
-    if policy.check(ctx, "rule:audit"):
+    if policy.check(ctx, "audit"):
         found = store.find(backup_id)
         if found is None:
             raise exception.BackupNotFound(backup_id=backup_id)
