@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import queue
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from agent import exception
 from tests.common import (PROJECT, admin, auditor, member, member_with_service, nobody,
                           service_only)
 from tests.functional.agentproc import run_script
+from tests.functional.conftest import create_database
 
 LICENCE = "WIN-LICENCE-7f3a9c21d0e4"
 GLANCE = {"image_id": "5e4c6ad2-3a54-4f3c-9d1a-6b7b2f0c1e55", "license": LICENCE}
@@ -80,13 +80,31 @@ def export(api, backup_id: str, volume_id: str) -> str:
         "id": volume_id, "base": {"display_name": "db"}, "metadata": {"tier": "gold"}})
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
 def db_url(request, tmp_path) -> Iterator[str | None]:
-    """The default SQLite file, then a fresh PostgreSQL database."""
+    """The agent's default SQLite file, then fresh PostgreSQL and MariaDB databases."""
     if request.param == "sqlite":
         yield None
         return
-    yield request.getfixturevalue("postgresql_url")
+    url, drop = create_database(request.param, tmp_path)
+    try:
+        yield url
+    finally:
+        drop()
+
+
+def test_glance_metadata_overwrites_and_copies_on_each_database(start_agent, api, db_url):
+    start_agent(database_url=db_url)
+    ctxt = member_with_service()
+    source, clone = str(uuid.uuid4()), str(uuid.uuid4())
+
+    api.volume_glance_metadata_set(ctxt, source, {"a": "1", "b": "2"}, wait=True)
+    api.volume_glance_metadata_set(ctxt, source, {"b": "3"}, wait=True)
+    api.volume_glance_metadata_set(ctxt, clone, {"b": "old", "stale": "x"}, wait=True)
+    api.volume_glance_metadata_copy(ctxt, source, clone, wait=True)
+
+    assert api.volume_glance_metadata_get(member(), source) == {"a": "1", "b": "3"}
+    assert api.volume_glance_metadata_get(member(), clone) == {"a": "1", "b": "3"}
 
 
 def test_tampered_stored_document_drops_glance_and_is_reported(start_agent, api, db_url,

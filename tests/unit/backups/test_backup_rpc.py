@@ -50,7 +50,7 @@ def stored_path(harness, backup_id=BACKUP, project=PROJECT) -> Path:
         f"{backup_id}.json")
 
 
-def signed_span(text: str) -> range:
+def signed_span(text: str) -> list[int]:
     """Character positions of the signed members of a canonical document."""
     decoded = json.loads(text)
     positions: list[int] = []
