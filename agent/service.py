@@ -116,7 +116,7 @@ class AgentService:
         listener_endpoints = build_listener_endpoints(runtime)
         if listener_endpoints:
             self.listener = rpc.get_notification_listener(listener_endpoints,
-                                                          pool=rpc.TOPIC)
+                                                          pool=rpc.LISTENER_POOL)
             self.listener.start()
         LOG.info("custos-agent %s serving topic %s", self.conf.host, rpc.TOPIC)
 
