@@ -13,7 +13,6 @@ targets asked.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,8 +23,6 @@ from agent.vendordata import auth
 from agent.vendordata.cache import VendordataCache
 from agent.vendordata.fetcher import Fetcher, FetchResult, build_body
 from agent.vendordata.targets import parse_targets
-
-LOG = logging.getLogger(__name__)
 
 # Nova's API refuses user data over 65535 characters of base64 text.
 MAX_USER_DATA = 65535
