@@ -16,7 +16,7 @@ neither fail on the unique key nor overwrite each other.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -27,21 +27,21 @@ from db import models
 # The instance_system_metadata key the roles live under.
 KEY = "boot_roles"
 
-_TABLE = models.InstanceSystemMetadata.__table__
+_MODEL = models.InstanceSystemMetadata
 
 
 def _insert_if_absent(session: Session, values: dict[str, Any]) -> Any:
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        return postgresql.insert(_TABLE).values(**values).on_conflict_do_nothing(
+        return postgresql.insert(_MODEL).values(**values).on_conflict_do_nothing(
             index_elements=["instance_uuid", "key"])
     if dialect in ("mysql", "mariadb"):
-        statement = mysql.insert(_TABLE).values(**values)
+        statement = mysql.insert(_MODEL).values(**values)
         # A no-op update instead of INSERT IGNORE: IGNORE would also turn
         # genuine errors (truncation, bad values) into warnings.
         return statement.on_duplicate_key_update(
-            instance_uuid=_TABLE.c.instance_uuid)
-    return sqlite.insert(_TABLE).values(**values).on_conflict_do_nothing(
+            instance_uuid=_MODEL.instance_uuid)
+    return sqlite.insert(_MODEL).values(**values).on_conflict_do_nothing(
         index_elements=["instance_uuid", "key"])
 
 
@@ -67,8 +67,8 @@ def load(session: Session, instance_uuid: str) -> list[str] | None:
     :returns: the role names, or ``None`` when none were stored.
     """
     value = session.scalar(
-        sa.select(_TABLE.c.value).where(_TABLE.c.instance_uuid == instance_uuid,
-                                        _TABLE.c.key == KEY))
+        sa.select(_MODEL.value).where(_MODEL.instance_uuid == instance_uuid,
+                                      _MODEL.key == KEY))
     if value is None:
         return None
     roles = json.loads(value)
@@ -80,7 +80,7 @@ def purge(session: Session, instance_uuid: str) -> int:
 
     :returns: how many rows were deleted (0 or 1).
     """
-    result = session.execute(
-        sa.delete(_TABLE).where(_TABLE.c.instance_uuid == instance_uuid,
-                                _TABLE.c.key == KEY))
+    result = cast(sa.CursorResult[Any], session.execute(
+        sa.delete(_MODEL).where(_MODEL.instance_uuid == instance_uuid,
+                                _MODEL.key == KEY)))
     return int(result.rowcount or 0)
