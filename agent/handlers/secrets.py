@@ -25,7 +25,7 @@ from agent.secrets.store import MAX_VALUE_BYTES, Scope, SecretInfo, SecretStore
 
 def _scope(request: Request) -> Scope:
     ctx = request.context
-    if policy.check(ctx, "rule:context_is_admin"):
+    if policy.check(ctx, "context_is_admin"):
         return Scope(ctx.project_id, all_projects=True)
     if not ctx.project_id:
         # Secrets belong to a project: without one there is nothing to own.
