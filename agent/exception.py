@@ -190,3 +190,15 @@ class BackupMetadataDamaged(BackupMetadataInvalid):
 
     msg_fmt = "Invalid input for field '%(field)s': %(reason)s"
     code = "backup_metadata_damaged"
+
+
+class EphemeralSecretUsageConflict(SecretUsageConflict):
+    """A usage held by an ephemeral secret, named in ``kwargs`` only.
+
+    The holder's UUID travels to the caller as the ``holder`` argument but
+    stays out of the message, which the agent logs: nothing of an
+    ephemeral secret reaches a log.
+    """
+
+    msg_fmt = "Secret usage %(usage_type)s conflicts with an ephemeral secret of this agent"
+    code = "secret_usage_conflict"

@@ -125,6 +125,15 @@ def _info_of_record(record: EphemeralSecret) -> SecretInfo:
                       has_value=record.has_value)
 
 
+#: Stands for an ephemeral secret's UUID in messages, which the agent logs.
+EPHEMERAL = "(ephemeral)"
+
+
+def _ephemeral_conflict(key: _UsageKey, holder: str) -> exception.SecretUsageConflict:
+    return exception.EphemeralSecretUsageConflict(usage_type=key[0], usage_id=key[1],
+                                                  holder=holder)
+
+
 def _begin_for_savepoint(session: Session) -> None:
     """Make sure a SAVEPOINT on SQLite nests inside the request's transaction.
 
@@ -191,7 +200,10 @@ class SecretStore:
         :raises DecryptionFailed: the stored value failed its integrity check.
         """
         if uuid in self.ephemeral:
-            return self.ephemeral.get_value(uuid)
+            try:
+                return self.ephemeral.get_value(uuid)
+            except exception.SecretNoValue:
+                raise exception.SecretNoValue(uuid=EPHEMERAL) from None
         row = self._row(session, uuid)
         if row is None:
             raise exception.SecretNotFound(secret=uuid)
@@ -289,7 +301,7 @@ class SecretStore:
         """
         info = self.describe(session, scope, uuid)
         if info.definition.private:
-            raise exception.SecretPrivate(uuid=uuid)
+            raise exception.SecretPrivate(uuid=EPHEMERAL if info.ephemeral else uuid)
         return self.read_private(session, uuid)
 
     def undefine(self, session: Session, scope: Scope, uuid: str) -> SecretInfo:
@@ -381,13 +393,20 @@ class SecretStore:
                                       models.Secret.usage_id == usage_id)).one_or_none()
 
     @staticmethod
-    def _check_redefinition(old: SecretDefinition, new: SecretDefinition) -> None:
+    def _check_redefinition(old: SecretDefinition, new: SecretDefinition, *,
+                            ephemeral: bool = False) -> None:
+        """Refuse a redefinition that changes the usage or makes a secret public.
+
+        :param ephemeral: ``old`` is an ephemeral secret, kept out of messages.
+        """
+        assert old.uuid is not None
         if _usage_key(old) != _usage_key(new):
             shown = old if old.usage_type is not None else new
-            raise exception.SecretUsageConflict(usage_type=shown.usage_type,
-                                                usage_id=shown.usage_id, holder=old.uuid)
+            error = (exception.EphemeralSecretUsageConflict if ephemeral
+                     else exception.SecretUsageConflict)
+            raise error(usage_type=shown.usage_type, usage_id=shown.usage_id, holder=old.uuid)
         if old.private and not new.private:
-            raise exception.SecretPrivateChange(uuid=old.uuid)
+            raise exception.SecretPrivateChange(uuid=EPHEMERAL if ephemeral else old.uuid)
 
     def _seal_into(self, row: models.Secret, value: bytes) -> None:
         sealed = envelope.seal(self.ring, KIND, row.uuid, bytes(value))
@@ -408,7 +427,10 @@ class SecretStore:
             request of this agent holds it.
         """
         with self._lock:
-            holder = self.ephemeral.usage_holder(*key) or self._reserved.get(key)
+            holder = self.ephemeral.usage_holder(*key)
+            if holder is not None and holder != uuid:
+                raise _ephemeral_conflict(key, holder)
+            holder = self._reserved.get(key)
             if holder is not None and holder != uuid:
                 raise exception.SecretUsageConflict(usage_type=key[0], usage_id=key[1],
                                                     holder=holder)
@@ -466,10 +488,13 @@ class SecretStore:
             if before is not None:
                 if not scope.sees(before.project_id):
                     raise exception.SecretNotFound(secret=uuid)
+                self._check_redefinition(before.definition, defn, ephemeral=True)
                 record = self.ephemeral.define(defn, before.project_id or "")
                 return _info_of_record(record), before
             row = self._row(session, uuid)
             if row is None:
+                if key is not None and self.ephemeral.usage_holder(*key) is not None:
+                    raise _ephemeral_conflict(key, self.ephemeral.usage_holder(*key) or "")
                 record = self.ephemeral.define(defn, scope.project_id or "")
                 return _info_of_record(record), None
             return self._make_ephemeral(session, scope, defn, row)
@@ -500,7 +525,7 @@ class SecretStore:
         before = _info_of_record(record)
         if not scope.sees(before.project_id):
             raise exception.SecretNotFound(secret=uuid)
-        self._check_redefinition(record.definition, defn)
+        self._check_redefinition(record.definition, defn, ephemeral=True)
         value = self.ephemeral.get_value(uuid) if record.has_value else None
         row = self._insert(session, defn, before.project_id, generated=False)
         if value is not None:

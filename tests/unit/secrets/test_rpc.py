@@ -399,3 +399,23 @@ def test_values_are_never_stored_or_logged_in_plain_text(harness, captured_logs,
     assert base64.b64encode(value) not in database
     _assert_nowhere(value, harness, captured_logs)
     _assert_nowhere(passphrase, harness, captured_logs)
+
+
+def test_refusals_about_an_ephemeral_secret_keep_it_out_of_the_log(harness, captured_logs):
+    uuid = harness.api.secret_define_xml(member(), _xml("tls", "tls-9", ephemeral=True,
+                                                       private=True))
+
+    with pytest.raises(exception.SecretNoValue):
+        harness.runtime.secrets.read_private(None, uuid)
+    harness.api.secret_set_value(member(), uuid, b"v")
+    with pytest.raises(exception.SecretPrivate):
+        harness.api.secret_get_value(member(), uuid)
+    with pytest.raises(exception.SecretPrivateChange):
+        harness.api.secret_define_xml(member(), _xml("tls", "tls-9", uuid=uuid, ephemeral=True))
+    with pytest.raises(exception.SecretUsageConflict) as conflict:
+        harness.api.secret_define_xml(member(), _xml("tls", "tls-9"))
+    with pytest.raises(exception.SecretUsageConflict) as moved:
+        harness.api.secret_define_xml(member(), _xml("ceph", "c", uuid=uuid))
+
+    assert conflict.value.kwargs["holder"] == moved.value.kwargs["holder"] == uuid
+    assert uuid not in captured_logs.text and "tls-9" not in captured_logs.text
