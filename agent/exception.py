@@ -197,8 +197,9 @@ class EphemeralSecretUsageConflict(SecretUsageConflict):
 
     The holder's UUID travels to the caller as the ``holder`` argument but
     stays out of the message, which the agent logs: nothing of an
-    ephemeral secret reaches a log.
+    ephemeral secret reaches a log. Catching SecretUsageConflict catches
+    it too; its code is its own, as every class's is.
     """
 
     msg_fmt = "Secret usage %(usage_type)s conflicts with an ephemeral secret of this agent"
-    code = "secret_usage_conflict"
+    code = "secret_usage_conflict_ephemeral"
