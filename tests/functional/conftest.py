@@ -1,8 +1,10 @@
 """Functional fixtures: the real RabbitMQ, PostgreSQL and MariaDB on 127.0.0.1.
 
-Each test session uses its own RabbitMQ exchange and each database test
-its own freshly created database, so runs never see each other's
-messages or rows. A service that is not running skips its tests on a
+Each test session uses a RabbitMQ virtual host of its own (queue names
+are global within a virtual host, whatever the exchange, so an exchange
+alone would not keep two concurrent runs apart) and each database test a
+freshly created database, so runs never see each other's messages or
+rows. A service that is not running skips its tests on a
 developer's machine and fails them in CI (``CI`` set), where .ci/run
 starts every service first.
 """
@@ -10,7 +12,9 @@ starts every service first.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -51,29 +55,57 @@ def require(service: str, port: int) -> None:
     pytest.skip(message)
 
 
+_session_rabbit_url = RABBIT_URL
+
+
+def _rabbitmqctl(*args: str) -> bool:
+    if not shutil.which("rabbitmqctl"):
+        return False
+    result = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, timeout=60)
+    return result.returncode == 0
+
+
 @pytest.fixture(scope="session")
 def exchange() -> str:
-    """A control exchange of this test session's own."""
+    """A control exchange (and virtual host name) of this test session's own."""
     return f"custos-test-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(scope="session")
-def transport(exchange: str) -> Iterator[messaging.Transport]:
-    """An RPC transport on the real RabbitMQ, on this session's exchange."""
+def rabbit_url(exchange: str) -> Iterator[str]:
+    """The transport URL of this session's own RabbitMQ virtual host.
+
+    Falls back to the default virtual host when rabbitmqctl cannot create
+    one (a broker on another machine); runs then share queue names.
+    """
+    global _session_rabbit_url
     require("RabbitMQ", 5672)
+    if _rabbitmqctl("add_vhost", exchange) and _rabbitmqctl(
+            "set_permissions", "-p", exchange, "guest", ".*", ".*", ".*"):
+        _session_rabbit_url = RABBIT_URL.rstrip("/") + "/" + exchange
+        yield _session_rabbit_url
+        _rabbitmqctl("delete_vhost", exchange)
+    else:
+        yield RABBIT_URL
+    _session_rabbit_url = RABBIT_URL
+
+
+@pytest.fixture(scope="session")
+def transport(exchange: str, rabbit_url: str) -> Iterator[messaging.Transport]:
+    """An RPC transport on the real RabbitMQ, in this session's virtual host."""
     rpc.set_defaults(CONF)
     CONF([], project="custos", default_config_files=[])
     CONF.set_override("control_exchange", exchange)
-    transport = messaging.get_rpc_transport(CONF, url=RABBIT_URL,
+    transport = messaging.get_rpc_transport(CONF, url=rabbit_url,
                                             allowed_remote_exmods=rpc.ALLOWED_EXMODS)
     yield transport
     transport.cleanup()
 
 
 @pytest.fixture(scope="session")
-def notification_transport(exchange: str, transport: messaging.Transport) -> Iterator[Any]:
-    """A notification transport on the same exchange, for listeners in tests."""
-    notification = messaging.get_notification_transport(CONF, url=RABBIT_URL)
+def notification_transport(rabbit_url: str, transport: messaging.Transport) -> Iterator[Any]:
+    """A notification transport in the same virtual host, for listeners in tests."""
+    notification = messaging.get_notification_transport(CONF, url=rabbit_url)
     yield notification
     notification.cleanup()
 
@@ -160,11 +192,16 @@ def postgresql_url(tmp_path: Path) -> Iterator[str]:
 
 def agent_sections(tmp_path: Path, exchange: str, database_url: str | None = None,
                    host: str = "agent-1", state_path: Path | None = None,
+                   rabbit_url: str | None = None,
                    **extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Configuration of one test agent; ``extra`` adds or replaces sections."""
+    """Configuration of one test agent; ``extra`` adds or replaces sections.
+
+    ``rabbit_url`` defaults to this session's virtual host.
+    """
     state = state_path or tmp_path / "state"
     sections: dict[str, dict[str, Any]] = {
-        "DEFAULT": {"host": host, "state_path": str(state), "transport_url": RABBIT_URL,
+        "DEFAULT": {"host": host, "state_path": str(state),
+                    "transport_url": rabbit_url or _session_rabbit_url,
                     "control_exchange": exchange, "debug": "true",
                     "graceful_shutdown_timeout": 20},
         "oslo_messaging_rabbit": {"rabbit_retry_interval": 1},
@@ -177,7 +214,8 @@ def agent_sections(tmp_path: Path, exchange: str, database_url: str | None = Non
 
 
 @pytest.fixture
-def start_agent(tmp_path: Path, exchange: str, api: CustosAPI) -> Iterator[Callable[..., AgentProcess]]:
+def start_agent(tmp_path: Path, exchange: str, rabbit_url: str,
+                api: CustosAPI) -> Iterator[Callable[..., AgentProcess]]:
     """Start real custos-agent processes; each is stopped (SIGTERM) afterwards.
 
     Call as ``start_agent(database_url=None, host='agent-1', **sections)``;
@@ -192,7 +230,7 @@ def start_agent(tmp_path: Path, exchange: str, api: CustosAPI) -> Iterator[Calla
         workdir = tmp_path / host
         workdir.mkdir(exist_ok=True)
         sections = agent_sections(tmp_path, exchange, database_url, host,
-                                  state_path=state_path, **extra)
+                                  state_path=state_path, rabbit_url=rabbit_url, **extra)
         proc = AgentProcess(workdir, sections)
         proc.prepare()
         proc.start()

@@ -24,7 +24,7 @@ def test_agent_serves_health_then_stops_on_sigterm(start_agent, api, database_ur
     assert health["master_key"] == "ok"
     assert health["version"] == agent.__version__
     assert json.loads(cli.stdout)["host"] == "agent-1"
-    assert proc.stop() == 0
+    assert proc.stop() == 0, proc.log()
     assert "custos-agent stopped" in proc.log()
 
 
@@ -40,9 +40,9 @@ def test_bad_calls_come_back_as_named_errors_and_agent_keeps_serving(start_agent
     assert api.health(member())["database"] == "ok"
 
 
-def test_cli_reports_a_timeout_in_one_line(tmp_path):
+def test_cli_reports_a_timeout_in_one_line(tmp_path, rabbit_url):
     config = write_config(tmp_path / "c.conf", {"DEFAULT": {
-        "transport_url": RABBIT_URL, "control_exchange": "custos-nobody-listens"}})
+        "transport_url": rabbit_url, "control_exchange": "custos-nobody-listens"}})
 
     result = run_script("custos", config, "--timeout", "1", "health", check=False)
 
@@ -67,8 +67,9 @@ def test_cli_reports_an_unreachable_broker_in_one_line(tmp_path):
     assert time.monotonic() - started < 30
 
 
-def test_agent_refuses_to_start_on_an_unmigrated_database(tmp_path, exchange):
-    sections = agent_sections(tmp_path, exchange, f"sqlite:///{tmp_path / 'empty.sqlite'}")
+def test_agent_refuses_to_start_on_an_unmigrated_database(tmp_path, exchange, rabbit_url):
+    sections = agent_sections(tmp_path, exchange, f"sqlite:///{tmp_path / 'empty.sqlite'}",
+                              rabbit_url=rabbit_url)
     proc = AgentProcess(tmp_path, sections)
     proc.start()
     assert proc.process is not None

@@ -23,7 +23,7 @@ class ScriptedDriver(VolumeDriver):
                                  "namespace": request.namespace})
         if isinstance(self.reply, BaseException):
             raise self.reply
-        return dict(self.reply)
+        return dict(self.reply) if isinstance(self.reply, dict) else self.reply
 
 
 class DatalessDriver(ScriptedDriver):
