@@ -8,6 +8,7 @@ from agent import exception
 from agent.connections import backends
 from agent.drivers.iscsi_chap import ISCSIChapDriver
 from agent.service import AgentService
+from tests.conftest import REPO_ROOT
 from tests.unit.connections.conftest import configure_backend
 
 
@@ -58,3 +59,14 @@ def test_bad_backend_stops_start_up_naming_it(migrated, master_key, setup, enabl
 
     for word in words:
         assert word in caught.value.msg
+
+
+def test_shipped_development_configuration_loads_its_backend(conf):
+    conf(["--config-file", str(REPO_ROOT / "etc" / "custos" / "custos.conf")],
+         project="custos", default_config_files=[])
+
+    [backend] = load(conf).values()
+
+    assert (backend.name, backend.namespace) == ("lvm-1", "lvm")
+    assert isinstance(backend.driver, ISCSIChapDriver)
+    assert backend.driver.portal == "192.0.2.10:3260"
