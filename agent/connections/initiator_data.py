@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 
 from db.models import DriverInitiatorData, utcnow
 
-TABLE = DriverInitiatorData.__table__
 _CONFLICT_COLUMNS = ["initiator", "namespace", "key"]
 
 
@@ -35,11 +34,11 @@ def read(session: Session, initiator: str, namespace: str) -> dict[str, str]:
 def _upsert_statement(dialect: str, rows: list[dict[str, Any]]) -> Any:
     now = utcnow()
     if dialect == "mysql":
-        stmt = mysql.insert(TABLE).values(rows)
+        stmt = mysql.insert(DriverInitiatorData).values(rows)
         return stmt.on_duplicate_key_update(value=stmt.inserted.value, updated_at=now)
     if dialect in ("postgresql", "sqlite"):
         module = postgresql if dialect == "postgresql" else sqlite
-        stmt = module.insert(TABLE).values(rows)
+        stmt = module.insert(DriverInitiatorData).values(rows)
         return stmt.on_conflict_do_update(
             index_elements=_CONFLICT_COLUMNS,
             set_={"value": stmt.excluded.value, "updated_at": now})

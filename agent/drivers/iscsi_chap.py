@@ -131,8 +131,8 @@ class ISCSIChapDriver(VolumeDriver):
         rotate = _truthy(data.get(KEY_ROTATE))
         if not rotate and data.get(KEY_USERNAME) and data.get(KEY_SECRET):
             try:
-                password = store.read_private(session, data[KEY_SECRET])
-                return data[KEY_USERNAME], password.decode(), None
+                stored = store.read_private(session, data[KEY_SECRET])
+                return data[KEY_USERNAME], stored.decode(), None
             except exception.SecretNotFound:
                 pass  # undefined by an operator: make new credentials below
         usage_id = chap_usage_id(request.namespace, initiator)
