@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from agent import exception
-from tests.common import admin, member
+from tests.common import admin, member, member_with_service
 from tests.functional.agentproc import AgentProcess, run_script
 from tests.functional.conftest import agent_sections
 
@@ -59,6 +59,20 @@ def test_an_initiator_keeps_its_chap_credentials_and_another_gets_its_own(
     assert "serving topic" in log
     for password in (first["auth_password"], other["auth_password"]):
         assert password not in log
+
+
+def test_initiator_data_upserts_and_removes_on_each_database(start_agent, api, database_url):
+    start_agent(database_url=database_url)
+    ctx = member_with_service()
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: api.initiator_data_update(
+            ctx, INITIATOR, "ns", set_values={"shared": f"v{n}", f"own-{n}": "x"}), range(8)))
+    api.initiator_data_update(ctx, INITIATOR, "ns", set_values={"shared": "last"},
+                              remove_values=[f"own-{n}" for n in range(7)])
+
+    assert api.initiator_data_get(admin(), INITIATOR, "ns") == {"shared": "last", "own-7": "x"}
+    assert api.initiator_data_get(admin(), OTHER_INITIATOR, "ns") == {}
 
 
 @pytest.mark.parametrize("database_url", ["postgresql", "mysql"], indirect=True)
