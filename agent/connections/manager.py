@@ -11,6 +11,7 @@ whole request back, so the table is left as it was.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -29,9 +30,11 @@ LOG = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Attempts of one attach when drivers keep asking for a fresh transaction;
-# a lost first-attach race needs one more, a rotation racing it two.
-MAX_ATTEMPTS = 6
+# How long one attach keeps starting afresh for a driver that lost a race
+# (seconds, well below callers' RPC timeout), and the pauses in between.
+RETRY_DEADLINE = 15.0
+FIRST_PAUSE = 0.01
+MAX_PAUSE = 0.25
 
 Notification = tuple[str, dict[str, Any], str]
 
@@ -94,7 +97,8 @@ class ConnectionManager:
         """Attach ``volume`` to ``connector`` through a backend's driver.
 
         Runs in its own transactions: a driver that raises
-        :class:`RetryRequest` gets a fresh one, at most ``MAX_ATTEMPTS``.
+        :class:`RetryRequest` gets a fresh one, for up to ``RETRY_DEADLINE``
+        seconds.
 
         :returns: the connection info without any initiator update, and the
             notifications to send now that it has committed.
@@ -130,19 +134,23 @@ class ConnectionManager:
                     backend=backend.name, reason="connection info lacks driver_volume_type or data")
             return info, update
 
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        deadline = time.monotonic() + RETRY_DEADLINE
+        pause = FIRST_PAUSE
+        while True:
             try:
                 info, update = db_api.run_in_transaction(attach)
                 break
             except RetryRequest:
-                LOG.debug("initialize_connection on backend %s lost a race; attempt %d",
-                          backend.name, attempt)
-                # The winner has committed; a short pause only spreads out
-                # retries of many losers.
-                time.sleep(0.005 * attempt)
-        else:
-            raise exception.VolumeDriverError(backend=backend.name,
-                                              reason="concurrent requests kept conflicting")
+                if time.monotonic() + pause > deadline:
+                    raise exception.VolumeDriverError(
+                        backend=backend.name,
+                        reason="concurrent requests kept conflicting") from None
+                LOG.debug("initialize_connection on backend %s lost a race; retrying",
+                          backend.name)
+                # The winner may not have committed yet (it may be another
+                # request of this agent); back off with jitter until it has.
+                time.sleep(pause * random.uniform(0.5, 1.5))
+                pause = min(pause * 2, MAX_PAUSE)
         keys_set = sorted(update.set_values) if update else []
         keys_removed = sorted(update.remove_values) if update else []
         notifications: list[Notification] = [(
