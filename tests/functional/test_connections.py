@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import threading
 import uuid
 
 import pytest
@@ -80,8 +81,14 @@ def test_concurrent_first_attaches_on_two_agents_share_one_secret(start_agent, a
                                                                    database_url):
     agents = [start_chap_agent(start_agent, database_url, host=f"agent-{n}") for n in (1, 2)]
 
+    start = threading.Barrier(32)
+
+    def first_attach(_):
+        start.wait()
+        return attach(api)
+
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
-        replies = list(pool.map(lambda _: attach(api), range(32)))
+        replies = list(pool.map(first_attach, range(32)))
 
     assert len({credentials(reply) for reply in replies}) == 1
     data = api.initiator_data_get(admin(), INITIATOR, "lvm")
