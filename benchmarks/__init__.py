@@ -1,1 +1,1 @@
-"""Measurements of custos against a real agent (SPEC §5); run each module with -m."""
+"""Benchmarks that measure SPEC §5's figures; not run by the test command."""

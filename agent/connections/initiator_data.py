@@ -11,13 +11,12 @@ constraint; removals are hard deletes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.models import DriverInitiatorData, utcnow
+from db import upsert
+from db.models import DriverInitiatorData
 
 _CONFLICT_COLUMNS = ["initiator", "namespace", "key"]
 
@@ -31,30 +30,15 @@ def read(session: Session, initiator: str, namespace: str) -> dict[str, str]:
     return {key: value if value is not None else "" for key, value in rows}
 
 
-def _upsert_statement(dialect: str, rows: list[dict[str, Any]]) -> Any:
-    now = utcnow()
-    if dialect == "mysql":
-        stmt = mysql.insert(DriverInitiatorData).values(rows)
-        return stmt.on_duplicate_key_update(value=stmt.inserted.value, updated_at=now)
-    if dialect in ("postgresql", "sqlite"):
-        module = postgresql if dialect == "postgresql" else sqlite
-        stmt = module.insert(DriverInitiatorData).values(rows)
-        return stmt.on_conflict_do_update(
-            index_elements=_CONFLICT_COLUMNS,
-            set_={"value": stmt.excluded.value, "updated_at": now})
-    raise NotImplementedError(f"no upsert for database dialect {dialect}")
-
-
 def set_values(session: Session, initiator: str, namespace: str,
                values: Mapping[str, str]) -> None:
     """Insert or replace each key of ``values`` for the initiator."""
     if not values:
         return
-    now = utcnow()
     # Sorted keys take row locks in one order in every agent: fewer deadlocks.
     rows = [{"initiator": initiator, "namespace": namespace, "key": key,
-             "value": values[key], "created_at": now} for key in sorted(values)]
-    session.execute(_upsert_statement(session.get_bind().dialect.name, rows))
+             "value": values[key]} for key in sorted(values)]
+    upsert.upsert(session, DriverInitiatorData, rows, key=_CONFLICT_COLUMNS, update=["value"])
 
 
 def remove_keys(session: Session, initiator: str, namespace: str,

@@ -10,7 +10,6 @@ from oslo_config import cfg
 from agent.connections import backends
 from agent.drivers.iscsi_chap import ISCSIChapDriver
 from tests.unit.connections import drivers
-from tests.unit.connections.fake_store import FakeSecretStore
 
 PORTAL = "192.0.2.10:3260"
 PREFIX = "iqn.2010-10.org.example"
@@ -49,6 +48,5 @@ def chap_backend(migrated: cfg.ConfigOpts) -> cfg.ConfigOpts:
 
 @pytest.fixture
 def store(harness: Any) -> Any:
-    """The secret store the agent's drivers use."""
-    harness.runtime.secrets = FakeSecretStore()
+    """The agent's own secret store, which its drivers use."""
     return harness.runtime.secrets

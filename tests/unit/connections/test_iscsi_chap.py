@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from agent import exception
 from agent.drivers.iscsi_chap import chap_usage_id
 from db import api as db_api
-from db.models import DriverInitiatorData, Secret
+from db.models import DriverInitiatorData
 from tests.common import admin, member, member_with_service
 from tests.unit.connections.conftest import PORTAL, PREFIX
 
@@ -25,9 +25,8 @@ def attach(harness, initiator=INITIATOR, volume_id=None, **connector):
         member(), volume, {"initiator": initiator, "host": "compute-1", **connector})
 
 
-def chap_secrets():
-    with db_api.transaction() as session:
-        return session.scalars(sa.select(Secret).where(Secret.usage_type == "iscsi")).all()
+def chap_secrets(harness):
+    return harness.api.secret_list(admin(), usage_type="iscsi")
 
 
 def test_first_attach_returns_iscsi_target_and_chap_credentials(chap_backend, harness, store):
@@ -56,10 +55,12 @@ def test_initiator_data_keeps_only_the_username_and_the_secret_uuid(chap_backend
 
     assert set(data) == {"chap_username", "chap_secret_uuid"}
     assert password not in data.values()
-    [secret] = chap_secrets()
-    assert secret.uuid == data["chap_secret_uuid"]
-    assert secret.private is True
-    assert secret.usage_id == chap_usage_id("lvm", INITIATOR)
+    [secret] = chap_secrets(harness)
+    assert secret["uuid"] == data["chap_secret_uuid"]
+    assert secret["private"] is True
+    assert secret["usage_id"] == chap_usage_id("lvm", INITIATOR)
+    with pytest.raises(exception.SecretPrivate):
+        harness.api.secret_get_value(admin(), secret["uuid"])
 
 
 def test_second_attach_of_an_initiator_reuses_its_credentials(chap_backend, harness, store):
@@ -69,7 +70,7 @@ def test_second_attach_of_an_initiator_reuses_its_credentials(chap_backend, harn
 
     assert (second["auth_username"], second["auth_password"]) == (
         first["auth_username"], first["auth_password"])
-    assert len(chap_secrets()) == 1
+    assert len(chap_secrets(harness)) == 1
 
 
 def test_another_initiator_gets_other_credentials(chap_backend, harness, store):
@@ -79,7 +80,7 @@ def test_another_initiator_gets_other_credentials(chap_backend, harness, store):
 
     assert other["auth_username"] != first["auth_username"]
     assert other["auth_password"] != first["auth_password"]
-    assert len(chap_secrets()) == 2
+    assert len(chap_secrets(harness)) == 2
 
 
 def test_attach_without_initiator_is_refused_and_changes_nothing(chap_backend, harness, store):
@@ -88,7 +89,7 @@ def test_attach_without_initiator_is_refused_and_changes_nothing(chap_backend, h
                                           {"host": "compute-1"})
 
     assert caught.value.kwargs["field"] == "connector.initiator"
-    assert chap_secrets() == []
+    assert chap_secrets(harness) == []
 
 
 def test_chap_rotate_replaces_the_credentials_on_the_next_attach(chap_backend, harness, store):
@@ -106,7 +107,7 @@ def test_chap_rotate_replaces_the_credentials_on_the_next_attach(chap_backend, h
         new["auth_username"], new["auth_password"])
     data = harness.api.initiator_data_get(admin(), INITIATOR, "lvm")
     assert "chap_rotate" not in data
-    assert [s.uuid for s in chap_secrets()] == [data["chap_secret_uuid"]]
+    assert [s["uuid"] for s in chap_secrets(harness)] == [data["chap_secret_uuid"]]
     assert data["chap_secret_uuid"] != old_uuid
 
 
@@ -118,19 +119,19 @@ def test_lost_initiator_data_gets_new_credentials_not_a_conflict(chap_backend, h
     new = attach(harness)["data"]
 
     assert new["auth_password"] != old["auth_password"]
-    assert len(chap_secrets()) == 1
+    assert len(chap_secrets(harness)) == 1
 
 
 def test_undefined_chap_secret_gets_new_credentials(chap_backend, harness, store):
     old = attach(harness)["data"]
-    with db_api.transaction() as session:
-        session.execute(sa.delete(Secret))
+    [secret] = chap_secrets(harness)
+    harness.api.secret_undefine(admin(), secret["uuid"])
 
     new = attach(harness)["data"]
 
     assert new["auth_password"] != old["auth_password"]
     data = harness.api.initiator_data_get(admin(), INITIATOR, "lvm")
-    assert [s.uuid for s in chap_secrets()] == [data["chap_secret_uuid"]]
+    assert [s["uuid"] for s in chap_secrets(harness)] == [data["chap_secret_uuid"]]
 
 
 def test_concurrent_first_attaches_share_one_secret(chap_backend, harness, store):
@@ -138,7 +139,7 @@ def test_concurrent_first_attaches_share_one_secret(chap_backend, harness, store
         replies = list(pool.map(lambda _: attach(harness)["data"], range(8)))
 
     assert len({(r["auth_username"], r["auth_password"]) for r in replies}) == 1
-    assert len(chap_secrets()) == 1
+    assert len(chap_secrets(harness)) == 1
     with db_api.transaction() as session:
         keys = session.scalars(sa.select(DriverInitiatorData.key)).all()
     assert sorted(keys) == ["chap_secret_uuid", "chap_username"]
@@ -157,7 +158,7 @@ def test_driver_failure_after_creating_credentials_leaves_nothing(chap_backend, 
         attach(harness)
 
     assert caught.value.kwargs == {"backend": "lvm-1", "reason": "RuntimeError"}
-    assert chap_secrets() == []
+    assert chap_secrets(harness) == []
     assert harness.api.initiator_data_get(admin(), INITIATOR, "lvm") == {}
 
 
