@@ -134,21 +134,6 @@ def _ephemeral_conflict(key: _UsageKey, holder: str) -> exception.SecretUsageCon
                                                   holder=holder)
 
 
-def _begin_for_savepoint(session: Session) -> None:
-    """Make sure a SAVEPOINT on SQLite nests inside the request's transaction.
-
-    Python's sqlite3 module opens its transaction lazily, before the first
-    data change; a SAVEPOINT issued earlier would start a transaction of
-    its own, and releasing it would commit everything so far.
-    """
-    connection = session.connection()
-    if connection.dialect.name != "sqlite":
-        return
-    dbapi_connection = connection.connection.dbapi_connection
-    if dbapi_connection is not None and not dbapi_connection.in_transaction:
-        connection.exec_driver_sql("BEGIN")
-
-
 def _usage_key(defn: SecretDefinition) -> _UsageKey | None:
     if defn.usage_type is None or defn.usage_id is None:
         return None
@@ -453,7 +438,6 @@ class SecretStore:
         row = models.Secret(uuid=defn.uuid, project_id=project_id, usage_type=defn.usage_type,
                             usage_id=defn.usage_id, description=defn.description,
                             private=defn.private, generated=generated)
-        _begin_for_savepoint(session)
         try:
             with session.begin_nested():
                 session.add(row)
