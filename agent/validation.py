@@ -87,6 +87,24 @@ def mapping(field: str, value: Any, *, nullable: bool = False,
     return value
 
 
+def record(field: str, value: Any, fields: Iterable[str],
+           required: Iterable[str] = ()) -> dict[str, Any]:
+    """Return ``value`` if it is a dict with only ``fields`` and every ``required`` one.
+
+    Errors name the offending member as ``field.member``.
+    """
+    result = mapping(field, value)
+    assert result is not None
+    known = set(fields)
+    for name in result:
+        if name not in known:
+            raise InvalidInput(field=f"{field}.{name[:40]}", reason="unexpected field")
+    for name in required:
+        if name not in result:
+            raise InvalidInput(field=f"{field}.{name}", reason="missing field")
+    return result
+
+
 def string_map(field: str, value: Any, *, nullable: bool = False,
                max_key: int = MAX_STRING, max_value: int = MAX_STRING,
                max_items: int = 1000) -> dict[str, str] | None:

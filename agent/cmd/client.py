@@ -29,15 +29,12 @@ from oslo_config import cfg
 
 from agent import context, exception, rpc
 from agent.cmd import commands, common
+from agent.cmd.commands import argtypes
 
 CONF = cfg.CONF
 
 # Seconds past a call's own timeout after which the broker is deemed unreachable.
 BROKER_GRACE = 5.0
-
-
-def _roles(text: str) -> list[str]:
-    return [role.strip() for role in text.split(",") if role.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,9 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds to wait for a reply (default 30)")
     parser.add_argument("--project-id", default=os.environ.get("OS_PROJECT_ID"))
     parser.add_argument("--user-id", default=os.environ.get("OS_USER_ID"))
-    parser.add_argument("--roles", type=_roles, default=_roles("admin"),
+    parser.add_argument("--roles", type=argtypes.comma_list, default=argtypes.comma_list("admin"),
                         help="comma-separated user-token roles (default: admin)")
-    parser.add_argument("--service-roles", type=_roles, default=_roles("service"),
+    parser.add_argument("--service-roles", type=argtypes.comma_list, default=argtypes.comma_list("service"),
                         help="comma-separated service-token roles (default: service)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True

@@ -34,14 +34,7 @@ def store_from_conf(conf: Any) -> BackupStore:
 
 
 def _check_volume(value: Any) -> tuple[str, dict[str, Any], dict[str, str]]:
-    volume = validation.mapping("volume", value)
-    assert volume is not None
-    for name in volume:
-        if name not in _VOLUME_FIELDS:
-            raise exception.InvalidInput(field=f"volume.{name[:40]}",
-                                         reason="unexpected field")
-    if "id" not in volume:
-        raise exception.InvalidInput(field="volume.id", reason="missing field")
+    volume = validation.record("volume", value, _VOLUME_FIELDS, required=["id"])
     volume_id = validation.uuid("volume.id", volume["id"])
     base = validation.mapping("volume.base", volume.get("base", {}), nullable=True) or {}
     user_metadata = validation.string_map(

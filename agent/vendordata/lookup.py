@@ -18,7 +18,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from agent import exception, validation
+from agent import validation
 from agent.vendordata import auth
 from agent.vendordata.cache import VendordataCache
 from agent.vendordata.fetcher import Fetcher, FetchResult, build_body
@@ -40,15 +40,8 @@ def validate_instance(instance: Any) -> dict[str, Any]:
     :raises agent.exception.InvalidInput: naming ``instance.<field>`` for a
         missing, unknown or malformed field.
     """
-    validation.mapping("instance", instance)
-    for key in instance:
-        if key not in _INSTANCE_FIELDS:
-            raise exception.InvalidInput(field=f"instance.{key[:40]}",
-                                         reason="unexpected field")
-    if "uuid" not in instance:
-        raise exception.InvalidInput(field="instance.uuid", reason="missing field")
-    if "project_id" not in instance:
-        raise exception.InvalidInput(field="instance.project_id", reason="missing field")
+    validation.record("instance", instance, _INSTANCE_FIELDS,
+                      required=["uuid", "project_id"])
     return {
         "uuid": validation.uuid("instance.uuid", instance["uuid"]),
         "project_id": validation.required_string("instance.project_id",

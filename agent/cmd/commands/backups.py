@@ -8,25 +8,9 @@ document only verifies byte for byte, so scripts should pass it on with
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"not JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object")
-    return value
-
-
-def _property(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError("must be KEY=VALUE")
-    return key, value
+from agent.cmd.commands import argtypes
 
 
 def _read_document(path: str | None) -> str | None:
@@ -64,9 +48,9 @@ def _register_backup(subparsers: Any) -> None:
     export = actions.add_parser("export", help="sign and store a backup's metadata")
     export.add_argument("backup_id")
     export.add_argument("volume_id")
-    export.add_argument("--base", type=_json_object, default={},
+    export.add_argument("--base", type=argtypes.json_object, default={},
                         help="the volume's own fields, a JSON object")
-    export.add_argument("--metadata", type=_json_object, default={},
+    export.add_argument("--metadata", type=argtypes.json_object, default={},
                         help="the volume's user metadata, a JSON object of strings")
     export.set_defaults(handler=_export)
 
@@ -96,7 +80,7 @@ def _register_glance(subparsers: Any) -> None:
 
     set_ = actions.add_parser("set", help="create or overwrite keys")
     set_.add_argument("volume_id")
-    set_.add_argument("property", nargs="+", type=_property, metavar="KEY=VALUE")
+    set_.add_argument("property", nargs="+", type=argtypes.key_value, metavar="KEY=VALUE")
     set_.add_argument("--no-wait", action="store_true", help="cast and return at once")
     set_.set_defaults(handler=_glance_set)
 

@@ -9,27 +9,10 @@ marks an initiator so that its next attach gets new CHAP credentials.
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
+from agent.cmd.commands import argtypes
 from agent.drivers import iscsi_chap
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"not JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object")
-    return value
 
 
 def _volume_and_connector(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -49,7 +32,7 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--volume-project-id", help="the volume's project, when not the caller's")
     parser.add_argument("--initiator", help="the host's iSCSI initiator IQN")
     parser.add_argument("--host", help="the host's name")
-    parser.add_argument("--connector", type=_json_object,
+    parser.add_argument("--connector", type=argtypes.json_object,
                         help="further connector fields as a JSON object")
     parser.add_argument("--backend", help="backend section (default: the only one)")
 
@@ -105,7 +88,7 @@ def register(subparsers: Any) -> None:
     for parser in (get, update, rotate):
         parser.add_argument("initiator")
         parser.add_argument("namespace")
-    update.add_argument("--set", action="append", type=_key_value, metavar="KEY=VALUE",
+    update.add_argument("--set", action="append", type=argtypes.key_value, metavar="KEY=VALUE",
                         help="a key to set (repeatable)")
     update.add_argument("--remove", action="append", metavar="KEY",
                         help="a key to remove (repeatable)")

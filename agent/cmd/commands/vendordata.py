@@ -5,16 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-
-def _roles(text: str) -> list[str]:
-    return [role.strip() for role in text.split(",") if role.strip()]
-
-
-def _meta(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError("expected KEY=VALUE")
-    return key, value
+from agent.cmd.commands import argtypes
 
 
 def _roles_set(api: Any, ctxt: Any, args: argparse.Namespace) -> Any:
@@ -39,7 +30,7 @@ def register(subparsers: Any) -> None:
     roles_set = actions.add_parser(
         "roles-set", help="record the roles an instance booted with (kept once)")
     roles_set.add_argument("instance_uuid")
-    roles_set.add_argument("--boot-roles", type=_roles, default=None,
+    roles_set.add_argument("--boot-roles", type=argtypes.comma_list, default=None,
                            help="comma-separated roles (default: the --roles of the request)")
     roles_set.add_argument("--wait", action="store_true",
                            help="wait until the roles are stored (a call, not a cast)")
@@ -52,6 +43,6 @@ def register(subparsers: Any) -> None:
     get.add_argument("--image-id")
     get.add_argument("--hostname")
     get.add_argument("--user-data", help="user data as base64 text")
-    get.add_argument("--meta", type=_meta, action="append", default=[],
+    get.add_argument("--meta", type=argtypes.key_value, action="append", default=[],
                      metavar="KEY=VALUE", help="instance metadata (repeatable)")
     get.set_defaults(handler=_get)
