@@ -109,12 +109,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(code)
     rpc.cleanup()
-    error = outcome.get("error")
-    if error is None:
+    raised = outcome.get("error")
+    if raised is None:
         print(json.dumps(outcome["result"], indent=2, sort_keys=True))
         return 0
     try:
-        raise error
+        raise raised
     except exception.CustosException as failure:
         return _fail(failure.code, failure.msg)
     except messaging.MessagingTimeout:

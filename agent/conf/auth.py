@@ -4,7 +4,7 @@ from oslo_config import cfg
 
 group = cfg.OptGroup("auth", title="Role names used by the default policy")
 
-opts = [
+opts: list[cfg.Opt] = [
     cfg.ListOpt("operator_roles", default=["admin", "member"],
                 help="User-token roles that make a caller an operator of "
                      "its project. 'admin' is always the cloud "

@@ -4,7 +4,7 @@ from oslo_config import cfg
 
 group = cfg.OptGroup("backup", title="Backup metadata options")
 
-opts = [
+opts: list[cfg.Opt] = [
     cfg.StrOpt("store_path",
                help="Root of the backup metadata store. Default: backups "
                     "under state_path."),

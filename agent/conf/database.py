@@ -4,7 +4,7 @@ from oslo_config import cfg
 
 group = cfg.OptGroup("database", title="Database options")
 
-opts = [
+opts: list[cfg.Opt] = [
     cfg.StrOpt(
         "connection", secret=True,
         help="SQLAlchemy URL of the database, for example "

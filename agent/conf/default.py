@@ -4,7 +4,7 @@ import socket
 
 from oslo_config import cfg
 
-opts = [
+opts: list[cfg.Opt] = [
     cfg.HostAddressOpt(
         "host", default=socket.gethostname(), sample_default="<hostname>",
         help="Name of this agent: its RPC server name on topic custos-agent "

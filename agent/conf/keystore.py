@@ -4,7 +4,7 @@ from oslo_config import cfg
 
 group = cfg.OptGroup("keystore", title="Key store options")
 
-opts = [
+opts: list[cfg.Opt] = [
     cfg.StrOpt(
         "master_key_file",
         help="File holding the 32-byte master key that wraps every data "

@@ -26,7 +26,9 @@ def set_defaults() -> None:
     from agent.log import QUIET_LOGGERS
     from agent.rpc import CONTROL_EXCHANGE
 
-    levels = dict(item.split("=", 1) for item in oslo_log.get_default_log_levels())
-    levels.update(item.split("=", 1) for item in QUIET_LOGGERS)
+    levels: dict[str, str] = {}
+    for item in [*oslo_log.get_default_log_levels(), *QUIET_LOGGERS]:
+        name, level = item.split("=", 1)
+        levels[name] = level
     oslo_log.set_defaults(default_log_levels=[f"{name}={level}" for name, level in levels.items()])
     messaging.set_transport_defaults(control_exchange=CONTROL_EXCHANGE)

@@ -8,7 +8,7 @@ auth_group = cfg.OptGroup(
     "vendordata_auth",
     title="Credentials of the service token sent to vendordata targets")
 
-opts = [
+opts: list[cfg.Opt] = [
     cfg.ListOpt("targets", default=[],
                 help="Vendordata services, each as name@url; everything "
                      "after the first @ is the URL. Names must be unique."),
