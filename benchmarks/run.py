@@ -32,6 +32,7 @@ import oslo_messaging as messaging
 import sqlalchemy as sa
 from oslo_config import cfg
 
+import agent.cmd  # noqa: F401  library deprecation notices off, as for the commands
 from agent import exception, rpc
 from agent.context import RequestContext, RequestContextSerializer
 from benchmarks import broker, figures, processes, report
