@@ -190,3 +190,9 @@ class BackupMetadataDamaged(BackupMetadataInvalid):
 
     msg_fmt = "Invalid input for field '%(field)s': %(reason)s"
     code = "backup_metadata_damaged"
+
+
+class BackupMetadataConflict(CustosException):
+    msg_fmt = ("Backup %(backup_id)s is already recorded for another volume "
+               "or project")
+    code = "backup_metadata_conflict"

@@ -165,7 +165,11 @@ def check(ctx: Any, rule: str, target: dict[str, Any] | None = None) -> bool:
 
     Handlers use it for decisions inside a method, such as whether an
     auditor may read another project's service account.
+
+    :param rule: a rule name (``audit``, ``custos:health``) or the same
+        with the ``rule:`` prefix of a check string.
     """
+    rule = rule.removeprefix("rule:")
     values = {"project_id": ctx.project_id}
     if target:
         values.update(target)

@@ -1,9 +1,100 @@
-"""Client methods for glance metadata and backup metadata."""
+"""Client methods for glance metadata and backup metadata (SPEC §3.3).
+
+Every method here except ``volume_glance_metadata_get`` needs a composite
+context: a user token with an operator role for the project together with
+a service token (``service_roles``); ``backup_metadata_get`` also serves a
+service token with an audit role alone.  Anything less is ``Forbidden``.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rpcapi.base import BaseAPI
 
 
 class BackupsAPI(BaseAPI):
     """Methods for glance metadata and backup metadata."""
+
+    def volume_glance_metadata_set(self, ctxt: Any, volume_id: str,
+                                   metadata: dict[str, str], wait: bool = False) -> None:
+        """Create or overwrite glance metadata keys of a volume (a cast).
+
+        :param volume_id: the volume (UUID).
+        :param metadata: ``{key: value}``, strings; keys up to 255
+            characters; other keys of the volume stay.
+        :param wait: call instead of cast and return after the commit.
+        :raises agent.exception.InvalidInput: (with ``wait``) bad arguments.
+        :raises agent.exception.Forbidden: (with ``wait``) not both tokens.
+        """
+        return self._cast(ctxt, "volume_glance_metadata_set", wait=wait,
+                          volume_id=volume_id, metadata=metadata)
+
+    def volume_glance_metadata_get(self, ctxt: Any, volume_id: str) -> dict[str, str]:
+        """Return a volume's glance metadata (``{}`` when it has none).
+
+        :raises agent.exception.Forbidden: not an operator of the project.
+        """
+        return self._call(ctxt, "volume_glance_metadata_get", volume_id=volume_id)
+
+    def volume_glance_metadata_copy(self, ctxt: Any, src_volume_id: str,
+                                    dst_volume_id: str, wait: bool = False) -> None:
+        """Replace the destination's glance metadata with the source's (a cast).
+
+        For the snapshot and clone paths.  The destination ends with the
+        source's keys only (none when the source has none).
+
+        :param wait: call instead of cast and return after the commit.
+        """
+        return self._cast(ctxt, "volume_glance_metadata_copy", wait=wait,
+                          src_volume_id=src_volume_id, dst_volume_id=dst_volume_id)
+
+    def backup_metadata_export(self, ctxt: Any, backup_id: str,
+                               volume: dict[str, Any]) -> str:
+        """Sign a backup's metadata and keep it in the project's service account.
+
+        :param backup_id: the backup (UUID).
+        :param volume: ``{"id": uuid, "base": {...}, "metadata": {...}}``,
+            the volume backed up; its glance metadata comes from custos.
+        :returns: the signed document (JSON text); store it unchanged.
+        :raises agent.exception.BackupMetadataConflict: the backup was
+            exported before for another volume or project.
+        """
+        return self._call(ctxt, "backup_metadata_export", backup_id=backup_id,
+                          volume=volume)
+
+    def backup_metadata_import(self, ctxt: Any, backup_id: str, volume_id: str,
+                               document: str | None = None) -> dict[str, Any]:
+        """Verify a backup's metadata and restore it onto a volume.
+
+        :param backup_id: the backup restored.
+        :param volume_id: the restore target.
+        :param document: the document kept with the backup; None reads
+            custos' own copy.  Cinder's version 1 and 2 documents are
+            accepted too.
+        :returns: ``{metadata, glance_metadata, bootable, glance_verified,
+            base}``; a failed check gives ``glance_verified: false`` and no
+            glance metadata.
+        :raises agent.exception.BackupMetadataTampered: a failed check
+            under ``[backup] tamper_policy = fail``.
+        :raises agent.exception.BackupMetadataUnsupportedVersion: an
+            unsigned document of an unknown version.
+        :raises agent.exception.BackupNotFound: no stored document.
+        """
+        return self._call(ctxt, "backup_metadata_import", backup_id=backup_id,
+                          volume_id=volume_id, document=document)
+
+    def backup_metadata_get(self, ctxt: Any, backup_id: str) -> str:
+        """Return a backup's stored document (JSON text) as stored.
+
+        :raises agent.exception.BackupNotFound: none stored, or not the
+            caller's to read.
+        """
+        return self._call(ctxt, "backup_metadata_get", backup_id=backup_id)
+
+    def backup_metadata_delete(self, ctxt: Any, backup_id: str) -> None:
+        """Forget a backup's record and stored document; absent is not an error.
+
+        :raises agent.exception.BackupNotFound: another project's backup.
+        """
+        return self._call(ctxt, "backup_metadata_delete", backup_id=backup_id)

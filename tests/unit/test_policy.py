@@ -87,3 +87,9 @@ def test_an_override_file_replaces_a_default(conf, tmp_path):
 
     assert allowed(admin(), "health")
     assert not allowed(nobody(), "health")
+
+
+def test_check_takes_a_rule_name_with_or_without_its_prefix(conf):
+    assert policy.check(auditor(), "audit")
+    assert policy.check(auditor(), "rule:audit")
+    assert not policy.check(member(), "rule:audit")

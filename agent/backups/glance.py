@@ -1,0 +1,133 @@
+"""Glance metadata of volumes: the image properties a volume carries.
+
+Cinder copies an image's properties onto every volume made from it
+(``volume_glance_metadata``); billing and licensing read them, so only a
+service acting for an operator may write them (SPEC §3.4).  custos keeps
+them in its own table, keyed by volume id.
+
+Writes are upserts (one statement per call, ``ON CONFLICT`` / ``ON
+DUPLICATE KEY``), so two agents writing the same volume at once never
+collide on the unique (volume, key) index; a repeated write (a cast
+delivered again, a retried transaction) leaves the same rows.
+
+Sizes: a key is at most 255 characters (its column); a value is a string
+of at most :data:`MAX_VALUE_LENGTH` characters, which fits MySQL's TEXT
+(65,535 bytes) even at four bytes a character; a volume holds at most
+:data:`MAX_KEYS` keys and :data:`MAX_TOTAL_LENGTH` characters of keys and
+values, so its signed backup document stays well below the document limit.
+Values may be licence keys: nothing here logs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from agent import exception, validation
+from db import models
+
+MAX_KEY_LENGTH = 255
+MAX_VALUE_LENGTH = 16383
+MAX_KEYS = 128
+MAX_TOTAL_LENGTH = 65536
+
+_TABLE = models.VolumeGlanceMetadata
+
+
+def check_metadata(field: str, value: Any) -> dict[str, str]:
+    """Return ``value`` if it is glance metadata custos can keep.
+
+    :param field: the argument's name, for the error.
+    :param value: the candidate: a dict of strings to strings.
+    :returns: the same dict.
+    :raises agent.exception.InvalidInput: (naming ``field``) not a dict of
+        strings, an empty or over-long key, an over-long value, a NUL
+        character, too many keys or too many characters in all.
+    """
+    result = validation.string_map(field, value, max_key=MAX_KEY_LENGTH,
+                                   max_value=MAX_VALUE_LENGTH, max_items=MAX_KEYS)
+    assert result is not None
+    total = sum(len(key) + len(item) for key, item in result.items())
+    if total > MAX_TOTAL_LENGTH:
+        raise exception.InvalidInput(
+            field=field, reason=f"holds more than {MAX_TOTAL_LENGTH} characters in all")
+    return result
+
+
+def get(session: Session, volume_id: str) -> dict[str, str]:
+    """Return a volume's glance metadata; ``{}`` when it has none."""
+    rows = session.execute(sa.select(_TABLE.key, _TABLE.value)
+                           .where(_TABLE.volume_id == volume_id))
+    return {key: value for key, value in rows}
+
+
+def _upsert(session: Session, volume_id: str, metadata: Mapping[str, str]) -> None:
+    now = models.utcnow()
+    rows = [{"volume_id": volume_id, "key": key, "value": value, "created_at": now}
+            for key, value in metadata.items()]
+    dialect = session.get_bind().dialect.name
+    if dialect == "mysql":
+        statement = mysql.insert(_TABLE).values(rows)
+        statement = statement.on_duplicate_key_update(
+            value=statement.inserted.value, updated_at=now)
+    else:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(_TABLE).values(rows)
+        statement = statement.on_conflict_do_update(
+            index_elements=["volume_id", "key"],
+            set_={"value": statement.excluded.value, "updated_at": now})
+    session.execute(statement)
+
+
+def update(session: Session, volume_id: str, metadata: Mapping[str, str]) -> None:
+    """Create or overwrite the given keys of a volume; other keys stay.
+
+    :raises agent.exception.InvalidInput: the volume would end up with more
+        than :data:`MAX_KEYS` keys or :data:`MAX_TOTAL_LENGTH` characters.
+    """
+    if not metadata:
+        return
+    merged = get(session, volume_id)
+    merged.update(metadata)
+    if len(merged) > MAX_KEYS:
+        raise exception.InvalidInput(
+            field="metadata", reason=f"the volume would hold more than {MAX_KEYS} keys")
+    check_metadata("metadata", merged)
+    _upsert(session, volume_id, metadata)
+
+
+def replace(session: Session, volume_id: str, metadata: Mapping[str, str]) -> None:
+    """Make a volume's glance metadata exactly ``metadata`` (``{}``: none)."""
+    delete = sa.delete(_TABLE).where(_TABLE.volume_id == volume_id)
+    if metadata:
+        delete = delete.where(_TABLE.key.not_in(list(metadata)))
+    session.execute(delete)
+    if metadata:
+        _upsert(session, volume_id, metadata)
+
+
+def copy(session: Session, src_volume_id: str, dst_volume_id: str) -> dict[str, str]:
+    """Replace the destination's glance metadata with the source's.
+
+    Used on the snapshot and clone paths; the destination ends up with the
+    source's keys and no others (none when the source has none).
+
+    :returns: the metadata now on the destination.
+    """
+    metadata = get(session, src_volume_id)
+    if src_volume_id != dst_volume_id:
+        replace(session, dst_volume_id, metadata)
+    return metadata
+
+
+def delete(session: Session, volume_id: str) -> int:
+    """Remove every glance metadata key of a volume.
+
+    :returns: how many keys were removed.
+    """
+    result = session.execute(sa.delete(_TABLE).where(_TABLE.volume_id == volume_id))
+    return int(result.rowcount or 0)

@@ -1,0 +1,299 @@
+"""Backup metadata: export, import, read and delete (SPEC §3.3).
+
+These functions run inside the request's transaction and take its
+session.  They decide; the RPC endpoint queues the notifications.
+
+Whose backup
+------------
+A backup belongs to the project of the request context that exports it;
+an administrator or a service exporting for a project sends a context
+naming that project.  Its document lives in that project's service
+account (``SERVICE_<project_id>``), and custos notes the backup, its source
+volume, project, account and signing key in ``backup_records``.  Later
+requests are checked against the record's project, so an operator of
+another project sees :class:`~agent.exception.BackupNotFound`.
+
+Which ids are trusted
+---------------------
+The signature binds the *source* volume, the one backed up, while an
+import names the *target* volume it restores to.  Verification uses the
+source volume id and project from custos' own record, never an id read
+from the document.  A signed document for a backup custos has no record
+of (never exported here, or deleted) therefore cannot verify, and neither
+can a signature moved over from another backup.
+
+Unsigned Cinder documents
+-------------------------
+Cinder's own version 1 and 2 documents, written before custos took over a
+backup, import with their user metadata; their glance metadata only with
+``[backup] accept_unsigned_glance_metadata``.  Such a document for a backup
+custos *did* sign is a downgrade and counts as tampered.
+
+What the target keeps
+---------------------
+An import leaves the target volume with exactly the glance metadata it
+reports: the verified (or accepted unsigned) keys, or none.  The restored
+volume's contents are the backup's, so glance metadata the target held
+before no longer describes them.
+
+Store writes and transactions
+-----------------------------
+Writing or removing a document in the store is the last step of an export
+or delete, and is idempotent: if the transaction is retried or its commit
+fails, the caller retries and the same file results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from agent import exception, policy
+from agent.backups import document, glance, records
+from agent.backups.store import BackupStore
+from agent.keystore import signing
+from agent.keystore.masterkey import MasterKeyRing
+
+
+@dataclasses.dataclass(frozen=True)
+class Exported:
+    """A signed document and where it went."""
+
+    text: str
+    backup_id: str
+    volume_id: str
+    project_id: str
+    account: str
+    key_id: str
+    glance_keys: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Restore:
+    """What an import restores, decided before anything is written.
+
+    :ivar glance: the glance metadata the target gets (``{}``: none).
+    :ivar glance_verified: the signature verified.
+    :ivar tampered: a failed check; the glance metadata was dropped.
+    :ivar reason: a short fixed text; never document text or key material.
+    """
+
+    backup_id: str
+    metadata: dict[str, Any]
+    base: dict[str, Any]
+    glance: dict[str, str]
+    glance_verified: bool
+    tampered: bool
+    reason: str
+    version: int | None
+    source_volume_id: str | None
+    project_id: str | None
+    key_id: str | None
+
+    @property
+    def bootable(self) -> bool:
+        """True when the target gets glance metadata (it came from an image)."""
+        return bool(self.glance)
+
+
+def _caller_project(ctx: Any) -> str:
+    project_id = getattr(ctx, "project_id", None)
+    if not project_id:
+        raise exception.InvalidInput(
+            field="project_id", reason="the request context names no project")
+    return str(project_id)
+
+
+def _visible(ctx: Any, method: str, record: Any) -> bool:
+    return policy.check(ctx, f"custos:{method}", {"project_id": record.project_id})
+
+
+def export(session: Session, ring: MasterKeyRing, store: BackupStore, ctx: Any, *,
+           backup_id: str, volume_id: str, base: dict[str, Any],
+           metadata: dict[str, Any]) -> Exported:
+    """Sign a backup's metadata, record it and write it to the store.
+
+    :param backup_id: the backup.
+    :param volume_id: the volume backed up (the source).
+    :param base: the volume's own fields, carried unsigned.
+    :param metadata: the volume's user metadata, carried unsigned.
+    :returns: the document and where it was written.
+    :raises agent.exception.InvalidInput: no project in the context, an
+        unsafe project id, or a document over the size limit.
+    :raises agent.exception.BackupMetadataConflict: the backup was
+        exported before for another volume or project.
+    :raises agent.exception.MasterKeyUnavailable: no master key to open
+        the signing key with.
+    """
+    project_id = _caller_project(ctx)
+    account = store.account_for(project_id)
+    volume_glance = glance.get(session, volume_id)
+    signing.ensure_active(session, ring)
+    active = signing.active(session, ring)
+    assert active is not None
+    key_id, key = active
+    text = document.build(backup_id, volume_id, base, metadata, volume_glance,
+                          key_id, key)
+    if len(text) > document.MAX_DOCUMENT_BYTES:
+        raise exception.InvalidInput(
+            field="volume",
+            reason=f"the document would be larger than {document.MAX_DOCUMENT_BYTES} bytes")
+    records.save(session, backup_id=backup_id, volume_id=volume_id,
+                 project_id=project_id, account=account, key_id=key_id)
+    store.write(account, backup_id, text)
+    return Exported(text=text, backup_id=backup_id, volume_id=volume_id,
+                    project_id=project_id, account=account, key_id=key_id,
+                    glance_keys=sorted(volume_glance))
+
+
+def _claims_signature(text: str) -> bool:
+    try:
+        decoded = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(decoded, dict) and document.SIGNATURE in decoded
+
+
+def evaluate_import(session: Session, ring: MasterKeyRing, store: BackupStore,
+                    ctx: Any, *, backup_id: str, text: str | None,
+                    accept_unsigned: bool) -> Restore:
+    """Read and check a backup's document; decide what an import restores.
+
+    Nothing is written here: :func:`apply_import` does that.
+
+    :param backup_id: the backup to restore.
+    :param text: the document the caller holds, or None to read custos'
+        own copy from the store.
+    :param accept_unsigned: restore glance metadata from Cinder's unsigned
+        documents (``[backup] accept_unsigned_glance_metadata``).
+    :returns: the decision; ``tampered`` when any check failed.
+    :raises agent.exception.BackupNotFound: ``text`` is None and no
+        document is stored, or the backup belongs to a project the caller
+        may not restore.
+    :raises agent.exception.BackupMetadataInvalid: a given document is not
+        a backup metadata document at all.
+    :raises agent.exception.BackupMetadataUnsupportedVersion: a given,
+        unsigned document has a version custos does not know.
+    """
+    record = records.get(session, backup_id)
+    if record is not None and not _visible(ctx, "backup_metadata_import", record):
+        raise exception.BackupNotFound(backup_id=backup_id)
+
+    def outcome(parsed: document.ParsedDocument | None, *, glance_metadata: dict[str, str],
+                verified: bool, tampered: bool, reason: str) -> Restore:
+        return Restore(
+            backup_id=backup_id,
+            metadata=dict(parsed.metadata) if parsed else {},
+            base=document.restorable_base(parsed.base, version=parsed.version) if parsed else {},
+            glance=glance_metadata, glance_verified=verified, tampered=tampered,
+            reason=reason, version=parsed.version if parsed else None,
+            source_volume_id=record.volume_id if record else None,
+            project_id=record.project_id if record else getattr(ctx, "project_id", None),
+            key_id=record.key_id if record else None)
+
+    def tampered(parsed: document.ParsedDocument | None, reason: str) -> Restore:
+        return outcome(parsed, glance_metadata={}, verified=False, tampered=True,
+                       reason=reason)
+
+    from_store = text is None
+    if text is None:
+        if record is None:
+            raise exception.BackupNotFound(backup_id=backup_id)
+        try:
+            text = store.read(record.account, backup_id)
+        except exception.BackupMetadataDamaged:
+            return tampered(None, "the stored document is not UTF-8 text")
+
+    try:
+        parsed = document.parse(text)
+    except exception.BackupMetadataDamaged as error:
+        return tampered(None, str(error.kwargs.get("reason", "damaged document")))
+    except exception.BackupMetadataInvalid:
+        if from_store:
+            return tampered(None, "the stored document does not parse")
+        raise
+    except exception.BackupMetadataUnsupportedVersion:
+        # The version is part of the signed part: a signed document whose
+        # version changed was edited, not written by another release.
+        if from_store or _claims_signature(text):
+            return tampered(None, "a signed document names an unknown version")
+        raise
+
+    if parsed.version in document.CINDER_VERSIONS:
+        if record is not None:
+            return tampered(parsed, "an unsigned document for a backup custos signed")
+        accepted: dict[str, str] = {}
+        if accept_unsigned and parsed.glance:
+            accepted = glance.check_metadata("document", parsed.glance)
+        return outcome(parsed, glance_metadata=accepted, verified=False, tampered=False,
+                       reason="unsigned Cinder document")
+
+    if record is None:
+        return tampered(parsed, "custos has no record of this backup")
+    result = document.verify(parsed, backup_id, record.volume_id,
+                             lambda key_id: signing.lookup(session, ring, key_id))
+    if not result:
+        return tampered(parsed, result.reason)
+    return outcome(parsed, glance_metadata=dict(parsed.glance), verified=True,
+                   tampered=False, reason=result.reason)
+
+
+def apply_import(session: Session, restore: Restore, volume_id: str) -> None:
+    """Give the target volume exactly the glance metadata ``restore`` names."""
+    glance.replace(session, volume_id, restore.glance)
+
+
+def read(session: Session, store: BackupStore, ctx: Any, backup_id: str) -> str:
+    """Return a backup's stored document, for its project's service or an auditor.
+
+    The record names the document's account.  Without a record, an auditor
+    finds a document in any service account (one whose record is gone),
+    and an operator with a service token looks in their own project's.
+
+    :raises agent.exception.BackupNotFound: no such document, or one the
+        caller may not read.
+    :raises agent.exception.BackupMetadataDamaged: the stored bytes are not
+        UTF-8 text.
+    """
+    record = records.get(session, backup_id)
+    if record is not None:
+        if not _visible(ctx, "backup_metadata_get", record):
+            raise exception.BackupNotFound(backup_id=backup_id)
+        return store.read(record.account, backup_id)
+    if policy.check(ctx, "audit"):
+        found = store.find(backup_id)
+        if found is None:
+            raise exception.BackupNotFound(backup_id=backup_id)
+        return store.read(found[0], backup_id)
+    return store.read(store.account_for(_caller_project(ctx)), backup_id)
+
+
+def delete(session: Session, store: BackupStore, ctx: Any, backup_id: str) -> dict[str, Any] | None:
+    """Forget a backup: its record and its stored document.
+
+    Deleting a backup custos does not hold is not an error, so a delete
+    delivered twice succeeds twice.
+
+    :returns: ``{backup_id, volume_id, project_id, account}`` of what was
+        removed, or None when there was nothing.
+    :raises agent.exception.BackupNotFound: the backup belongs to a
+        project the caller may not delete in.
+    """
+    record = records.get(session, backup_id)
+    if record is None:
+        account = store.account_for(_caller_project(ctx))
+        removed = store.delete(account, backup_id)
+        return ({"backup_id": backup_id, "volume_id": None,
+                 "project_id": ctx.project_id, "account": account}
+                if removed else None)
+    if not _visible(ctx, "backup_metadata_delete", record):
+        raise exception.BackupNotFound(backup_id=backup_id)
+    removed_info = {"backup_id": backup_id, "volume_id": record.volume_id,
+                    "project_id": record.project_id, "account": record.account}
+    account = record.account
+    records.delete(session, record)
+    store.delete(account, backup_id)
+    return removed_info

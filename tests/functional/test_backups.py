@@ -1,0 +1,279 @@
+"""Backup and glance metadata through RabbitMQ against the real custos-agent."""
+
+from __future__ import annotations
+
+import json
+import queue
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import oslo_messaging as messaging
+import pytest
+
+from agent import exception
+from tests.common import (PROJECT, admin, auditor, member, member_with_service, nobody,
+                          service_only)
+from tests.functional.agentproc import run_script
+from tests.functional.conftest import create_database
+
+LICENCE = "WIN-LICENCE-7f3a9c21d0e4"
+GLANCE = {"image_id": "5e4c6ad2-3a54-4f3c-9d1a-6b7b2f0c1e55", "license": LICENCE}
+CINDER_V2 = json.dumps({
+    "version": 2,
+    "volume-base-metadata": {"display_name": "old"},
+    "volume-metadata": {"owner": "alice"},
+    "volume-glance-metadata": {"license": LICENCE},
+})
+
+
+class Recorder:
+    """Notification endpoint that keeps every custos event it hears."""
+
+    def __init__(self) -> None:
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    def _keep(self, priority: str, event_type: str, payload: Any) -> None:
+        self.events.put({"priority": priority, "event_type": event_type,
+                         "payload": payload})
+
+    def info(self, ctxt, publisher_id, event_type, payload, metadata):
+        self._keep("info", event_type, payload)
+
+    def error(self, ctxt, publisher_id, event_type, payload, metadata):
+        self._keep("error", event_type, payload)
+
+    def wait_for(self, event_type: str, timeout: float = 20) -> dict[str, Any]:
+        """Return the next event of ``event_type``; fail after ``timeout``."""
+        while True:
+            try:
+                event = self.events.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no {event_type} notification") from None
+            if event["event_type"] == event_type:
+                return event
+
+
+@pytest.fixture
+def notifications(notification_transport) -> Iterator[Recorder]:
+    """Listen on topic ``notifications`` in a pool of this test's own."""
+    recorder = Recorder()
+    listener = messaging.get_notification_listener(
+        notification_transport, [messaging.Target(topic="notifications")], [recorder],
+        pool=f"custos-test-backups-{uuid.uuid4().hex[:8]}")
+    listener.start()
+    yield recorder
+    listener.stop()
+    listener.wait()
+
+
+def stored_path(proc, backup_id: str) -> Path:
+    state = Path(proc.sections["DEFAULT"]["state_path"])
+    return state / "backups" / f"SERVICE_{PROJECT}" / f"{backup_id}.json"
+
+
+def export(api, backup_id: str, volume_id: str) -> str:
+    ctxt = member_with_service()
+    api.volume_glance_metadata_set(ctxt, volume_id, GLANCE, wait=True)
+    return api.backup_metadata_export(ctxt, backup_id, {
+        "id": volume_id, "base": {"display_name": "db"}, "metadata": {"tier": "gold"}})
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+def db_url(request, tmp_path) -> Iterator[str | None]:
+    """The agent's default SQLite file, then fresh PostgreSQL and MariaDB databases."""
+    if request.param == "sqlite":
+        yield None
+        return
+    url, drop = create_database(request.param, tmp_path)
+    try:
+        yield url
+    finally:
+        drop()
+
+
+def test_glance_metadata_overwrites_and_copies_on_each_database(start_agent, api, db_url):
+    start_agent(database_url=db_url)
+    ctxt = member_with_service()
+    source, clone = str(uuid.uuid4()), str(uuid.uuid4())
+
+    api.volume_glance_metadata_set(ctxt, source, {"a": "1", "b": "2"}, wait=True)
+    api.volume_glance_metadata_set(ctxt, source, {"b": "3"}, wait=True)
+    api.volume_glance_metadata_set(ctxt, clone, {"b": "old", "stale": "x"}, wait=True)
+    api.volume_glance_metadata_copy(ctxt, source, clone, wait=True)
+
+    assert api.volume_glance_metadata_get(member(), source) == {"a": "1", "b": "3"}
+    assert api.volume_glance_metadata_get(member(), clone) == {"a": "1", "b": "3"}
+
+
+def test_tampered_stored_document_drops_glance_and_is_reported(start_agent, api, db_url,
+                                                                notifications):
+    proc = start_agent(database_url=db_url)
+    backup, source, target = (str(uuid.uuid4()) for _ in range(3))
+    document = export(api, backup, source)
+    path = stored_path(proc, backup)
+    assert path.read_text() == document
+
+    good = api.backup_metadata_import(member_with_service(), backup, str(uuid.uuid4()))
+    path.write_text(document.replace(LICENCE, LICENCE.lower()))
+    result = api.backup_metadata_import(member_with_service(), backup, target)
+
+    assert good["glance_verified"] is True and good["glance_metadata"] == GLANCE
+    assert result["glance_verified"] is False
+    assert result["bootable"] is False
+    assert result["glance_metadata"] == {}
+    assert result["metadata"] == {"tier": "gold"}
+    assert api.volume_glance_metadata_get(member(), target) == {}
+    event = notifications.wait_for("backup.metadata.tampered")
+    assert event["priority"] == "error"
+    assert event["payload"]["backup_id"] == backup
+    assert event["payload"]["volume_id"] == target
+    assert event["payload"]["source_volume_id"] == source
+    assert LICENCE not in json.dumps(event) and LICENCE not in proc.log()
+
+
+def test_tamper_policy_fail_refuses_the_import(start_agent, api, notifications):
+    start_agent(backup={"tamper_policy": "fail"})
+    backup, source, target = (str(uuid.uuid4()) for _ in range(3))
+    document = export(api, backup, source)
+
+    with pytest.raises(exception.BackupMetadataTampered):
+        api.backup_metadata_import(member_with_service(), backup, target,
+                                   document.replace('"tier"', '"tieR"').replace(
+                                       LICENCE, LICENCE[::-1]))
+
+    assert api.volume_glance_metadata_get(member(), target) == {}
+    assert notifications.wait_for("backup.metadata.tampered")["payload"][
+        "tamper_policy"] == "fail"
+
+
+def test_every_byte_flip_of_the_signed_part_is_caught_over_the_bus(start_agent, api):
+    start_agent()
+    backup, source, target = (str(uuid.uuid4()) for _ in range(3))
+    document = export(api, backup, source)
+    decoded = json.loads(document)
+    positions: list[int] = []
+    for name in ("version", "volume-glance-metadata", "signature"):
+        fragment = json.dumps(name) + ":" + json.dumps(decoded[name], sort_keys=True,
+                                                       separators=(",", ":"))
+        start = document.index(fragment)
+        positions.extend(range(start, start + len(fragment)))
+
+    verdicts = []
+    for position in positions:
+        flipped = (document[:position] + chr(ord(document[position]) ^ 0x01)
+                   + document[position + 1:])
+        result = api.backup_metadata_import(member_with_service(), backup, target, flipped)
+        verdicts.append(result["glance_verified"] or result["glance_metadata"] != {})
+
+    assert len(positions) > 200
+    assert not any(verdicts)
+    assert api.backup_metadata_import(member_with_service(), backup, target,
+                                      document)["glance_verified"] is True
+
+
+def test_document_signed_before_rotate_signing_still_verifies(start_agent, api, db_url):
+    proc = start_agent(database_url=db_url)
+    backup, later, source = (str(uuid.uuid4()) for _ in range(3))
+    document = export(api, backup, source)
+
+    rotated = json.loads(run_script("custos-manage", proc.config, "keys",
+                                    "rotate-signing").stdout)
+    keys = json.loads(run_script("custos-manage", proc.config, "keys", "list").stdout)
+    restored = api.backup_metadata_import(member_with_service(), backup, str(uuid.uuid4()),
+                                          document)
+    newer = export(api, later, source)
+
+    old_key = json.loads(document)["signature"]["key_id"]
+    states = {key["key_id"]: key["state"] for key in keys["signing_keys"]}
+    assert states == {old_key: "deactivated", rotated["signing_key_id"]: "active"}
+    assert restored["glance_verified"] is True and restored["glance_metadata"] == GLANCE
+    assert json.loads(newer)["signature"]["key_id"] == rotated["signing_key_id"]
+
+
+def test_cinder_version_2_document_imports_without_glance(start_agent, api, db_url):
+    start_agent(database_url=db_url)
+    target = str(uuid.uuid4())
+
+    result = api.backup_metadata_import(member_with_service(), str(uuid.uuid4()), target,
+                                        CINDER_V2)
+
+    assert result["metadata"] == {"owner": "alice"}
+    assert result["glance_metadata"] == {}
+    assert result["bootable"] is False
+    assert api.volume_glance_metadata_get(member(), target) == {}
+
+
+def test_unknown_version_is_refused_over_the_bus(start_agent, api):
+    start_agent()
+
+    with pytest.raises(exception.BackupMetadataUnsupportedVersion):
+        api.backup_metadata_import(member_with_service(), str(uuid.uuid4()),
+                                   str(uuid.uuid4()), json.dumps({"version": 9}))
+
+    assert api.health(nobody())["database"] == "ok"
+
+
+@pytest.mark.parametrize("ctxt", [member(), admin(), service_only(PROJECT), auditor(PROJECT)],
+                         ids=["user-only", "admin-user-only", "service-only", "auditor"])
+def test_one_token_cannot_write_glance_or_touch_a_service_account(start_agent, api, ctxt):
+    proc = start_agent()
+    backup, source, target = (str(uuid.uuid4()) for _ in range(3))
+    document = export(api, backup, source)
+    attempts = [
+        lambda: api.volume_glance_metadata_set(ctxt, target, GLANCE, wait=True),
+        lambda: api.volume_glance_metadata_copy(ctxt, source, target, wait=True),
+        lambda: api.backup_metadata_export(ctxt, str(uuid.uuid4()), {"id": source}),
+        lambda: api.backup_metadata_import(ctxt, backup, target),
+        lambda: api.backup_metadata_import(ctxt, backup, target, document),
+        lambda: api.backup_metadata_delete(ctxt, backup),
+    ]
+    if ctxt.service_roles != ["service_auditor"]:
+        attempts.append(lambda: api.backup_metadata_get(ctxt, backup))
+
+    for attempt in attempts:
+        with pytest.raises(exception.Forbidden):
+            attempt()
+
+    assert api.volume_glance_metadata_get(admin(), target) == {}
+    assert stored_path(proc, backup).read_text() == document
+    assert sorted(p.name for p in stored_path(proc, backup).parent.iterdir()) == [
+        f"{backup}.json"]
+
+
+def test_both_tokens_and_the_auditor_read_the_service_account(start_agent, api):
+    start_agent()
+    backup, source = str(uuid.uuid4()), str(uuid.uuid4())
+    document = export(api, backup, source)
+
+    assert api.backup_metadata_get(member_with_service(), backup) == document
+    assert api.backup_metadata_get(auditor(), backup) == document
+    api.backup_metadata_delete(member_with_service(), backup)
+    with pytest.raises(exception.BackupNotFound):
+        api.backup_metadata_get(auditor(), backup)
+
+
+def test_cli_exports_reads_and_imports(start_agent, api, tmp_path):
+    proc = start_agent()
+    backup, source, target = (str(uuid.uuid4()) for _ in range(3))
+    common = ["--project-id", PROJECT, "--roles", "member", "--service-roles", "service"]
+
+    run_script("custos", proc.config, *common, "glance-metadata", "set", source,
+               f"license={LICENCE}")
+    exported = json.loads(run_script("custos", proc.config, *common, "backup", "export",
+                                     backup, source, "--metadata", '{"tier": "gold"}').stdout)
+    stored = json.loads(run_script("custos", proc.config, *common, "backup", "get",
+                                   backup).stdout)
+    (tmp_path / "doc.json").write_text(stored)
+    restored = json.loads(run_script("custos", proc.config, *common, "backup", "import",
+                                     backup, target, "--document-file",
+                                     str(tmp_path / "doc.json")).stdout)
+    refused = run_script("custos", proc.config, "--project-id", PROJECT, "--roles", "member",
+                         "--service-roles", "", "backup", "get", backup, check=False)
+
+    assert exported == stored
+    assert restored["glance_verified"] is True
+    assert restored["glance_metadata"] == {"license": LICENCE}
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("custos: forbidden: ")
