@@ -250,3 +250,23 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         yield server
     finally:
         server.remove()
+
+
+@pytest.fixture
+def fresh_vhost(rabbit_url: str) -> Iterator[str]:
+    """The transport URL of a new, empty virtual host on the shared RabbitMQ.
+
+    For tests whose queues must be declared differently from the session's
+    (quorum queues): a queue name cannot change type within a virtual host.
+    """
+    name = f"custos-test-{uuid.uuid4().hex[:12]}"
+    base = os.environ.get("CUSTOS_TEST_RABBIT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
+    for args in (["add_vhost", name], ["set_permissions", "-p", name, "guest", ".*", ".*", ".*"]):
+        if subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True,
+                          timeout=60).returncode != 0:
+            unavailable(f"rabbitmqctl {args[0]} failed")
+    try:
+        yield base.rstrip("/") + "/" + name
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True,
+                       timeout=60)
