@@ -21,6 +21,10 @@ LOG = logging.getLogger(__name__)
 
 TOPIC = "custos-agent"
 NOTIFICATION_TOPIC = "notifications"
+# The rabbit driver names a listener pool's queue after the pool and an RPC
+# server's topic queue after the topic: a pool named like the topic would
+# share the RPC queue, and the listener would swallow RPC calls.
+LISTENER_POOL = "custos-agent-events"
 ALLOWED_EXMODS = ["agent.exception"]
 CONTROL_EXCHANGE = "custos"
 

@@ -35,6 +35,8 @@ class Runtime:
     :ivar ring: the master key ring.
     :ivar notifier: the oslo.messaging notifier, or None in tests that
         do not send notifications.
+    :ivar vendordata: the agent's vendordata lookup (targets, fetcher,
+        cache), set by its endpoint; the listener purges its cache.
     """
 
     def __init__(self, conf: cfg.ConfigOpts, notifier: messaging.Notifier | None,
@@ -44,6 +46,7 @@ class Runtime:
         self.started_at = time.monotonic()
         self.ring = ring or masterkey.get_ring()
         self.notifier = notifier
+        self.vendordata: Any = None
 
     def send_notifications(self, ctxt: Any,
                            notifications: Iterable[tuple[str, dict[str, Any], str]]) -> None:
@@ -113,7 +116,7 @@ class AgentService:
         listener_endpoints = build_listener_endpoints(runtime)
         if listener_endpoints:
             self.listener = rpc.get_notification_listener(listener_endpoints,
-                                                          pool=rpc.TOPIC)
+                                                          pool=rpc.LISTENER_POOL)
             self.listener.start()
         LOG.info("custos-agent %s serving topic %s", self.conf.host, rpc.TOPIC)
 
@@ -137,5 +140,7 @@ class AgentService:
         for part in (self.server, self.listener):
             if part is not None:
                 part.wait()
+        if self.runtime is not None and self.runtime.vendordata is not None:
+            self.runtime.vendordata.close()
         rpc.cleanup()
         db_api.dispose()

@@ -207,3 +207,24 @@ def trickle(interval: float) -> Behaviour:
             h.wfile.write(b" ")
             h.wfile.flush()
     return behave
+
+
+def keystone_tokens(token: str, expires_at: str = "2099-01-01T00:00:00.000000Z") -> Behaviour:
+    """Play Keystone's ``POST /v3/auth/tokens``: issue ``token`` to anyone.
+
+    The answer has what keystoneauth1 needs to accept the token: the
+    ``X-Subject-Token`` header and a token body with an expiry.
+    """
+    def behave(h: _Handler) -> None:
+        body = {"token": {
+            "methods": ["password"], "expires_at": expires_at,
+            "issued_at": "2024-01-01T00:00:00.000000Z",
+            "user": {"id": "custos-user", "name": "custos",
+                     "domain": {"id": "default", "name": "Default"}},
+            "project": {"id": "service-project", "name": "service",
+                        "domain": {"id": "default", "name": "Default"}},
+            "roles": [{"id": "r1", "name": "service"}],
+            "catalog": []}}
+        h.reply(201, json.dumps(body).encode(),
+                {"Content-Type": "application/json", "X-Subject-Token": token})
+    return behave

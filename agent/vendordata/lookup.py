@@ -1,0 +1,153 @@
+"""One ``vendordata_get``: the cache first, then the targets it lacks.
+
+A :class:`VendordataLookup` is built once per agent and holds the long
+lived parts: the parsed targets, the :class:`~agent.vendordata.fetcher.Fetcher`
+(its HTTP connection pool and threads), the keystoneauth session behind
+the service token and the per-agent cache.  A lookup whose answers are
+all cached touches neither the database nor the network; only on a miss
+are the instance's boot roles read (through a callable the caller
+passes, so that the database is opened only then) and only the missing
+targets asked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from oslo_config import cfg
+
+from agent import exception, validation
+from agent.vendordata import auth
+from agent.vendordata.cache import VendordataCache
+from agent.vendordata.fetcher import Fetcher, FetchResult, build_body
+from agent.vendordata.targets import parse_targets
+
+# Nova's API refuses user data over 65535 characters of base64 text.
+MAX_USER_DATA = 65535
+_INSTANCE_FIELDS = ("uuid", "project_id", "image_id", "hostname", "user_data",
+                    "metadata")
+
+
+def validate_instance(instance: Any) -> dict[str, Any]:
+    """Check the ``instance`` argument of ``vendordata_get``.
+
+    :param instance: a dict with ``uuid`` and ``project_id`` (required),
+        ``image_id``, ``hostname``, ``user_data`` (strings or null) and
+        ``metadata`` (an object of strings, or null).
+    :returns: a clean copy, ``uuid`` in canonical form.
+    :raises agent.exception.InvalidInput: naming ``instance.<field>`` for a
+        missing, unknown or malformed field.
+    """
+    validation.mapping("instance", instance)
+    for key in instance:
+        if key not in _INSTANCE_FIELDS:
+            raise exception.InvalidInput(field=f"instance.{key[:40]}",
+                                         reason="unexpected field")
+    if "uuid" not in instance:
+        raise exception.InvalidInput(field="instance.uuid", reason="missing field")
+    if "project_id" not in instance:
+        raise exception.InvalidInput(field="instance.project_id", reason="missing field")
+    return {
+        "uuid": validation.uuid("instance.uuid", instance["uuid"]),
+        "project_id": validation.required_string("instance.project_id",
+                                                 instance["project_id"]),
+        "image_id": validation.string("instance.image_id", instance.get("image_id"),
+                                      allow_empty=True, nullable=True),
+        "hostname": validation.string("instance.hostname", instance.get("hostname"),
+                                      allow_empty=True, nullable=True),
+        "user_data": validation.string("instance.user_data", instance.get("user_data"),
+                                       MAX_USER_DATA, allow_empty=True, nullable=True),
+        "metadata": validation.string_map("instance.metadata",
+                                          instance.get("metadata"), nullable=True) or {},
+    }
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one lookup found.
+
+    :param data: the good answers, ``{target_name: object}``, in the
+        configured order of the targets.
+    :param failures: the targets that failed, with their reasons.
+    """
+
+    data: dict[str, dict[str, Any]]
+    failures: list[FetchResult]
+
+
+class VendordataLookup:
+    """Dynamic vendordata for one agent: targets, fetcher, token and cache.
+
+    :param conf: the agent's configuration (``[vendordata]``,
+        ``[vendordata_auth]``).
+    :raises agent.exception.ConfigurationError: on a malformed or repeated
+        target, or unusable ``[vendordata_auth]`` options.
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        options = conf.vendordata
+        self.targets = parse_targets(list(options.targets))
+        self.failure_fatal: bool = options.failure_fatal
+        self.cache = VendordataCache(options.cache_ttl)
+        self.fetcher: Fetcher | None = None
+        if self.targets:
+            self.fetcher = Fetcher(
+                connect_timeout=options.connect_timeout,
+                read_timeout=options.read_timeout,
+                max_response_bytes=options.max_response_bytes,
+                deadline=options.deadline, retries=options.retries,
+                headers=auth.token_headers(conf),
+                max_workers=min(64, max(8, 4 * len(self.targets))),
+                verify=auth.tls_verify(conf))
+
+    def lookup(self, instance: Mapping[str, Any],
+               load_roles: Callable[[], list[str] | None]) -> Outcome:
+        """Return the vendordata of ``instance`` from the cache or the targets.
+
+        :param instance: the instance, checked by :func:`validate_instance`.
+        :param load_roles: returns the instance's stored boot roles (None
+            when none were stored); called only when a target must be asked.
+        :returns: the answers and the failures; good answers are cached as
+            their targets allow, failures never.
+        :raises agent.exception.DatabaseUnavailable: from ``load_roles``.
+        """
+        instance_uuid = instance["uuid"]
+        data: dict[str, dict[str, Any]] = {}
+        missing = []
+        for target in self.targets:
+            cached = self.cache.get(target.name, instance_uuid)
+            if cached is None:
+                missing.append(target)
+            else:
+                data[target.name] = cached
+        if not missing:
+            return Outcome(data=data, failures=[])
+
+        assert self.fetcher is not None
+        body = build_body(instance, load_roles() or [])
+        results = self.fetcher.fetch_all(missing, body)
+        failures = []
+        for target in missing:
+            result = results[target.name]
+            if result.ok and result.data is not None:
+                self.cache.put(target.name, instance_uuid, result.data, result.ttl)
+                data[target.name] = result.data
+            else:
+                failures.append(result)
+        # Answers in the order the operator listed the targets.
+        ordered = {t.name: data[t.name] for t in self.targets if t.name in data}
+        return Outcome(data=ordered, failures=failures)
+
+    def forget_instance(self, instance_uuid: str) -> int:
+        """Drop this agent's cached answers for a deleted instance.
+
+        :returns: how many answers were dropped.
+        """
+        return self.cache.purge_instance(instance_uuid)
+
+    def close(self) -> None:
+        """Stop the fetcher's threads and close its connections."""
+        if self.fetcher is not None:
+            self.fetcher.close()

@@ -1,0 +1,339 @@
+"""Boot roles, dynamic vendordata and the delete events, over RabbitMQ.
+
+The real custos-agent runs as a process; its vendordata targets are real
+HTTP servers on 127.0.0.1 (the standard library's, from
+tests/unit/vendordata/stub_server.py) that record what they received and
+stop on their own.  Keystone is played by the same kind of server,
+issuing one token to whoever asks: a real Keystone cannot run here.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import oslo_messaging as messaging
+import pytest
+import sqlalchemy as sa
+
+from agent import exception, rpc
+from db import models
+from tests.common import PROJECT, make_context, service_only
+from tests.functional.agentproc import AgentProcess, run_script
+from tests.unit.vendordata.conftest import server  # noqa: F401  (fixture)
+from tests.unit.vendordata.stub_server import (
+    StreamLog, StubServer, after, close_connection, hang, json_reply, keystone_tokens,
+    raw_reply, stream)
+
+MB = 1024 * 1024
+SERVICE_TOKEN = "gAAAAAB-functional-service-token-81c2"
+USER_TOKEN = "gAAAAAB-functional-user-token-never-sent"
+KEYSTONE_PASSWORD = "functional-keystone-password-5e0a"
+
+
+def instance(**fields: Any) -> dict[str, Any]:
+    values = {"uuid": str(uuid.uuid4()), "project_id": PROJECT, "image_id": "img-1",
+              "hostname": "vm-1", "user_data": None, "metadata": {"tier": "web"}}
+    values.update(fields)
+    return values
+
+
+def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Poll ``check`` until it returns something true, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
+
+
+class Collector:
+    """A notification endpoint that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def _keep(self, priority: str, publisher_id: str, event_type: str,
+              payload: Any) -> None:
+        with self._lock:
+            self.received.append({"priority": priority, "publisher_id": publisher_id,
+                                  "event_type": event_type, "payload": payload})
+
+    def info(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any,
+             metadata: Any) -> None:
+        self._keep("info", publisher_id, event_type, payload)
+
+    def error(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any,
+              metadata: Any) -> None:
+        self._keep("error", publisher_id, event_type, payload)
+
+    def of(self, event_type: str, **payload: Any) -> list[dict[str, Any]]:
+        with self._lock:
+            return [n for n in self.received if n["event_type"] == event_type
+                    and all(n["payload"].get(k) == v for k, v in payload.items())]
+
+
+@pytest.fixture
+def notifications(notification_transport: Any) -> Iterator[Collector]:
+    """Every notification on this session's exchange, from now on, in a pool of its own."""
+    collector = Collector()
+    listener = messaging.get_notification_listener(
+        notification_transport, [messaging.Target(topic=rpc.NOTIFICATION_TOPIC)],
+        [collector], pool=f"test-{uuid.uuid4().hex[:8]}")
+    listener.start()
+    yield collector
+    listener.stop()
+    listener.wait()
+
+
+@pytest.fixture
+def publisher(notification_transport: Any) -> messaging.Notifier:
+    """Publishes events as Nova and Cinder do."""
+    return messaging.Notifier(notification_transport, publisher_id="compute.test-host",
+                              driver="messagingv2", topics=[rpc.NOTIFICATION_TOPIC],
+                              serializer=rpc.NotificationSerializer())
+
+
+def vendordata(server: StubServer, **targets: str) -> dict[str, Any]:
+    """The [vendordata] section naming ``targets`` (name -> path) on ``server``."""
+    return {"targets": ",".join(f"{name}@{server.url(path)}" for name, path in targets.items())}
+
+
+def log_lines(proc: AgentProcess, text: str) -> list[str]:
+    return [line for line in proc.log().splitlines() if text in line]
+
+
+# -- concurrency and the cache ------------------------------------------------
+
+def test_two_slow_targets_answer_in_the_time_of_one(start_agent, api, server):
+    server.route("/a", after(1.0, json_reply({"from": "a"})))
+    server.route("/b", after(1.0, json_reply({"from": "b"})))
+    start_agent(vendordata=vendordata(server, a="/a", b="/b"))
+
+    started = time.monotonic()
+    result = api.vendordata_get(service_only(), instance())
+    elapsed = time.monotonic() - started
+
+    assert result == {"a": {"from": "a"}, "b": {"from": "b"}}
+    assert 1.0 <= elapsed < 1.8, f"took {elapsed:.2f} s"
+
+
+def test_second_lookup_inside_the_ttl_makes_no_request(start_agent, api, server):
+    server.route("/a", json_reply({"n": 1}))
+    start_agent(vendordata={**vendordata(server, a="/a"), "cache_ttl": 300})
+    vm = instance()
+
+    first = api.vendordata_get(service_only(), vm)
+    second = api.vendordata_get(service_only(), vm)
+
+    assert first == second == {"a": {"n": 1}}
+    assert len(server.seen("/a")) == 1
+
+
+def test_max_age_zero_and_no_store_are_honoured(start_agent, api, server):
+    server.route("/a", json_reply({}, headers={"Cache-Control": "max-age=0"}))
+    server.route("/b", json_reply({}, headers={"Cache-Control": "no-store"}))
+    start_agent(vendordata=vendordata(server, a="/a", b="/b"))
+    vm = instance()
+
+    api.vendordata_get(service_only(), vm)
+    api.vendordata_get(service_only(), vm)
+
+    assert len(server.seen("/a")) == len(server.seen("/b")) == 2
+
+
+# -- boot roles ---------------------------------------------------------------
+
+def test_body_carries_roles_stored_at_boot_after_a_second_cast(start_agent, api, server,
+                                                               database_url):
+    server.route("/a", json_reply({}))
+    proc = start_agent(database_url=database_url, vendordata=vendordata(server, a="/a"))
+    vm = instance()
+
+    api.instance_boot_roles_set(service_only(), vm["uuid"], ["member", "reader"], wait=True)
+    api.instance_boot_roles_set(service_only(), vm["uuid"], ["admin"])
+    # The plain cast has been handled once the agent logged it a second time.
+    assert eventually(lambda: len(log_lines(proc, f"instance {vm['uuid']} recorded")) == 2)
+    api.vendordata_get(service_only(), vm)
+
+    assert server.seen("/a")[0].json() == {
+        "project-id": PROJECT, "instance-id": vm["uuid"], "image-id": "img-1",
+        "user-data": None, "hostname": "vm-1", "metadata": {"tier": "web"},
+        "boot-roles": "member,reader"}
+
+
+def test_concurrent_first_casts_store_one_set_of_roles(start_agent, api, server,
+                                                       postgresql_url):
+    server.route("/a", json_reply({}))
+    proc = start_agent(database_url=postgresql_url, vendordata=vendordata(server, a="/a"))
+    vm = instance()
+
+    for n in range(10):
+        api.instance_boot_roles_set(service_only(), vm["uuid"], [f"role{n}"])
+    assert eventually(lambda: len(log_lines(proc, f"instance {vm['uuid']} recorded")) == 10)
+    api.vendordata_get(service_only(), vm)
+
+    assert server.seen("/a")[0].json()["boot-roles"] in {f"role{n}" for n in range(10)}
+    assert "Traceback" not in proc.log()
+
+
+# -- misbehaving targets ------------------------------------------------------
+
+MISBEHAVING = {
+    "slow": (after(3.0, json_reply({})), "read timeout"),
+    "hangs": (hang(), "read timeout"),
+    "e500": (raw_reply(500, b"Internal Server Error"), "HTTP 500"),
+    "html": (raw_reply(200, b"<html><body>hi</body></html>", {"Content-Type": "text/html"}),
+             "answer is not JSON"),
+    "huge": (None, f"answer larger than {MB} bytes"),
+    "closes": (close_connection(), "connection failed"),
+}
+
+
+def misbehaving_config(server: StubServer, **extra: Any) -> dict[str, Any]:
+    huge = StreamLog()
+    server.route("/good", json_reply({"fine": True}))
+    names = {"good": "/good"}
+    for name, (behaviour, _reason) in MISBEHAVING.items():
+        server.route(f"/{name}", behaviour or stream(10 * MB, huge))
+        names[name] = f"/{name}"
+    return {**vendordata(server, **names), "connect_timeout": 1, "read_timeout": 1,
+            "deadline": 4, "retries": 1, **extra}
+
+
+def test_each_misbehaving_target_is_left_out_and_reported(start_agent, api, server,
+                                                          notifications):
+    proc = start_agent(vendordata=misbehaving_config(server))
+    vm = instance()
+
+    result = api.vendordata_get(service_only(), vm, server="agent-1")
+
+    assert result == {"good": {"fine": True}}
+    found = eventually(lambda: len(notifications.of(
+        "vendordata.fetch.error", instance_uuid=vm["uuid"])) == len(MISBEHAVING))
+    reports = {n["payload"]["target"]: n for n in notifications.of(
+        "vendordata.fetch.error", instance_uuid=vm["uuid"])}
+    assert found, reports
+    for name, (_behaviour, reason) in MISBEHAVING.items():
+        assert reports[name]["priority"] == "error"
+        assert reports[name]["publisher_id"] == "custos-agent.agent-1"
+        assert reports[name]["payload"]["reason"] == reason, name
+    # The agent keeps serving, and asks the failed targets again next time.
+    api.vendordata_get(service_only(), vm, server="agent-1")
+    assert len(server.seen("/e500")) == 2 and len(server.seen("/good")) == 1
+    assert len(log_lines(proc, "without a service token")) == 1
+
+
+def test_fatal_mode_fails_the_call_and_still_reports(start_agent, api, server,
+                                                     notifications):
+    start_agent(host="agent-fatal",
+                vendordata=misbehaving_config(server, failure_fatal="true"))
+    vm = instance()
+
+    with pytest.raises(exception.VendordataFetchFailed) as caught:
+        api.vendordata_get(service_only(), vm, server="agent-fatal")
+
+    assert caught.value.code == "vendordata_fetch_failed"
+    assert caught.value.kwargs["target"] in MISBEHAVING
+    assert eventually(lambda: len(notifications.of(
+        "vendordata.fetch.error", instance_uuid=vm["uuid"], fatal=True)) == len(MISBEHAVING))
+
+
+# -- the service token --------------------------------------------------------
+
+def test_targets_get_the_agents_service_token_never_the_users(start_agent, api, server):
+    server.route("/a", json_reply({}))
+    server.route("/v3/auth/tokens", keystone_tokens(SERVICE_TOKEN))
+    proc = start_agent(
+        vendordata=vendordata(server, a="/a"),
+        vendordata_auth={"auth_type": "v3password", "auth_url": server.url("/v3"),
+                         "username": "custos", "password": KEYSTONE_PASSWORD,
+                         "user_domain_name": "Default", "project_name": "service",
+                         "project_domain_name": "Default"})
+    ctxt = make_context(PROJECT, ["member"], ["service"], auth_token=USER_TOKEN)
+
+    api.vendordata_get(ctxt, instance())
+    api.vendordata_get(ctxt, instance())
+
+    assert [s.headers.get("X-Auth-Token") for s in server.seen("/a")] == [SERVICE_TOKEN] * 2
+    assert server.seen("/v3/auth/tokens")[0].json()["auth"]["identity"]["password"][
+        "user"]["name"] == "custos"
+    log = proc.log()
+    assert "without a service token" not in log
+    for secret in (SERVICE_TOKEN, USER_TOKEN, KEYSTONE_PASSWORD):
+        assert secret not in log
+
+
+# -- events -------------------------------------------------------------------
+
+def test_instance_delete_end_empties_cache_and_roles(start_agent, api, server, publisher):
+    server.route("/a", json_reply({"x": 1}))
+    proc = start_agent(vendordata={**vendordata(server, a="/a"), "cache_ttl": 300})
+    vm = instance()
+    api.instance_boot_roles_set(service_only(), vm["uuid"], ["member"], wait=True)
+    api.vendordata_get(service_only(), vm)
+
+    publisher.info({}, "instance.delete.end",
+                   {"nova_object.name": "InstanceActionPayload",
+                    "nova_object.namespace": "nova", "nova_object.version": "1.8",
+                    "nova_object.data": {"uuid": vm["uuid"], "state": "deleted"}})
+    assert eventually(lambda: log_lines(proc, f"Instance {vm['uuid']} deleted: purged 1 "
+                                              "boot roles row(s) and 1 cached"))
+    api.vendordata_get(service_only(), vm)
+
+    bodies = [s.json() for s in server.seen("/a")]
+    assert [b["boot-roles"] for b in bodies] == ["member", ""]
+
+
+def test_volume_delete_end_purges_glance_metadata_and_generated_secrets(
+        start_agent, api, publisher, notifications, tmp_path):
+    proc = start_agent()
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'state' / 'custos.sqlite'}")
+    volume, secret_uuid = str(uuid.uuid4()), str(uuid.uuid4())
+    with engine.begin() as conn:
+        conn.execute(sa.insert(models.VolumeGlanceMetadata.__table__), [
+            {"volume_id": volume, "key": "image_id", "value": "img",
+             "created_at": models.utcnow()}])
+        conn.execute(sa.insert(models.Secret.__table__), [
+            {"uuid": secret_uuid, "project_id": PROJECT, "usage_type": "volume",
+             "usage_id": volume, "generated": True, "private": False,
+             "created_at": models.utcnow()}])
+
+    publisher.info({}, "volume.delete.end", {"volume_id": volume, "status": "deleted"})
+
+    assert eventually(lambda: notifications.of("secret.undefine", uuid=secret_uuid))
+    with engine.connect() as conn:
+        for table in (models.VolumeGlanceMetadata.__table__, models.Secret.__table__):
+            column = table.c.volume_id if "volume_id" in table.c else table.c.usage_id
+            assert conn.scalar(sa.select(sa.func.count()).select_from(table)
+                               .where(column == volume)) == 0
+    engine.dispose()
+    assert log_lines(proc, f"Volume {volume} deleted")
+
+
+# -- the command line ---------------------------------------------------------
+
+def test_cli_sets_roles_and_gets_vendordata(start_agent, server):
+    server.route("/a", json_reply({"hello": "world"}))
+    proc = start_agent(vendordata=vendordata(server, a="/a"))
+    vm = str(uuid.uuid4())
+
+    run_script("custos", proc.config, "--project-id", PROJECT, "vendordata", "roles-set",
+               vm, "--boot-roles", "member,reader", "--wait")
+    out = run_script("custos", proc.config, "--project-id", PROJECT, "vendordata", "get",
+                     vm, "--hostname", "vm-1", "--meta", "tier=web")
+    bad = run_script("custos", proc.config, "vendordata", "get", "not-a-uuid",
+                     "--instance-project", PROJECT, check=False)
+
+    assert json.loads(out.stdout) == {"a": {"hello": "world"}}
+    sent = server.seen("/a")[0].json()
+    assert sent["boot-roles"] == "member,reader" and sent["metadata"] == {"tier": "web"}
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == ("custos: invalid_input: Invalid input for field "
+                                  "'instance.uuid': is not a valid UUID")
