@@ -42,13 +42,22 @@ class Request:
     """What a handler works with for one RPC request.
 
     :ivar context: the caller's :class:`agent.context.RequestContext`.
-    :ivar session: the request's database session (None for handlers
-        declared ``transactional=False``).
     """
 
     context: Any
-    session: Session | None = None
+    db_session: Session | None = None
     notifications: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
+
+    @property
+    def session(self) -> Session:
+        """The request's database session.
+
+        :raises RuntimeError: in a handler declared ``transactional=False``,
+            which has no session of its own.
+        """
+        if self.db_session is None:
+            raise RuntimeError("this RPC method runs without a request transaction")
+        return self.db_session
 
     def notify(self, event_type: str, payload: dict[str, Any], priority: str = "info") -> None:
         """Queue a notification, sent only once the transaction commits.

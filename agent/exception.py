@@ -196,3 +196,16 @@ class BackupMetadataConflict(CustosException):
     msg_fmt = ("Backup %(backup_id)s is already recorded for another volume "
                "or project")
     code = "backup_metadata_conflict"
+
+
+class EphemeralSecretUsageConflict(SecretUsageConflict):
+    """A usage held by an ephemeral secret, named in ``kwargs`` only.
+
+    The holder's UUID travels to the caller as the ``holder`` argument but
+    stays out of the message, which the agent logs: nothing of an
+    ephemeral secret reaches a log. Catching SecretUsageConflict catches
+    it too; its code is its own, as every class's is.
+    """
+
+    msg_fmt = "Secret usage %(usage_type)s conflicts with an ephemeral secret of this agent"
+    code = "secret_usage_conflict_ephemeral"

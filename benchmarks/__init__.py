@@ -1,6 +1,5 @@
-"""Benchmarks of custos-agent against a no-op oslo.messaging server (SPEC §5).
+"""Benchmarks that measure SPEC §5's figures; not run by the test command.
 
-Run them with ``./tools/run-benchmarks.sh``; they are not part of the test
-suite. :mod:`benchmarks.run` is the runner, :mod:`benchmarks.noop_server`
-the baseline it compares with.
+Run them with ``./tools/run-benchmarks.sh``: :mod:`benchmarks.run` is the
+runner, :mod:`benchmarks.noop_server` the baseline it compares with.
 """

@@ -24,11 +24,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from agent import exception, validation
-from db import models
+from db import models, upsert
 
 MAX_KEY_LENGTH = 255
 MAX_VALUE_LENGTH = 16383
@@ -66,21 +65,10 @@ def get(session: Session, volume_id: str) -> dict[str, str]:
 
 
 def _upsert(session: Session, volume_id: str, metadata: Mapping[str, str]) -> None:
-    now = models.utcnow()
-    rows = [{"volume_id": volume_id, "key": key, "value": value, "created_at": now}
-            for key, value in metadata.items()]
-    dialect = session.get_bind().dialect.name
-    if dialect == "mysql":
-        statement = mysql.insert(_TABLE).values(rows)
-        statement = statement.on_duplicate_key_update(
-            value=statement.inserted.value, updated_at=now)
-    else:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(_TABLE).values(rows)
-        statement = statement.on_conflict_do_update(
-            index_elements=["volume_id", "key"],
-            set_={"value": statement.excluded.value, "updated_at": now})
-    session.execute(statement)
+    upsert.upsert(session, _TABLE,
+                  [{"volume_id": volume_id, "key": key, "value": value}
+                   for key, value in metadata.items()],
+                  key=["volume_id", "key"], update=["value"])
 
 
 def update(session: Session, volume_id: str, metadata: Mapping[str, str]) -> None:
@@ -129,5 +117,5 @@ def delete(session: Session, volume_id: str) -> int:
 
     :returns: how many keys were removed.
     """
-    result = session.execute(sa.delete(_TABLE).where(_TABLE.volume_id == volume_id))
-    return int(result.rowcount or 0)
+    return upsert.rowcount(session.execute(
+        sa.delete(_TABLE).where(_TABLE.volume_id == volume_id)))

@@ -1,9 +1,170 @@
-"""RPC endpoint: Secrets (SPEC §3.2)."""
+"""RPC endpoint: secrets with libvirt's virSecret semantics (SPEC §3.2).
+
+Each method checks its arguments, works out which secrets the caller sees
+(its own project's; the administrator's every project's) and hands over to
+:class:`agent.secrets.store.SecretStore`.
+
+Notifications name the persistent store's changes only: ``secret.define``,
+``secret.undefine`` and ``secret.value_change``, with the secret's UUID,
+usage, project and flags, never a value.  Nothing at all is sent about an
+ephemeral secret, whose existence stays within the agent's memory; a
+persistent secret redefined as ephemeral leaves the database, which is
+announced as its ``secret.undefine``.
+"""
 
 from __future__ import annotations
 
-from agent.dispatch import Endpoint
+import base64
+from typing import Any
+
+from agent import exception, policy, validation
+from agent.dispatch import Endpoint, Request, rpc_method
+from agent.secrets import definition, passphrase
+from agent.secrets.store import MAX_VALUE_BYTES, Scope, SecretInfo, SecretStore
+
+
+def _scope(request: Request) -> Scope:
+    ctx = request.context
+    if policy.check(ctx, "context_is_admin"):
+        return Scope(ctx.project_id, all_projects=True)
+    if not ctx.project_id:
+        # Secrets belong to a project: without one there is nothing to own.
+        raise exception.Forbidden(action="secrets without a project")
+    return Scope(ctx.project_id)
+
+
+def _usage(usage_type: Any, usage_id: Any) -> tuple[str, str]:
+    usage_type = validation.choice("usage_type", usage_type, sorted(definition.USAGE_TYPES))
+    usage_id = validation.required_string("usage_id", usage_id, definition.MAX_USAGE_ID_CHARS)
+    assert usage_type is not None
+    return usage_type, usage_id
+
+
+def _notify(request: Request, event_type: str, info: SecretInfo) -> None:
+    if not info.ephemeral:
+        request.notify(event_type, info.payload())
 
 
 class SecretEndpoint(Endpoint):
-    """Secrets (SPEC §3.2)."""
+    """libvirt secrets: define, describe, value, undefine, list, lookup, generate.
+
+    Builds the agent's :class:`SecretStore` as ``runtime.secrets``, where
+    the agent's drivers (built after this endpoint) find it.
+    """
+
+    def __init__(self, runtime: Any) -> None:
+        super().__init__(runtime)
+        self.store = SecretStore(runtime.ring)
+        runtime.secrets = self.store
+
+    @rpc_method()
+    def secret_define_xml(self, request: Request, xml: Any) -> str:
+        """Define a secret from libvirt XML, or redefine the one with its UUID.
+
+        :returns: the secret's UUID (generated when the XML has none).
+        :raises InvalidSecretXML: the document is refused (field ``xml``).
+        :raises SecretUsageConflict, SecretPrivateChange, SecretNotFound.
+        """
+        defn = definition.parse(xml)
+        info, before = self.store.define(request.session, _scope(request), defn)
+        if before is not None and not before.ephemeral and info.ephemeral:
+            request.notify("secret.undefine", before.payload())
+        _notify(request, "secret.define", info)
+        return info.uuid
+
+    @rpc_method()
+    def secret_get_xml_desc(self, request: Request, uuid: Any) -> str:
+        """Return a secret's definition as libvirt XML, never its value.
+
+        :raises SecretNotFound: no such secret, or another project's.
+        """
+        info = self.store.describe(request.session, _scope(request),
+                                   validation.uuid("uuid", uuid))
+        return definition.format(info.definition)
+
+    @rpc_method()
+    def secret_set_value(self, request: Request, uuid: Any, value: Any) -> None:
+        """Set a secret's value, given as base64 of at most 64 KiB once decoded.
+
+        :raises SecretNotFound: no such secret, or another project's.
+        """
+        secret_uuid = validation.uuid("uuid", uuid)
+        raw = validation.base64_bytes("value", value, MAX_VALUE_BYTES)
+        info = self.store.set_value(request.session, _scope(request), secret_uuid, raw)
+        _notify(request, "secret.value_change", info)
+
+    @rpc_method()
+    def secret_get_value(self, request: Request, uuid: Any) -> str:
+        """Return a secret's value as base64.
+
+        :raises SecretNotFound: no such secret, or another project's.
+        :raises SecretPrivate: the secret is private.
+        :raises SecretNoValue: no value was set.
+        """
+        value = self.store.get_value(request.session, _scope(request),
+                                     validation.uuid("uuid", uuid))
+        return base64.b64encode(value).decode("ascii")
+
+    @rpc_method()
+    def secret_undefine(self, request: Request, uuid: Any) -> None:
+        """Delete a secret with its value and data key.
+
+        :raises SecretNotFound: no such secret, or another project's.
+        """
+        info = self.store.undefine(request.session, _scope(request),
+                                   validation.uuid("uuid", uuid))
+        _notify(request, "secret.undefine", info)
+
+    @rpc_method()
+    def secret_list(self, request: Request, ephemeral: Any = None, private: Any = None,
+                    usage_type: Any = None) -> list[dict[str, Any]]:
+        """List the caller's secrets (the administrator's: all), filtered.
+
+        :returns: ``[{uuid, usage_type, usage_id, ephemeral, private,
+            description}]`` ordered by UUID; a filter left None matches all.
+        """
+        found = self.store.list(
+            request.session, _scope(request),
+            ephemeral=validation.boolean("ephemeral", ephemeral, nullable=True),
+            private=validation.boolean("private", private, nullable=True),
+            usage_type=validation.choice("usage_type", usage_type,
+                                         sorted(definition.USAGE_TYPES), nullable=True))
+        return [info.summary() for info in found]
+
+    @rpc_method()
+    def secret_lookup_by_usage(self, request: Request, usage_type: Any, usage_id: Any) -> str:
+        """Return the UUID of the secret holding a usage.
+
+        :raises SecretNotFound: no secret holds it, or another project's does.
+        """
+        usage_type, usage_id = _usage(usage_type, usage_id)
+        return self.store.lookup_by_usage(request.session, _scope(request),
+                                          usage_type, usage_id).uuid
+
+    @rpc_method()
+    def secret_generate(self, request: Request, usage_type: Any, usage_id: Any,
+                        length: Any = passphrase.DEFAULT_LENGTH, private: Any = False,
+                        ephemeral: Any = False) -> str:
+        """Define a secret holding a random passphrase of ``length`` characters.
+
+        For usage type ``volume`` the usage id is an absolute path or, as
+        Nova names an encrypted volume's secret, the volume id; a volume id
+        is stored in lowercase so that ``volume.delete.end`` finds it.
+
+        :returns: the new secret's UUID.
+        :raises SecretUsageConflict: another secret holds the usage.
+        """
+        usage_type, usage_id = _usage(usage_type, usage_id)
+        if usage_type == "volume" and not usage_id.startswith("/"):
+            usage_id = validation.uuid("usage_id", usage_id)
+        length = validation.integer("length", length, passphrase.MIN_LENGTH,
+                                    passphrase.MAX_LENGTH)
+        private = validation.boolean("private", private)
+        ephemeral = validation.boolean("ephemeral", ephemeral)
+        assert private is not None and ephemeral is not None
+        info = self.store.generate(request.session, _scope(request), usage_type=usage_type,
+                                   usage_id=usage_id, length=length, private=private,
+                                   ephemeral=ephemeral)
+        _notify(request, "secret.define", info)
+        _notify(request, "secret.value_change", info)
+        return info.uuid

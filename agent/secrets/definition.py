@@ -58,7 +58,9 @@ is what ``virsh secret-define`` uses by default, with these choices:
   usage" but never writes; omit ``<usage>`` for that.
 * The usage id child must be present and non-empty (libvirt reads an empty
   one as missing).  For ``volume`` it must also be an absolute path, which
-  libvirt does not check.
+  libvirt does not check, or a volume id written as a lowercase
+  8-4-4-4-12 UUID: Nova names the secret of an encrypted Cinder volume by
+  the volume's id, and ``volume.delete.end`` finds generated secrets by it.
 * Length limits are custos column sizes: usage ids up to
   :data:`MAX_USAGE_ID_CHARS` characters, descriptions up to
   :data:`MAX_DESCRIPTION_CHARS`.
@@ -91,6 +93,7 @@ __all__ = [
     "USAGE_TYPES",
     "SecretDefinition",
     "format",
+    "is_volume_id",
     "parse",
 ]
 
@@ -112,6 +115,7 @@ USAGE_ID_ELEMENTS: Mapping[str, str] = MappingProxyType({
 USAGE_TYPES: frozenset[str] = frozenset(USAGE_ID_ELEMENTS)
 
 _UUID_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_VOLUME_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 # XML's own whitespace; the only whitespace characters a document can carry
 # that libvirt's UUID reader skips.
 _XML_SPACE = " \t\n\r"
@@ -335,9 +339,14 @@ def _usage(usage: Element) -> tuple[str, str]:
     if len(usage_id) > MAX_USAGE_ID_CHARS:
         raise _invalid("<%s> of %s is longer than %d characters (the size of the "
                        "usage_id column)" % (element, where, MAX_USAGE_ID_CHARS))
-    if usage_type == "volume" and not usage_id.startswith("/"):
-        raise _invalid("<volume> of %s must be an absolute path" % where)
+    if usage_type == "volume" and not (usage_id.startswith("/") or is_volume_id(usage_id)):
+        raise _invalid("<volume> of %s must be an absolute path or a volume id" % where)
     return usage_type, usage_id
+
+
+def is_volume_id(usage_id: str) -> bool:
+    """True when a ``volume`` usage id is a volume id (lowercase UUID), not a path."""
+    return _VOLUME_ID.match(usage_id) is not None
 
 
 def _escape(text: str, field: str) -> str:

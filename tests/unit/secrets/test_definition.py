@@ -316,6 +316,25 @@ def test_relative_volume_path_is_refused(path):
     assert "<volume>" in error.msg and "absolute" in error.msg
 
 
+def test_volume_id_is_accepted_as_volume_usage():
+    volume_id = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+    defn = definition.parse(_secret("<usage type='volume'><volume>%s</volume></usage>"
+                                    % volume_id))
+
+    assert (defn.usage_type, defn.usage_id) == ("volume", volume_id)
+    assert definition.parse(definition.format(defn)) == defn
+
+
+@pytest.mark.parametrize("volume_id", ["0A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D",
+                                       "0a1b2c3d4e5f4a6b8c7d9e0f1a2b3c4d",
+                                       "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d "])
+def test_volume_id_in_another_form_is_refused(volume_id):
+    error = _refusal(_secret("<usage type='volume'><volume>%s</volume></usage>" % volume_id))
+
+    assert "<volume>" in error.msg
+
+
 @pytest.mark.parametrize("usage", [
     "<usage type='volume'/>",
     "<usage type='volume'><name>/var/lib/x</name></usage>",

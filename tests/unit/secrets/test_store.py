@@ -1,0 +1,187 @@
+"""The secret store's in-process API, its storage and its transaction rules."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from agent import exception
+from agent.keystore import masterkey
+from agent.secrets.definition import SecretDefinition
+from agent.secrets.store import Scope, SecretStore
+from db import api as db_api
+from db import models
+from tests.common import PROJECT
+
+MINE = Scope(PROJECT)
+
+
+@pytest.fixture
+def store(migrated, master_key) -> SecretStore:
+    return SecretStore(masterkey.get_ring())
+
+
+def _create(store: SecretStore, usage_id: str = "iqn.1993-08.org.debian:01:abc",
+            value: bytes = b"chap-secret") -> str:
+    with db_api.transaction() as session:
+        return store.create_private(session, project_id=None, usage_type="iscsi",
+                                    usage_id=usage_id, value=value)
+
+
+def test_create_private_defines_a_generated_private_secret(store):
+    uuid = _create(store)
+
+    with db_api.transaction() as session:
+        row = session.scalars(sa.select(models.Secret)).one()
+        assert (row.uuid, row.private, row.generated) == (uuid, True, True)
+        assert store.read_private(session, uuid) == b"chap-secret"
+        assert store.uuid_for_usage(session, "iscsi", "iqn.1993-08.org.debian:01:abc") == uuid
+        assert store.uuid_for_usage(session, "iscsi", "iqn.other") is None
+
+
+def test_a_usage_conflict_leaves_the_callers_transaction_usable(store):
+    holder = _create(store)
+
+    with db_api.transaction() as session:
+        session.add(models.DriverInitiatorData(initiator="i", namespace="n", key="k",
+                                               value="v"))
+        session.flush()
+        with pytest.raises(exception.SecretUsageConflict) as caught:
+            store.create_private(session, project_id=None, usage_type="iscsi",
+                                 usage_id="iqn.1993-08.org.debian:01:abc", value=b"x")
+        other = store.create_private(session, project_id=None, usage_type="iscsi",
+                                     usage_id="iqn.other", value=b"y")
+
+    assert caught.value.kwargs["holder"] == holder
+    with db_api.transaction() as session:
+        assert session.scalars(sa.select(models.DriverInitiatorData.key)).all() == ["k"]
+        assert store.read_private(session, other) == b"y"
+
+
+def test_concurrent_creators_of_one_usage_one_wins(store):
+    outcomes: list[object] = []
+    barrier = threading.Barrier(8)
+
+    def create() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(_create(store, value=b"v"))
+        except exception.SecretUsageConflict as error:
+            outcomes.append(error)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    winners = [o for o in outcomes if isinstance(o, str)]
+    assert len(winners) == 1 and len(outcomes) == 8
+    with db_api.transaction() as session:
+        assert session.scalars(sa.select(models.Secret.uuid)).all() == winners
+
+
+def test_an_ephemeral_definition_cannot_take_a_usage_being_inserted(store):
+    with db_api.transaction() as session:
+        uuid = store.create_private(session, project_id=PROJECT, usage_type="ceph",
+                                    usage_id="c", value=b"v")
+        # Another request of this agent, before the insert commits.
+        with db_api.transaction() as other:
+            with pytest.raises(exception.SecretUsageConflict) as caught:
+                store.define(other, MINE, SecretDefinition(uuid=None, ephemeral=True,
+                                                           usage_type="ceph", usage_id="c"))
+    assert caught.value.kwargs["holder"] == uuid
+
+
+def test_a_rolled_back_insert_releases_its_usage(store):
+    with pytest.raises(RuntimeError):
+        with db_api.transaction() as session:
+            store.create_private(session, project_id=PROJECT, usage_type="ceph",
+                                 usage_id="c", value=b"v")
+            raise RuntimeError("the caller fails later")
+
+    with db_api.transaction() as session:
+        info, _ = store.define(session, MINE, SecretDefinition(
+            uuid=None, ephemeral=True, usage_type="ceph", usage_id="c"))
+        assert store.uuid_for_usage(session, "ceph", "c") == info.uuid
+
+
+def test_a_rolled_back_move_to_memory_leaves_the_secret_in_the_database(store):
+    with db_api.transaction() as session:
+        uuid = store.define(session, MINE, SecretDefinition(
+            uuid=None, usage_type="ceph", usage_id="c"))[0].uuid
+        store.set_value(session, MINE, uuid, b"v")
+
+    with pytest.raises(RuntimeError):
+        with db_api.transaction() as session:
+            store.define(session, MINE, SecretDefinition(
+                uuid=uuid, ephemeral=True, usage_type="ceph", usage_id="c"))
+            raise RuntimeError("commit never happens")
+
+    assert uuid not in store.ephemeral
+    with db_api.transaction() as session:
+        assert store.describe(session, MINE, uuid).ephemeral is False
+        assert store.get_value(session, MINE, uuid) == b"v"
+
+
+def test_a_rolled_back_move_to_the_database_keeps_the_secret_in_memory(store):
+    with db_api.transaction() as session:
+        uuid = store.define(session, MINE, SecretDefinition(
+            uuid=None, ephemeral=True, usage_type="ceph", usage_id="c"))[0].uuid
+        store.set_value(session, MINE, uuid, b"v")
+
+    with pytest.raises(RuntimeError):
+        with db_api.transaction() as session:
+            store.define(session, MINE, SecretDefinition(uuid=uuid, usage_type="ceph",
+                                                         usage_id="c"))
+            raise RuntimeError("commit never happens")
+
+    with db_api.transaction() as session:
+        assert session.scalars(sa.select(models.Secret)).all() == []
+        assert store.describe(session, MINE, uuid).ephemeral is True
+        assert store.get_value(session, MINE, uuid) == b"v"
+
+
+def test_a_value_copied_onto_another_row_does_not_decrypt(store):
+    first = _create(store, "iqn.a", b"first value")
+    second = _create(store, "iqn.b", b"second value")
+
+    with db_api.transaction() as session:
+        source = session.scalars(sa.select(models.Secret)
+                                 .where(models.Secret.uuid == first)).one()
+        session.execute(sa.update(models.Secret).where(models.Secret.uuid == second)
+                        .values(value=source.value, wrapped_key=source.wrapped_key,
+                                master_key_id=source.master_key_id))
+
+    with db_api.transaction() as session:
+        assert store.read_private(session, first) == b"first value"
+        with pytest.raises(exception.DecryptionFailed) as caught:
+            store.read_private(session, second)
+    assert "first value" not in caught.value.msg
+
+
+def test_delete_is_idempotent_and_read_private_then_finds_nothing(store):
+    uuid = _create(store)
+
+    for _ in range(2):
+        with db_api.transaction() as session:
+            store.delete(session, uuid)
+
+    with db_api.transaction() as session:
+        with pytest.raises(exception.SecretNotFound):
+            store.read_private(session, uuid)
+        assert session.scalars(sa.select(models.Secret)).all() == []
+
+
+def test_in_process_api_reaches_ephemeral_secrets_too(store):
+    with db_api.transaction() as session:
+        uuid = store.define(session, MINE, SecretDefinition(
+            uuid=None, ephemeral=True, private=True, usage_type="tls", usage_id="t"))[0].uuid
+        store.set_value(session, MINE, uuid, b"in memory")
+
+        assert store.uuid_for_usage(session, "tls", "t") == uuid
+        assert store.read_private(session, uuid) == b"in memory"
+        store.delete(session, uuid)
+        assert store.uuid_for_usage(session, "tls", "t") is None
