@@ -54,7 +54,7 @@ def test_hostile_arguments_get_custos_errors(harness, method):
     @given(ctxt=contexts, kwargs=call_arguments(METHODS[method]))
     def attempt(ctxt, kwargs):
         try:
-            harness.api._call(ctxt, method, **kwargs)
+            harness.api.client.call(ctxt, method, **kwargs)
         except exception.CustosException:
             pass
         except messaging.RemoteError as error:
