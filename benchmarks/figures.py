@@ -149,6 +149,10 @@ def measure_baseline(bench: Any, result: Result) -> None:
                       ("no-op cast", _throughput_text(rounds, bench.casts))]
 
 
+def measure_health(bench: Any, result: Result) -> None:
+    _latency(bench, result, lambda: bench.call(bench.nobody, "health"), "health")
+
+
 def measure_initialize_connection(bench: Any, result: Result) -> None:
     connector = {"initiator": "iqn.1993-08.org.debian:01:benchmark", "host": "bench-host"}
     volumes = [{"id": str(uuid.uuid4())} for _ in range(50)]
@@ -334,6 +338,8 @@ FIGURES: list[Figure] = [
     Figure("startup", "start of custos-agent to its first reply", Goal("<", 2.0),
            (), measure_startup, unit="s"),
     Figure("baseline", "no-op oslo.messaging server (the baseline)", None, (), measure_baseline),
+    Figure("health", "health p50 / no-op call p50 (reference: the dispatch boundary alone)",
+           None, ("health",), measure_health),
     Figure("initialize_connection", "initialize_connection p50 / no-op call p50",
            Goal("<=", 1.3), ("initialize_connection",), measure_initialize_connection),
     Figure("secret_get_value", "secret_get_value p50 / no-op call p50", Goal("<=", 1.2),

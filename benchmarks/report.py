@@ -99,6 +99,8 @@ def rst_section(results: list[Result], facts: dict[str, str], command: str,
         if result.goal:
             out.append(f"Goal: {result.goal}. Measured: {_value(result)} ({result.verdict()}).")
             out.append("")
+        elif result.value is not None:
+            out += [f"Measured: {_value(result)} (no goal; for reference).", ""]
         elif result.note:
             out += [result.note, ""]
         for label, text in result.details:

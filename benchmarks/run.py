@@ -20,6 +20,8 @@ import http.server
 import json
 import logging
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -28,11 +30,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import agent.cmd  # noqa: F401, I001  first: silences library notices at their import
 import oslo_messaging as messaging
 import sqlalchemy as sa
 from oslo_config import cfg
 
-import agent.cmd  # noqa: F401  library deprecation notices off, as for the commands
 from agent import exception, rpc
 from agent.context import RequestContext, RequestContextSerializer
 from benchmarks import broker, figures, processes, report
@@ -221,6 +223,24 @@ def agent_config(workdir: Path, url: str, exchange: str, database_url: str,
     return processes.write_config(workdir / "custos-bench.conf", sections)
 
 
+@contextlib.contextmanager
+def profiled(pid: int, directory: Path | None, name: str) -> Iterator[None]:
+    """Sample process ``pid`` with py-spy while the block runs (when ``directory`` is set)."""
+    if directory is None:
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    recorder = subprocess.Popen([spy, "record", "-p", str(pid), "-r", "200", "-f", "raw",
+                                 "-o", str(directory / f"{name}.txt")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(60)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="run-benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--rabbit-url", default="rabbit://guest:guest@127.0.0.1:5672/",
@@ -242,6 +262,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="documentation file to write the table into")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record the agent with py-spy during each figure, as "
+                             "collapsed stacks in DIR/<figure>.txt")
     return parser.parse_args(argv)
 
 
@@ -294,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for figure in selected:
             print(f"measuring: {figure.title}", file=sys.stderr, flush=True)
-            results.append(figure.run(bench))
+            with profiled(agent.pid, args.profile, figure.key):
+                results.append(figure.run(bench))
 
     facts = report.machine()
     facts["setup"] = (f"database: {args.database}; RabbitMQ {broker.rabbitmq_version()} on "
