@@ -60,6 +60,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+    # pysqlite opens a transaction only before DML and lets a SAVEPOINT
+    # outside one commit on RELEASE; SQLAlchemy emits BEGIN itself instead
+    # (_sqlite_begin), so a rolled-back request also undoes its savepoints.
+    dbapi_conn.isolation_level = None
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
 
 
 def create_engine(url: str, conf: cfg.ConfigOpts | None = None) -> Engine:
@@ -91,6 +99,7 @@ def create_engine(url: str, conf: cfg.ConfigOpts | None = None) -> Engine:
     engine = sa.create_engine(parsed, connect_args=connect_args, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 

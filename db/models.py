@@ -105,6 +105,7 @@ class VolumeGlanceMetadata(TimestampMixin, Base):
     volume_id: Mapped[str] = mapped_column(String(36))
     key: Mapped[str] = mapped_column(String(255))
     value: Mapped[str] = mapped_column(Text)
+    project_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class BackupRecord(TimestampMixin, Base):

@@ -130,7 +130,7 @@ def export(session: Session, ring: MasterKeyRing, store: BackupStore, ctx: Any, 
     """
     project_id = _caller_project(ctx)
     account = store.account_for(project_id)
-    volume_glance = glance.get(session, volume_id)
+    volume_glance = glance.get(session, volume_id, project_id)
     signing.ensure_active(session, ring)
     active = signing.active(session, ring)
     assert active is not None
@@ -241,9 +241,12 @@ def evaluate_import(session: Session, ring: MasterKeyRing, store: BackupStore,
                    tampered=False, reason=result.reason)
 
 
-def apply_import(session: Session, restore: Restore, volume_id: str) -> None:
-    """Give the target volume exactly the glance metadata ``restore`` names."""
-    glance.replace(session, volume_id, restore.glance)
+def apply_import(session: Session, restore: Restore, volume_id: str, ctx: Any) -> None:
+    """Give the target volume exactly the glance metadata ``restore`` names.
+
+    The rows belong to the caller's project, as the restored volume does.
+    """
+    glance.replace(session, volume_id, restore.glance, project_id=_caller_project(ctx))
 
 
 def read(session: Session, store: BackupStore, ctx: Any, backup_id: str) -> str:

@@ -114,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     CONF.register_cli_opt(command_opt)
     try:
         common.parse_args(sys.argv[1:] if argv is None else argv, name="custos-manage")
+        # Standard output carries the JSON result alone; logs go to stderr
+        # unless a log file is configured.
+        CONF.set_default("use_stderr", True)
         log.setup(CONF, "custos-manage")
         db_api.configure()
         result = COMMANDS[CONF.command.name][CONF.command.action]()

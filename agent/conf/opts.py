@@ -10,6 +10,10 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     result: list[tuple[str, list[cfg.Opt]]] = []
     for module in (default, database, keystore, auth, backup, vendordata):
         result.extend(module.list_opts())
+    # Backend sections are named by the operator; the sample shows one.
+    from agent.connections import backends
+
+    result.extend(backends.list_opts())
     return result
 
 

@@ -1,0 +1,1 @@
+"""Volume drivers: ``base`` is what custos expects of one, ``iscsi_chap`` the reference."""

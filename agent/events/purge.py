@@ -46,7 +46,10 @@ def purge_volume(session: Session, volume_id: str) -> VolumePurge:
     Only secrets that custos generated (``secret_generate``) with usage
     ``volume`` and this volume id go: a secret someone defined with their
     own value is theirs to undefine.  Deleting the row deletes its wrapped
-    data key with it, so the value cannot be recovered.
+    data key with it, so the value cannot be recovered.  Ephemeral secrets
+    are not touched: they live in the memory of the one agent their caller
+    addresses, while the listener pool hands the event to any agent; they
+    end with that agent's process.
 
     :returns: what was removed.
     """

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from agent import exception, validation
+from agent import exception, policy, validation
 from agent.backups import glance, metadata
 from agent.backups.document import FORMAT_VERSION, MAX_DOCUMENT_BYTES
 from agent.backups.store import BackupStore
@@ -50,6 +50,14 @@ def _check_volume(value: Any) -> tuple[str, dict[str, Any], dict[str, str]]:
     return volume_id, base, user_metadata
 
 
+def _scope(ctx: Any) -> str | None:
+    """The project a caller's glance metadata reads and writes are held to.
+
+    None for the cloud administrator (any project).
+    """
+    return None if policy.check(ctx, "context_is_admin") else ctx.project_id
+
+
 class BackupEndpoint(Endpoint):
     """Glance metadata and backup metadata (SPEC §3.3)."""
 
@@ -71,7 +79,8 @@ class BackupEndpoint(Endpoint):
         """
         volume_id = validation.uuid("volume_id", volume_id)
         values = glance.check_metadata("metadata", metadata)
-        glance.update(request.session, volume_id, values)
+        glance.update(request.session, volume_id, values,
+                      project_id=_scope(request.context))
         request.notify("glance_metadata.set", {
             "volume_id": volume_id, "project_id": request.context.project_id,
             "keys": sorted(values), "operation": "set"})
@@ -80,7 +89,7 @@ class BackupEndpoint(Endpoint):
     def volume_glance_metadata_get(self, request: Request, volume_id: Any) -> dict[str, str]:
         """Return a volume's glance metadata (``{}`` when none)."""
         volume_id = validation.uuid("volume_id", volume_id)
-        return glance.get(request.session, volume_id)
+        return glance.get(request.session, volume_id, _scope(request.context))
 
     @rpc_method()
     def volume_glance_metadata_copy(self, request: Request, src_volume_id: Any,
@@ -88,7 +97,8 @@ class BackupEndpoint(Endpoint):
         """Give the destination exactly the source's glance metadata."""
         src_volume_id = validation.uuid("src_volume_id", src_volume_id)
         dst_volume_id = validation.uuid("dst_volume_id", dst_volume_id)
-        copied = glance.copy(request.session, src_volume_id, dst_volume_id)
+        copied = glance.copy(request.session, src_volume_id, dst_volume_id,
+                             project_id=_scope(request.context))
         request.notify("glance_metadata.set", {
             "volume_id": dst_volume_id, "source_volume_id": src_volume_id,
             "project_id": request.context.project_id, "keys": sorted(copied),
@@ -145,7 +155,7 @@ class BackupEndpoint(Endpoint):
                 raise exception.BackupMetadataTampered(backup_id=backup_id,
                                                        reason=restore.reason)
             request.notify(*event)
-        metadata.apply_import(request.session, restore, volume_id)
+        metadata.apply_import(request.session, restore, volume_id, request.context)
         request.notify("backup.metadata.import", {
             "backup_id": backup_id, "volume_id": volume_id,
             "source_volume_id": restore.source_volume_id,

@@ -2,8 +2,106 @@
 
 from __future__ import annotations
 
-from agent.dispatch import Endpoint
+from typing import Any
+
+from agent import exception, policy, validation
+from agent.connections import initiator_data
+from agent.connections.backends import load_backends
+from agent.connections.manager import ConnectionManager
+from agent.dispatch import Endpoint, Request, rpc_method
+
+MAX_OBJECT_ITEMS = 100
+
+
+def _volume(value: Any) -> dict[str, Any]:
+    volume = validation.mapping("volume", value, max_items=MAX_OBJECT_ITEMS)
+    assert volume is not None
+    clean = dict(volume)
+    clean["id"] = validation.uuid("volume.id", volume.get("id"))
+    if "project_id" in volume:
+        validation.string("volume.project_id", volume["project_id"], nullable=True)
+    return clean
+
+
+def _connector(value: Any) -> dict[str, Any]:
+    connector = validation.mapping("connector", value, max_items=MAX_OBJECT_ITEMS)
+    assert connector is not None
+    for name in ("initiator", "host"):
+        validation.string(f"connector.{name}", connector.get(name), nullable=True)
+    return dict(connector)
 
 
 class ConnectionEndpoint(Endpoint):
-    """Connections and driver initiator data (SPEC §3.1)."""
+    """Connections and driver initiator data (SPEC §3.1).
+
+    Loading the backends here makes a bad backend section stop start-up.
+
+    :raises ConfigurationError: naming the backend section that is wrong.
+    """
+
+    def __init__(self, runtime: Any) -> None:
+        super().__init__(runtime)
+        self.connections = ConnectionManager(
+            load_backends(runtime.conf), lambda: getattr(runtime, "secrets", None))
+
+    def _authorize_volume(self, request: Request, method: str, volume: dict[str, Any]) -> None:
+        # The method rule ran on the caller's project; a volume that names
+        # its own project must belong to a project the caller operates.
+        project_id = volume.get("project_id")
+        if project_id and project_id != request.context.project_id:
+            policy.authorize(request.context, method, {"project_id": project_id})
+
+    @rpc_method(transactional=False)
+    def initialize_connection(self, request: Request, volume: Any, connector: Any,
+                              backend: Any = None) -> dict[str, Any]:
+        """Return ``connection_info`` for ``volume`` on ``connector``."""
+        volume = _volume(volume)
+        connector = _connector(connector)
+        backend = validation.string("backend", backend, nullable=True)
+        self._authorize_volume(request, "initialize_connection", volume)
+        info, notifications = self.connections.initialize_connection(
+            request.context, volume, connector, backend)
+        for event_type, payload, priority in notifications:
+            request.notify(event_type, payload, priority)
+        return info
+
+    @rpc_method()
+    def terminate_connection(self, request: Request, volume: Any, connector: Any,
+                             backend: Any = None, force: Any = False) -> None:
+        """Detach ``volume`` from ``connector``."""
+        volume = _volume(volume)
+        connector = _connector(connector)
+        backend = validation.string("backend", backend, nullable=True)
+        force = validation.boolean("force", force)
+        self._authorize_volume(request, "terminate_connection", volume)
+        assert request.session is not None
+        request.notify(*self.connections.terminate_connection(
+            request.session, request.context, volume, connector, backend, bool(force)))
+
+    @rpc_method()
+    def initiator_data_get(self, request: Request, initiator: Any,
+                           namespace: Any) -> dict[str, str]:
+        """Return an initiator's ``{key: value}`` in ``namespace``."""
+        initiator = validation.required_string("initiator", initiator)
+        namespace = validation.required_string("namespace", namespace)
+        assert request.session is not None
+        return initiator_data.read(request.session, initiator, namespace)
+
+    @rpc_method()
+    def initiator_data_update(self, request: Request, initiator: Any, namespace: Any,
+                              set_values: Any = None, remove_values: Any = None) -> None:
+        """Set and remove keys of an initiator's data in ``namespace``."""
+        initiator = validation.required_string("initiator", initiator)
+        namespace = validation.required_string("namespace", namespace)
+        values = validation.string_map("set_values", set_values, nullable=True) or {}
+        removals = validation.string_list("remove_values", remove_values, nullable=True) or []
+        if set(values) & set(removals):
+            raise exception.InvalidInput(field="remove_values",
+                                          reason="names keys that set_values also sets")
+        if not values and not removals:
+            return
+        assert request.session is not None
+        initiator_data.update(request.session, initiator, namespace, values, removals)
+        request.notify("initiator_data.update",
+                       {"initiator": initiator, "namespace": namespace,
+                        "keys_set": sorted(values), "keys_removed": sorted(set(removals))})

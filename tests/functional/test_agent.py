@@ -88,3 +88,15 @@ def test_cli_reports_a_bad_configuration_value_in_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("custos: configuration_error: ")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_manage_prints_only_json_on_standard_output(tmp_path):
+    config = write_config(tmp_path / "c.conf", {"DEFAULT": {"state_path": str(tmp_path)}})
+
+    sync = run_script("custos-manage", config, "db", "sync")
+    keys = run_script("custos-manage", config, "keys", "list", check=False)
+
+    assert list(json.loads(sync.stdout)) == ["revision"]
+    assert keys.returncode == 1
+    assert keys.stdout == ""
+    assert keys.stderr.startswith("custos-manage: master_key_unavailable: ")

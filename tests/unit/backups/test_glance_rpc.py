@@ -175,3 +175,21 @@ def test_largest_value_round_trips(harness):
                                            wait=True)
 
     assert harness.api.volume_glance_metadata_get(member(), VOLUME) == {"k": value}
+
+
+def test_another_project_neither_reads_nor_overwrites_a_volumes_glance_metadata(harness):
+    harness.api.volume_glance_metadata_set(member_with_service(), VOLUME,
+                                           {"license": LICENCE}, wait=True)
+    stranger = member_with_service(OTHER_PROJECT)
+
+    seen = harness.api.volume_glance_metadata_get(member(OTHER_PROJECT), VOLUME)
+    with pytest.raises(exception.Forbidden):
+        harness.api.volume_glance_metadata_set(stranger, VOLUME, {"license": "forged"},
+                                               wait=True)
+    harness.api.volume_glance_metadata_copy(stranger, VOLUME, CLONE, wait=True)
+
+    assert seen == {}
+    assert harness.api.volume_glance_metadata_get(member(), VOLUME) == {"license": LICENCE}
+    assert harness.api.volume_glance_metadata_get(admin(), CLONE) == {}
+    assert harness.api.volume_glance_metadata_get(admin(OTHER_PROJECT), VOLUME) == {
+        "license": LICENCE}

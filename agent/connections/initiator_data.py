@@ -1,0 +1,62 @@
+"""Data access for ``driver_initiator_data``: a driver's private rows per initiator.
+
+Rows are keyed by (initiator, namespace, key); the unique constraint on
+those columns is also the index every lookup here uses. Writes are
+upserts in one statement (``INSERT ... ON CONFLICT DO UPDATE`` on SQLite
+and PostgreSQL, ``INSERT ... ON DUPLICATE KEY UPDATE`` on MariaDB), so two
+agents writing one key at once never create two rows nor fail on the
+constraint; removals are hard deletes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from db import upsert
+from db.models import DriverInitiatorData
+
+_CONFLICT_COLUMNS = ["initiator", "namespace", "key"]
+
+
+def read(session: Session, initiator: str, namespace: str) -> dict[str, str]:
+    """Return ``{key: value}`` of one initiator in one namespace ({} when none)."""
+    rows = session.execute(
+        sa.select(DriverInitiatorData.key, DriverInitiatorData.value)
+        .where(DriverInitiatorData.initiator == initiator,
+               DriverInitiatorData.namespace == namespace))
+    return {key: value if value is not None else "" for key, value in rows}
+
+
+def set_values(session: Session, initiator: str, namespace: str,
+               values: Mapping[str, str]) -> None:
+    """Insert or replace each key of ``values`` for the initiator."""
+    if not values:
+        return
+    # Sorted keys take row locks in one order in every agent: fewer deadlocks.
+    rows = [{"initiator": initiator, "namespace": namespace, "key": key,
+             "value": values[key]} for key in sorted(values)]
+    upsert.upsert(session, DriverInitiatorData, rows, key=_CONFLICT_COLUMNS, update=["value"])
+
+
+def remove_keys(session: Session, initiator: str, namespace: str,
+                keys: Iterable[str]) -> None:
+    """Delete the rows of ``keys`` for the initiator; absent keys are ignored."""
+    names = sorted(set(keys))
+    if not names:
+        return
+    session.execute(
+        sa.delete(DriverInitiatorData)
+        .where(DriverInitiatorData.initiator == initiator,
+               DriverInitiatorData.namespace == namespace,
+               DriverInitiatorData.key.in_(names))
+        .execution_options(synchronize_session=False))
+
+
+def update(session: Session, initiator: str, namespace: str,
+           set_values_: Mapping[str, str] | None, remove: Iterable[str] | None) -> None:
+    """Apply one update: removals first, then the upsert of ``set_values_``."""
+    remove_keys(session, initiator, namespace, remove or ())
+    set_values(session, initiator, namespace, set_values_ or {})

@@ -1,0 +1,150 @@
+"""Connections and CHAP credentials through a real custos-agent over RabbitMQ."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import threading
+import uuid
+
+import pytest
+
+from agent import exception
+from tests.common import admin, member, member_with_service
+from tests.functional.agentproc import AgentProcess, run_script
+from tests.functional.conftest import agent_sections
+
+INITIATOR = "iqn.1993-08.org.debian:01:compute-1"
+OTHER_INITIATOR = "iqn.1993-08.org.debian:01:compute-2"
+LVM = {"volume_driver": "iscsi_chap", "volume_backend_name": "lvm",
+       "target_portal": "192.0.2.10:3260", "target_iqn_prefix": "iqn.2010-10.org.example"}
+
+
+def start_chap_agent(start_agent, database_url=None, host="agent-1"):
+    return start_agent(database_url=database_url, host=host,
+                       DEFAULT={"enabled_backends": "lvm-1"}, **{"lvm-1": LVM})
+
+
+def attach(api, initiator=INITIATOR):
+    return api.initialize_connection(member(), {"id": str(uuid.uuid4())},
+                                     {"initiator": initiator, "host": "compute"})["data"]
+
+
+def credentials(data):
+    return data["auth_username"], data["auth_password"]
+
+
+def chap_secret_uuids(api):
+    return sorted(s["uuid"] for s in api.secret_list(admin(), usage_type="iscsi"))
+
+
+def test_an_initiator_keeps_its_chap_credentials_and_another_gets_its_own(
+        start_agent, api, database_url):
+    proc = start_chap_agent(start_agent, database_url)
+
+    first = attach(api)
+    second = attach(api)
+    other = attach(api, OTHER_INITIATOR)
+
+    assert first["target_portal"] == "192.0.2.10:3260"
+    assert first["target_iqn"].startswith("iqn.2010-10.org.example:volume-")
+    assert first["auth_method"] == "CHAP"
+    assert credentials(second) == credentials(first)
+    assert other["auth_username"] != first["auth_username"]
+    assert other["auth_password"] != first["auth_password"]
+    data = api.initiator_data_get(admin(), INITIATOR, "lvm")
+    assert set(data) == {"chap_username", "chap_secret_uuid"}
+    assert first["auth_password"] not in json.dumps(data)
+    assert len(chap_secret_uuids(api)) == 2
+    log = proc.log()
+    assert "serving topic" in log
+    for password in (first["auth_password"], other["auth_password"]):
+        assert password not in log
+
+
+def test_initiator_data_upserts_and_removes_on_each_database(start_agent, api, database_url):
+    start_agent(database_url=database_url)
+    ctx = member_with_service()
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: api.initiator_data_update(
+            ctx, INITIATOR, "ns", set_values={"shared": f"v{n}", f"own-{n}": "x"}), range(8)))
+    api.initiator_data_update(ctx, INITIATOR, "ns", set_values={"shared": "last"},
+                              remove_values=[f"own-{n}" for n in range(7)])
+
+    assert api.initiator_data_get(admin(), INITIATOR, "ns") == {"shared": "last", "own-7": "x"}
+    assert api.initiator_data_get(admin(), OTHER_INITIATOR, "ns") == {}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql", "mysql"], indirect=True)
+def test_concurrent_first_attaches_on_two_agents_share_one_secret(start_agent, api,
+                                                                   database_url):
+    agents = [start_chap_agent(start_agent, database_url, host=f"agent-{n}") for n in (1, 2)]
+
+    start = threading.Barrier(32)
+
+    def first_attach(_):
+        start.wait()
+        return attach(api)
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        replies = list(pool.map(first_attach, range(32)))
+
+    assert len({credentials(reply) for reply in replies}) == 1
+    data = api.initiator_data_get(admin(), INITIATOR, "lvm")
+    assert chap_secret_uuids(api) == [data["chap_secret_uuid"]]
+    assert data["chap_username"] == replies[0]["auth_username"]
+    logs = "".join(proc.log() for proc in agents)
+    assert logs.count("serving topic") == 2
+    assert replies[0]["auth_password"] not in logs
+
+
+def test_cli_attaches_reads_data_and_rotates_credentials(start_agent, api):
+    proc = start_chap_agent(start_agent)
+    volume_id = str(uuid.uuid4())
+
+    def cli(*args):
+        return json.loads(run_script("custos", proc.config, *args).stdout)
+
+    first = cli("connection", "initialize", "--volume-id", volume_id, "--initiator", INITIATOR)
+    data = cli("initiator-data", "get", INITIATOR, "lvm")
+    assert cli("initiator-data", "chap-rotate", INITIATOR, "lvm") is None
+    rotated = cli("connection", "initialize", "--volume-id", volume_id, "--initiator", INITIATOR)
+    cli("connection", "terminate", "--volume-id", volume_id, "--initiator", INITIATOR)
+
+    assert first["driver_volume_type"] == "iscsi"
+    assert data["chap_username"] == first["data"]["auth_username"]
+    assert credentials(rotated["data"]) != credentials(first["data"])
+    assert "chap_rotate" not in api.initiator_data_get(admin(), INITIATOR, "lvm")
+
+
+def test_cli_reports_a_refused_update_in_one_line(start_agent):
+    proc = start_chap_agent(start_agent)
+
+    result = run_script("custos", proc.config, "--roles", "member", "--service-roles", "",
+                        "initiator-data", "update", INITIATOR, "lvm", "--set", "a=1",
+                        check=False)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("custos: forbidden: ")
+
+
+def test_unknown_backend_over_the_bus_is_a_named_error(start_agent, api):
+    start_chap_agent(start_agent)
+
+    with pytest.raises(exception.BackendNotFound):
+        api.initialize_connection(member(), {"id": str(uuid.uuid4())},
+                                  {"initiator": INITIATOR}, backend="nope")
+
+
+def test_agent_with_an_unknown_volume_driver_does_not_start(tmp_path, exchange, rabbit_url):
+    sections = agent_sections(tmp_path, exchange, rabbit_url=rabbit_url,
+                              DEFAULT={"enabled_backends": "fast"},
+                              fast={"volume_driver": "no_such_driver"})
+    proc = AgentProcess(tmp_path, sections)
+    proc.prepare()
+    proc.start()
+    assert proc.process is not None
+
+    assert proc.process.wait(30) == 1
+    assert "backend [fast]: unknown volume_driver 'no_such_driver'" in proc.log()

@@ -1,0 +1,192 @@
+"""The reference iscsi_chap driver through the agent's RPC API (fake transport)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from agent import exception
+from agent.drivers.iscsi_chap import chap_usage_id
+from db import api as db_api
+from db.models import DriverInitiatorData
+from tests.common import admin, member, member_with_service
+from tests.unit.connections.conftest import PORTAL, PREFIX
+
+INITIATOR = "iqn.1993-08.org.debian:01:compute-1"
+OTHER_INITIATOR = "iqn.1993-08.org.debian:01:compute-2"
+
+
+def attach(harness, initiator=INITIATOR, volume_id=None, **connector):
+    volume = {"id": volume_id or str(uuid.uuid4())}
+    return harness.api.initialize_connection(
+        member(), volume, {"initiator": initiator, "host": "compute-1", **connector})
+
+
+def chap_secrets(harness):
+    return harness.api.secret_list(admin(), usage_type="iscsi")
+
+
+def test_first_attach_returns_iscsi_target_and_chap_credentials(chap_backend, harness, store):
+    volume_id = str(uuid.uuid4())
+
+    info = attach(harness, volume_id=volume_id)
+
+    assert info["driver_volume_type"] == "iscsi"
+    data = info["data"]
+    assert data["target_iqn"] == f"{PREFIX}:volume-{volume_id}"
+    assert data["target_portal"] == PORTAL
+    assert data["target_lun"] == 0
+    assert data["target_discovered"] is False
+    assert data["access_mode"] == "rw"
+    assert data["auth_method"] == "CHAP"
+    assert data["auth_username"]
+    assert len(data["auth_password"]) == 16
+    assert "initiator_updates" not in info and "initiator_update" not in info
+
+
+def test_initiator_data_keeps_only_the_username_and_the_secret_uuid(chap_backend, harness,
+                                                                     store):
+    password = attach(harness)["data"]["auth_password"]
+
+    data = harness.api.initiator_data_get(admin(), INITIATOR, "lvm")
+
+    assert set(data) == {"chap_username", "chap_secret_uuid"}
+    assert password not in data.values()
+    [secret] = chap_secrets(harness)
+    assert secret["uuid"] == data["chap_secret_uuid"]
+    assert secret["private"] is True
+    assert secret["usage_id"] == chap_usage_id("lvm", INITIATOR)
+    with pytest.raises(exception.SecretPrivate):
+        harness.api.secret_get_value(admin(), secret["uuid"])
+
+
+def test_second_attach_of_an_initiator_reuses_its_credentials(chap_backend, harness, store):
+    first = attach(harness)["data"]
+
+    second = attach(harness)["data"]
+
+    assert (second["auth_username"], second["auth_password"]) == (
+        first["auth_username"], first["auth_password"])
+    assert len(chap_secrets(harness)) == 1
+
+
+def test_another_initiator_gets_other_credentials(chap_backend, harness, store):
+    first = attach(harness)["data"]
+
+    other = attach(harness, initiator=OTHER_INITIATOR)["data"]
+
+    assert other["auth_username"] != first["auth_username"]
+    assert other["auth_password"] != first["auth_password"]
+    assert len(chap_secrets(harness)) == 2
+
+
+def test_attach_without_initiator_is_refused_and_changes_nothing(chap_backend, harness, store):
+    with pytest.raises(exception.InvalidInput) as caught:
+        harness.api.initialize_connection(member(), {"id": str(uuid.uuid4())},
+                                          {"host": "compute-1"})
+
+    assert caught.value.kwargs["field"] == "connector.initiator"
+    assert chap_secrets(harness) == []
+
+
+def test_chap_rotate_replaces_the_credentials_on_the_next_attach(chap_backend, harness, store):
+    old = attach(harness)["data"]
+    old_uuid = harness.api.initiator_data_get(admin(), INITIATOR, "lvm")["chap_secret_uuid"]
+
+    harness.api.initiator_data_update(member_with_service(), INITIATOR, "lvm",
+                                      set_values={"chap_rotate": "true"})
+    new = attach(harness)["data"]
+    again = attach(harness)["data"]
+
+    assert new["auth_password"] != old["auth_password"]
+    assert new["auth_username"] != old["auth_username"]
+    assert (again["auth_username"], again["auth_password"]) == (
+        new["auth_username"], new["auth_password"])
+    data = harness.api.initiator_data_get(admin(), INITIATOR, "lvm")
+    assert "chap_rotate" not in data
+    assert [s["uuid"] for s in chap_secrets(harness)] == [data["chap_secret_uuid"]]
+    assert data["chap_secret_uuid"] != old_uuid
+
+
+def test_lost_initiator_data_gets_new_credentials_not_a_conflict(chap_backend, harness, store):
+    old = attach(harness)["data"]
+    harness.api.initiator_data_update(member_with_service(), INITIATOR, "lvm",
+                                      remove_values=["chap_username", "chap_secret_uuid"])
+
+    new = attach(harness)["data"]
+
+    assert new["auth_password"] != old["auth_password"]
+    assert len(chap_secrets(harness)) == 1
+
+
+def test_undefined_chap_secret_gets_new_credentials(chap_backend, harness, store):
+    old = attach(harness)["data"]
+    [secret] = chap_secrets(harness)
+    harness.api.secret_undefine(admin(), secret["uuid"])
+
+    new = attach(harness)["data"]
+
+    assert new["auth_password"] != old["auth_password"]
+    data = harness.api.initiator_data_get(admin(), INITIATOR, "lvm")
+    assert [s["uuid"] for s in chap_secrets(harness)] == [data["chap_secret_uuid"]]
+
+
+def test_concurrent_first_attaches_share_one_secret(chap_backend, harness, store):
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda _: attach(harness)["data"], range(8)))
+
+    assert len({(r["auth_username"], r["auth_password"]) for r in replies}) == 1
+    assert len(chap_secrets(harness)) == 1
+    with db_api.transaction() as session:
+        keys = session.scalars(sa.select(DriverInitiatorData.key)).all()
+    assert sorted(keys) == ["chap_secret_uuid", "chap_username"]
+
+
+def test_driver_failure_after_creating_credentials_leaves_nothing(chap_backend, test_drivers,
+                                                                  migrated, harness, store):
+    # Another agent start, now with a driver that fails after its writes.
+    harness.service.stop()
+    harness.service.wait()
+    migrated.set_override("volume_driver", "failing_chap", group="lvm-1")
+    harness.service.start()
+    harness.runtime.secrets = store
+
+    with pytest.raises(exception.VolumeDriverError) as caught:
+        attach(harness)
+
+    assert caught.value.kwargs == {"backend": "lvm-1", "reason": "RuntimeError"}
+    assert chap_secrets(harness) == []
+    assert harness.api.initiator_data_get(admin(), INITIATOR, "lvm") == {}
+
+
+def test_no_store_is_a_named_driver_error(chap_backend, harness):
+    harness.runtime.secrets = None
+
+    with pytest.raises(exception.VolumeDriverError) as caught:
+        attach(harness)
+
+    assert "secret store" in caught.value.msg
+
+
+def test_password_never_reaches_logs_or_notifications(chap_backend, captured_logs, harness,
+                                                      store):
+    password = attach(harness)["data"]["auth_password"]
+    attach(harness)
+
+    assert password not in captured_logs.text
+    for record in captured_logs.records:
+        assert password not in record.getMessage()
+    notifications = harness.notifications()
+    assert notifications
+    assert password not in repr(notifications)
+
+
+def test_long_initiator_and_namespace_fit_the_usage_column():
+    usage_id = chap_usage_id("n" * 255, "i" * 255)
+
+    assert len(usage_id) <= 255
+    assert usage_id != chap_usage_id("n" * 255, "i" * 254 + "j")
+    assert chap_usage_id("lvm", INITIATOR) == f"chap:lvm:{INITIATOR}"
