@@ -9,8 +9,9 @@ falls on both sides alike.
 
 from __future__ import annotations
 
-import datetime
-import random
+import re
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -245,69 +246,36 @@ def measure_boot_roles_throughput(bench: Any, result: Result) -> None:
                       ("no-op cast", _throughput_text(baseline, bench.casts))]
 
 
-def _seed(bench: Any, table: sa.Table, rows_of: Callable[[int], list[dict[str, Any]]],
-          start: int, stop: int) -> None:
-    """Insert the rows of items ``start`` to ``stop - 1`` straight into ``table``."""
-    batch = 5_000
-    for first in range(start, stop, batch):
-        with bench.engine.begin() as conn:
-            conn.execute(sa.insert(table), [row for item in range(first, min(stop, first + batch))
-                                            for row in rows_of(item)])
+def _scale_script(bench: Any, result: Result, module: str, *args: str) -> None:
+    """Run a table-size benchmark of this package and take its figures.
 
+    Those scripts put two agents side by side, one over the small table
+    and one over the large, and alternate calls between them; their lines
+    with ``p50`` are the details, their ``ratio`` line the value.
 
-def _scale(bench: Any, result: Result, table: sa.Table,
-           rows_of: Callable[[int], list[dict[str, Any]]], rows_per_item: int,
-           lookup: Callable[[int], object], label: str) -> None:
-    """Compare ``lookup`` of random items with the table at the small and large size."""
-    small, large = bench.scale_small, bench.scale_large
-    rng = random.Random(7)
-    items = [small // rows_per_item]
-
-    def op() -> object:
-        return lookup(rng.randrange(items[0]))
-
-    _seed(bench, table, rows_of, 0, items[0])
-    _, at_small = interleaved(bench, op)
-    _seed(bench, table, rows_of, items[0], large // rows_per_item)
-    items[0] = large // rows_per_item
-    baseline, at_large = interleaved(bench, op)
-    result.value = at_large.p50 / at_small.p50
-    result.details = [(f"{label} at {large:,} rows", at_large.describe_ms()),
-                      (f"{label} at {small:,} rows", at_small.describe_ms()),
-                      ("no-op call", baseline.describe_ms())]
+    :raises RuntimeError: when the script fails or prints no ratio.
+    """
+    command = [sys.executable, "-m", module, "--calls", str(bench.requests),
+               "--rabbit-url", bench.rabbit_url, *args]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    ratio = re.search(r"^ratio .*?:\s*([0-9.]+)\s*\(goal", run.stdout, re.M)
+    if run.returncode != 0 or ratio is None:
+        raise RuntimeError(f"{module} failed ({run.returncode}):\n{run.stdout}\n"
+                           f"{run.stderr[-2000:]}")
+    result.value = float(ratio.group(1))
+    result.details = [("measured by", f"python -m {module} {' '.join(command[3:])}")]
+    result.details += [(line.split(":")[0].strip(), line.split(":", 1)[1].strip())
+                       for line in run.stdout.splitlines() if " p50 " in f" {line}"
+                       and not line.startswith("ratio")]
 
 
 def measure_secret_lookup_scale(bench: Any, result: Result) -> None:
-    project = bench.operator.project_id
-    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-
-    def rows_of(i: int) -> list[dict[str, Any]]:
-        return [{"uuid": str(uuid.UUID(int=i + 1)), "project_id": project,
-                 "usage_type": "iscsi", "usage_id": f"iqn.2010-10.org.bench:scale-{i:07d}",
-                 "private": False, "generated": False, "created_at": now}]
-
-    def lookup(i: int) -> object:
-        return bench.call(bench.operator, "secret_lookup_by_usage", usage_type="iscsi",
-                          usage_id=f"iqn.2010-10.org.bench:scale-{i:07d}")
-
-    _scale(bench, result, models.Secret.__table__, rows_of, 1, lookup,
-           "secret_lookup_by_usage")
+    _scale_script(bench, result, "benchmarks.secret_lookup_scale")
 
 
 def measure_initiator_data_scale(bench: Any, result: Result) -> None:
-    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    keys = ("chap_secret_uuid", "chap_username")
-
-    def rows_of(i: int) -> list[dict[str, Any]]:
-        return [{"initiator": f"iqn.2004-10.org.bench:scale-{i:07d}", "namespace": "bench",
-                 "key": key, "value": f"value-{i}", "created_at": now} for key in keys]
-
-    def lookup(i: int) -> object:
-        return bench.call(bench.admin, "initiator_data_get",
-                          initiator=f"iqn.2004-10.org.bench:scale-{i:07d}", namespace="bench")
-
-    _scale(bench, result, models.DriverInitiatorData.__table__, rows_of, len(keys), lookup,
-           "initiator_data_get")
+    _scale_script(bench, result, "benchmarks.initiator_data_scale", "--database",
+                  bench.database)
 
 
 def measure_memory(bench: Any, result: Result) -> None:

@@ -94,6 +94,8 @@ class Bench:
         self.scale_small: int = args.scale_small
         self.scale_large: int = args.scale_large
         self.backend = BACKEND
+        self.rabbit_url: str = args.rabbit_url
+        self.database: str = args.database
         self.agent = agent
         self.agent_startup_s = 0.0
         self.noop_startup_s = 0.0
