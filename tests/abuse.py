@@ -40,6 +40,12 @@ OVERSIZE_XML = ('<secret ephemeral="no" private="no"><description>'
 XML_ATTACKS = {"billion_laughs": BILLION_LAUGHS, "external_entity": EXTERNAL_ENTITY,
                "external_dtd": EXTERNAL_DTD, "oversize": OVERSIZE_XML}
 
+# The backend the agents under abuse have (see backend_sections()).
+BACKEND = "lvm-1"
+BACKEND_OPTIONS = {"volume_driver": "iscsi_chap", "volume_backend_name": "lvm",
+                   "target_portal": "192.0.2.10:3260",
+                   "target_iqn_prefix": "iqn.2010-10.org.example"}
+
 BAD_UUIDS = ["", "not-a-uuid", "12345678-1234-1234-1234-1234567890az", "0" * 36,
              "{" + str(uuid.UUID(int=1)) + "}", str(uuid.UUID(int=2)) + "\n", "../" * 12]
 BAD_BASE64 = ["!!!!", "abc", "a===", "=" * 8, "Zm9v\x00YmFy", "ä" * 8, "Zm9vYmFy" * 20000]
@@ -84,13 +90,20 @@ def _plausible(name: str) -> st.SearchStrategy[Any]:
                                              f"<description>{d}</description></secret>",
                                    st.text(alphabet="abc<>&'\"", max_size=20)))
     if name in ("volume", "instance", "connector"):
-        keys = st.sampled_from(["id", "uuid", "initiator", "host", "project_id", "image_id",
+        keys = st.sampled_from(["id", "uuid", "initiator", "initiator", "host", "project_id", "image_id",
                                 "hostname", "user_data", "metadata", "base", "wwpns"])
         return st.dictionaries(keys, st.one_of(uuids, nasty_strings, json_values), max_size=6)
     if name in ("metadata", "set_values"):
         return st.dictionaries(nasty_strings, st.one_of(nasty_strings, json_values), max_size=4)
     if name in ("roles", "remove_values"):
         return st.lists(st.one_of(nasty_strings, json_values), max_size=4)
+    if name == "backend":
+        return st.one_of(st.sampled_from([BACKEND, BACKEND, "lvm-2", ""]), nasty_strings)
+    if name == "initiator":
+        return st.one_of(st.sampled_from(["iqn.1993-08.org.debian:01:abuse",
+                                          "iqn.2004-10.org.example:x"]), nasty_strings)
+    if name == "namespace":
+        return st.one_of(st.sampled_from(["lvm", "ISCSIChapDriver"]), nasty_strings)
     if name in ("usage_type",):
         return st.one_of(st.sampled_from(["volume", "ceph", "iscsi", "tls", "vtpm", "VOLUME",
                                           "nonsense"]), nasty_strings)

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from agent import exception
-from tests.abuse import XML_ATTACKS, call_arguments, contexts, rpc_methods
+from tests.abuse import (BACKEND, BACKEND_OPTIONS, XML_ATTACKS, call_arguments, contexts,
+                         rpc_methods)
 from tests.common import admin, member, nobody
 
 METHODS = rpc_methods()
@@ -20,7 +21,8 @@ METHODS = rpc_methods()
 
 @pytest.fixture
 def agent_on_postgresql(start_agent, postgresql_url):
-    return start_agent(database_url=postgresql_url, host="agent-abuse")
+    return start_agent(database_url=postgresql_url, host="agent-abuse",
+                       DEFAULT={"enabled_backends": BACKEND}, **{BACKEND: BACKEND_OPTIONS})
 
 
 @pytest.mark.parametrize("attack", sorted(XML_ATTACKS))
