@@ -91,7 +91,7 @@ def rst_section(results: list[Result], facts: dict[str, str], command: str,
            ".. list-table::", "   :header-rows: 1", "",
            "   * - figure", "     - goal", "     - measured", "     - verdict"]
     for result in results:
-        out += [f"   * - {result.title}", f"     - {result.goal or ''}",
+        out += [f"   * - {result.title}", f"     - {result.goal or 'none'}",
                 f"     - {_value(result)}", f"     - {result.verdict()}"]
     out.append("")
     for result in results:
