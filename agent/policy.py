@@ -22,6 +22,8 @@ named rules, so an override can reuse them:
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from oslo_config import cfg
@@ -33,6 +35,15 @@ CONF = cfg.CONF
 
 _enforcer: oslo_policy.Enforcer | None = None
 _lock = threading.Lock()
+
+# Decisions are remembered for a second: oslo.policy re-reads the policy
+# file's state and inspects every check's signature on each evaluation,
+# which was the larger part of a fast request's time in the agent. An edit
+# of the policy file takes effect within DECISION_TTL_S.
+DECISION_TTL_S = 1.0
+_MAX_DECISIONS = 4096
+_decisions: dict[tuple[Any, ...], bool] = {}
+_decisions_expire = 0.0
 
 ANYONE = "@"
 PROJECT_OPERATOR = "rule:project_operator"
@@ -135,6 +146,41 @@ def reset() -> None:
         if _enforcer is not None:
             _enforcer.clear()
         _enforcer = None
+        _decisions.clear()
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return tuple(_frozen(v) for v in value)
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+def _decide(rule: str, target: dict[str, Any], creds: MutableMapping[str, Any]) -> bool:
+    """Evaluate ``rule``, remembering the answer for :data:`DECISION_TTL_S`."""
+    global _decisions_expire
+    key = (rule, _frozen(target), _frozen(creds))
+    now = time.monotonic()
+    with _lock:
+        if now >= _decisions_expire:
+            _decisions.clear()
+            _decisions_expire = now + DECISION_TTL_S
+        known = _decisions.get(key)
+    if known is not None:
+        return known
+    try:
+        allowed = bool(get_enforcer().enforce(rule, target, creds))
+    except oslo_policy.InvalidScope:
+        allowed = False
+    with _lock:
+        if len(_decisions) < _MAX_DECISIONS:
+            _decisions[key] = allowed
+    return allowed
 
 
 def authorize(ctx: Any, method: str, target: dict[str, Any] | None = None) -> None:
@@ -150,14 +196,10 @@ def authorize(ctx: Any, method: str, target: dict[str, Any] | None = None) -> No
     values = {"project_id": ctx.project_id}
     if target:
         values.update(target)
-    enforcer = get_enforcer()
-    if rule not in enforcer.registered_rules:
+    if rule not in get_enforcer().registered_rules:
         raise exception.Forbidden(action=rule)
-    try:
-        enforcer.authorize(rule, values, ctx.to_policy_values(),
-                           do_raise=True, exc=exception.Forbidden, action=rule)
-    except oslo_policy.InvalidScope as exc:
-        raise exception.Forbidden(action=rule) from exc
+    if not _decide(rule, values, ctx.to_policy_values()):
+        raise exception.Forbidden(action=rule)
 
 
 def check(ctx: Any, rule: str, target: dict[str, Any] | None = None) -> bool:
@@ -173,4 +215,4 @@ def check(ctx: Any, rule: str, target: dict[str, Any] | None = None) -> bool:
     values = {"project_id": ctx.project_id}
     if target:
         values.update(target)
-    return bool(get_enforcer().enforce(rule, values, ctx.to_policy_values()))
+    return _decide(rule, values, ctx.to_policy_values())

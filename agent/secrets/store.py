@@ -251,6 +251,15 @@ class SecretStore:
 
         :raises SecretNotFound: no such secret, or not the caller's.
         """
+        return self._visible(session, scope, uuid)[0]
+
+    def _visible(self, session: Session, scope: Scope,
+                 uuid: str) -> tuple[SecretInfo, models.Secret | None]:
+        """Return a visible secret and its row (None for an ephemeral one).
+
+        :raises SecretNotFound: no such secret, or not the caller's.
+        """
+        row = None
         info = self._ephemeral_info(uuid)
         if info is None:
             row = self._row(session, uuid)
@@ -259,7 +268,7 @@ class SecretStore:
             info = _info_of_row(row)
         if not scope.sees(info.project_id):
             raise exception.SecretNotFound(secret=uuid)
-        return info
+        return info, row
 
     def set_value(self, session: Session, scope: Scope, uuid: str, value: bytes) -> SecretInfo:
         """Set or replace a visible secret's value (sealed under a fresh data key).
@@ -284,10 +293,13 @@ class SecretStore:
         :raises SecretPrivate: the secret is private.
         :raises SecretNoValue: it has no value.
         """
-        info = self.describe(session, scope, uuid)
+        info, row = self._visible(session, scope, uuid)
         if info.definition.private:
             raise exception.SecretPrivate(uuid=EPHEMERAL if info.ephemeral else uuid)
-        return self.read_private(session, uuid)
+        if row is None:
+            return self.read_private(session, uuid)
+        # The row read for the visibility check holds the value: no second query.
+        return self._open(row)
 
     def undefine(self, session: Session, scope: Scope, uuid: str) -> SecretInfo:
         """Delete a visible secret, its value and its data key.

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.functional.canary import CANARY
+
 BIN = Path(sys.executable).parent
 
 
@@ -77,17 +79,25 @@ class AgentProcess:
     def prepare(self) -> None:
         """Migrate the database and create the keys, as an operator would."""
         run_script("custos-manage", self.config, "db", "sync")
-        key_file = Path(self.sections.get("keystore", {}).get(
-            "master_key_file", Path(self.sections["DEFAULT"]["state_path"]) / "master.key"))
-        if not key_file.exists():
+        if not self.key_file.exists():
             run_script("custos-manage", self.config, "keys", "init")
 
     def start(self) -> None:
-        """Start the agent process (does not wait for it to serve)."""
+        """Start the agent process (does not wait for it to serve).
+
+        Its log and master key join the log canary's watch list.
+        """
+        CANARY.watch_agent(self.log_path, self.key_file)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen([script("custos-agent"), "--config-file", str(self.config)],
                                         stdout=log, stderr=subprocess.STDOUT, env=_env())
         log.close()
+
+    @property
+    def key_file(self) -> Path:
+        """The agent's master key file."""
+        return Path(self.sections.get("keystore", {}).get(
+            "master_key_file", Path(self.sections["DEFAULT"]["state_path"]) / "master.key"))
 
     def wait_ready(self, transport: Any, ctxt: Any, timeout: float = 30) -> float:
         """Call ``health`` on this agent until it answers.

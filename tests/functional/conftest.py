@@ -27,6 +27,7 @@ from oslo_config import cfg
 from agent import rpc
 from rpcapi import CustosAPI
 from tests.functional.agentproc import AgentProcess
+from tests.functional.canary import NotificationRecorder, RecordingClient
 
 CONF = cfg.CONF
 
@@ -110,10 +111,28 @@ def notification_transport(rabbit_url: str, transport: messaging.Transport) -> I
     notification.cleanup()
 
 
+@pytest.fixture(scope="session")
+def canary_listener(notification_transport: Any) -> Iterator[None]:
+    """Hand every notification of the session to the log canary (tests/functional/canary.py)."""
+    listener = messaging.get_notification_listener(
+        notification_transport, [messaging.Target(topic="notifications")],
+        [NotificationRecorder()], pool="custos-canary")
+    listener.start()
+    yield
+    listener.stop()
+    listener.wait()
+
+
 @pytest.fixture
-def api(transport: messaging.Transport) -> CustosAPI:
-    """A client of every agent on this session's exchange."""
-    return CustosAPI(transport=transport, timeout=20)
+def api(transport: messaging.Transport, canary_listener: None) -> CustosAPI:
+    """A client of every agent on this session's exchange.
+
+    Its calls carry the canary tokens and it remembers the secret values
+    and CHAP passwords it sees, for the log canary.
+    """
+    client = CustosAPI(transport=transport, timeout=20)
+    client.client = RecordingClient(client.client)
+    return client
 
 
 def _create_postgresql() -> tuple[str, Callable[[], None]]:

@@ -1,0 +1,341 @@
+"""Measure custos-agent against a no-op oslo.messaging server (SPEC §5).
+
+One run, one broker: a fresh RabbitMQ virtual host holds both the no-op
+baseline (:mod:`benchmarks.noop_server`) and a real ``custos-agent``
+started from its console script on SQLite (or a fresh PostgreSQL database
+with ``--database postgresql``). Each figure is printed with p50, p99 and
+the absolute numbers, as a ratio against the baseline where SPEC §5 asks
+for one, and the table is written into ``docs/benchmarks.rst``.
+
+Run it through ``./tools/run-benchmarks.sh [options]``; ``--help`` lists
+the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import http.server
+import json
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import agent.cmd  # noqa: F401, I001  first: silences library notices at their import
+import oslo_messaging as messaging
+import sqlalchemy as sa
+from oslo_config import cfg
+
+from agent import exception, rpc
+from agent.context import RequestContext, RequestContextSerializer
+from benchmarks import broker, figures, processes, report
+from rpcapi import CustosAPI
+
+CONF = cfg.CONF
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROJECT = "5b1d3c0e8f6a4b2c9d7e1f3a5b7c9d0e"
+BACKEND = "lvm-1"
+VENDORDATA_NAME = "bench"
+
+
+class VendordataTarget:
+    """A local vendordata service: answers every POST with a small JSON object."""
+
+    def __init__(self) -> None:
+        self.hits = 0
+        target = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                target.hits += 1
+                body = json.dumps({"benchmark": True}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "max-age=3600")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Bench:
+    """Everything a figure measures with: clients, contexts, settings."""
+
+    def __init__(self, args: argparse.Namespace, transport: messaging.Transport,
+                 agent: processes.ServerProcess, database_url: str,
+                 vendordata: VendordataTarget) -> None:
+        self.requests: int = args.requests
+        self.rounds: int = args.rounds
+        self.warmup: int = args.warmup
+        self.casts: int = args.casts
+        self.memory_requests: int = args.memory_requests
+        self.memory_threads: int = args.memory_threads
+        self.scale_small: int = args.scale_small
+        self.scale_large: int = args.scale_large
+        self.backend = BACKEND
+        self.rabbit_url: str = args.rabbit_url
+        self.database: str = args.database
+        self.agent = agent
+        self.agent_startup_s = 0.0
+        self.noop_startup_s = 0.0
+        self.api = CustosAPI(transport=transport, timeout=60)
+        self.noop_client = messaging.get_rpc_client(
+            transport, messaging.Target(topic=processes.NOOP_TOPIC, version="1.0"),
+            timeout=60, serializer=RequestContextSerializer())
+        self.engine = sa.create_engine(database_url)
+        self.operator = _context(["member"], [])
+        self.admin = _context(["admin"], [])
+        self.service = _context([], ["service"])
+        self.nobody = _context([], [])
+        self.vendordata = vendordata
+        self.vendordata_name = VENDORDATA_NAME
+        self._available: dict[str, bool] = {}
+
+    def call(self, ctxt: RequestContext, method: str, **kwargs: Any) -> Any:
+        """Call ``method`` on the agent as callers do (no ``server=``)."""
+        return self.api._call(ctxt, method, **kwargs)
+
+    def noop_call(self) -> None:
+        """One call of the baseline, with the same context as agent calls."""
+        self.noop_client.call(self.operator, "noop")
+
+    def require(self, method: str) -> None:
+        """Check that the agent serves ``method``.
+
+        A call without arguments reaches the dispatch boundary, which
+        answers a served method with its own error (missing argument,
+        policy) and any other name with ``UnknownMethod``.
+
+        :raises NotAvailable: when the agent does not serve it.
+        """
+        if method not in self._available:
+            try:
+                self.call(self.nobody, method)
+                self._available[method] = True
+            except exception.UnknownMethod:
+                self._available[method] = False
+            except exception.CustosException:
+                self._available[method] = True
+        if not self._available[method]:
+            raise figures.NotAvailable(method)
+
+    def available(self, method: str) -> bool:
+        try:
+            self.require(method)
+            return True
+        except figures.NotAvailable:
+            return False
+
+    def instance(self) -> dict[str, Any]:
+        """An instance as nova-api describes it to vendordata_get."""
+        return {"uuid": str(uuid.uuid4()), "project_id": PROJECT, "image_id": str(uuid.uuid4()),
+                "hostname": "bench-vm", "user_data": None, "metadata": {}}
+
+    def vendordata_hits(self) -> int:
+        return self.vendordata.hits
+
+    def request_mix(self) -> list[tuple[str, Callable[[], object]]]:
+        """The requests the memory figure repeats: every measured method the agent serves."""
+        mix: list[tuple[str, Callable[[], object]]] = [
+            ("health", lambda: self.call(self.nobody, "health"))]
+        if self.available("secret_generate") and self.available("secret_get_value"):
+            secret = self.call(self.operator, "secret_generate", usage_type="ceph",
+                               usage_id=f"bench-memory-{uuid.uuid4().hex[:8]}")
+            mix.append(("secret_get_value",
+                        lambda: self.call(self.operator, "secret_get_value", uuid=secret)))
+        if self.available("initialize_connection"):
+            connector = {"initiator": "iqn.1993-08.org.debian:01:memory", "host": "bench"}
+            mix.append(("initialize_connection", lambda: self.call(
+                self.operator, "initialize_connection", volume={"id": str(uuid.uuid4())},
+                connector=connector, backend=BACKEND)))
+        if self.available("vendordata_get"):
+            instance = self.instance()
+            mix.append(("vendordata_get",
+                        lambda: self.call(self.service, "vendordata_get", instance=instance)))
+        if self.available("secret_list"):
+            mix.append(("secret_list", lambda: self.call(self.operator, "secret_list")))
+        return mix
+
+
+def _context(roles: list[str], service_roles: list[str]) -> RequestContext:
+    return RequestContext(project_id=PROJECT, user_id="bench-user", roles=roles,
+                          service_roles=service_roles, overwrite=False)
+
+
+@contextlib.contextmanager
+def database(kind: str, workdir: Path) -> Iterator[str]:
+    """Yield the URL of an empty database of ``kind``, dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / 'state' / 'custos.sqlite'}"
+        return
+    import psycopg2
+
+    name = f"custos_bench_{uuid.uuid4().hex[:12]}"
+    admin = dict(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    conn = psycopg2.connect(**admin)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    finally:
+        conn = psycopg2.connect(**admin)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
+
+
+def agent_config(workdir: Path, url: str, exchange: str, database_url: str,
+                 vendordata: VendordataTarget) -> Path:
+    """Write the benchmark agent's configuration file."""
+    sections: dict[str, dict[str, Any]] = {
+        "DEFAULT": {"host": "bench-agent", "state_path": str(workdir / "state"),
+                    "transport_url": url, "control_exchange": exchange,
+                    "enabled_backends": BACKEND},
+        "database": {"connection": database_url},
+        BACKEND: {"volume_driver": "iscsi_chap", "volume_backend_name": "lvm",
+                  "target_portal": "192.0.2.10:3260",
+                  "target_iqn_prefix": "iqn.2010-10.org.example"},
+        "vendordata": {"targets": f"{VENDORDATA_NAME}@{vendordata.url}", "cache_ttl": 3600},
+    }
+    (workdir / "state").mkdir(exist_ok=True)
+    return processes.write_config(workdir / "custos-bench.conf", sections)
+
+
+@contextlib.contextmanager
+def profiled(pid: int, directory: Path | None, name: str) -> Iterator[None]:
+    """Sample process ``pid`` with py-spy while the block runs (when ``directory`` is set)."""
+    if directory is None:
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    recorder = subprocess.Popen([spy, "record", "-p", str(pid), "-r", "200", "-f", "raw",
+                                 "-o", str(directory / f"{name}.txt")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(60)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="run-benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--rabbit-url", default="rabbit://guest:guest@127.0.0.1:5672/",
+                        help="the broker; a virtual host of the run's own is made on it")
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--requests", type=int, default=2000,
+                        help="timed requests per side of each latency figure")
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="alternating baseline/agent rounds the requests are split into")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed requests first")
+    parser.add_argument("--casts", type=int, default=1000, help="casts per throughput round")
+    parser.add_argument("--memory-requests", type=int, default=20_000)
+    parser.add_argument("--memory-threads", type=int, default=8)
+    parser.add_argument("--scale-small", type=int, default=100)
+    parser.add_argument("--scale-large", type=int, default=100_000)
+    parser.add_argument("--only", default="", help="comma-separated figure keys: "
+                        + ", ".join(f.key for f in figures.FIGURES))
+    parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.rst",
+                        help="documentation file to write the table into")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record the agent with py-spy during each figure, as "
+                             "collapsed stacks in DIR/<figure>.txt")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; returns 0 when every measured goal is met, else 1."""
+    args = parse_args(argv)
+    # Probes sent before a server listens leave reply queues behind on
+    # purpose; oslo.messaging's warnings about them are noise here.
+    logging.basicConfig(level=logging.ERROR)
+    selected = [f for f in figures.FIGURES
+                if not args.only or f.key in args.only.split(",") or f.key == "startup"]
+    workdir = Path(tempfile.mkdtemp(prefix="custos-bench-"))
+    exchange = "custos-bench"
+    started_at = datetime.datetime.now(datetime.timezone.utc)
+    with contextlib.ExitStack() as stack:
+        # Callbacks run last-in first-out: the servers stop before their
+        # virtual host and database go away.
+        if args.keep:
+            stack.callback(print, f"work directory kept: {workdir}", file=sys.stderr)
+        else:
+            stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        vendordata = VendordataTarget()
+        stack.callback(vendordata.close)
+        url = stack.enter_context(broker.private_vhost(args.rabbit_url))
+        database_url = stack.enter_context(database(args.database, workdir))
+        rpc.set_defaults(CONF)
+        CONF([], project="custos", default_config_files=[])
+        CONF.set_override("control_exchange", exchange)
+        transport = messaging.get_rpc_transport(CONF, url=url,
+                                                allowed_remote_exmods=rpc.ALLOWED_EXMODS)
+        stack.callback(transport.cleanup)
+        config = agent_config(workdir, url, exchange, database_url, vendordata)
+        probe_ctx = _context([], [])
+        noop = processes.noop_server(url, exchange, workdir)
+        stack.callback(noop.stop)
+        noop_probe = messaging.get_rpc_client(
+            transport, messaging.Target(topic=processes.NOOP_TOPIC, version="1.0"),
+            timeout=1, serializer=RequestContextSerializer())
+        noop_startup = processes.time_to_first_reply(
+            noop, lambda: noop_probe.call(probe_ctx, "noop"))
+        agent = processes.custos_agent(config, workdir)
+        stack.callback(agent.stop)
+        agent_probe = CustosAPI(transport=transport, timeout=1)
+        agent_startup = processes.time_to_first_reply(
+            agent, lambda: agent_probe.health(probe_ctx))
+
+        bench = Bench(args, transport, agent, database_url, vendordata)
+        stack.callback(bench.engine.dispose)
+        bench.agent_startup_s, bench.noop_startup_s = agent_startup, noop_startup
+        results = []
+        for figure in selected:
+            print(f"measuring: {figure.title}", file=sys.stderr, flush=True)
+            with profiled(agent.pid, args.profile, figure.key):
+                results.append(figure.run(bench))
+
+    facts = report.machine()
+    facts["setup"] = (f"database: {args.database}; RabbitMQ {broker.rabbitmq_version()} on "
+                      f"{args.rabbit_url.split('@')[-1]}; {args.requests} timed requests per side "
+                      f"in {args.rounds} alternating rounds after {args.warmup} warm-up requests")
+    print(f"custos benchmark, {started_at:%Y-%m-%d %H:%M} UTC; {facts['cpus']}; "
+          f"{facts['memory']}; Python {facts['python']}; {facts['libraries']}")
+    print(facts["setup"])
+    print(report.text_table(results))
+    if not args.no_write:
+        command = "./tools/run-benchmarks.sh" + (" " + " ".join(argv) if argv else "")
+        report.write_rst(args.output, report.rst_section(results, facts, command, started_at))
+        print(f"written to {args.output}")
+    return 0 if all(r.met is not False for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
