@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import configparser
 import os
 import signal
 import subprocess
@@ -11,25 +10,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import oslo_messaging as messaging
 
 BIN = Path(sys.executable).parent
 NOOP_TOPIC = "custos-noop"
-
-
-def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
-    """Write an oslo.config file from ``{section: {option: value}}``."""
-    parser = configparser.ConfigParser(interpolation=None)
-    for section, options in sections.items():
-        if section != "DEFAULT":
-            parser.add_section(section)
-        for key, value in options.items():
-            parser.set(section, key, str(value))
-    with open(path, "w") as handle:
-        parser.write(handle)
-    return path
 
 
 def resident_kib(pid: int) -> int:

@@ -39,6 +39,7 @@ from agent import exception, rpc
 from agent.context import RequestContext, RequestContextSerializer
 from benchmarks import broker, figures, processes, report
 from rpcapi import CustosAPI
+from tests.functional import agentproc
 
 CONF = cfg.CONF
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -222,7 +223,7 @@ def agent_config(workdir: Path, url: str, exchange: str, database_url: str,
         "vendordata": {"targets": f"{VENDORDATA_NAME}@{vendordata.url}", "cache_ttl": 3600},
     }
     (workdir / "state").mkdir(exist_ok=True)
-    return processes.write_config(workdir / "custos-bench.conf", sections)
+    return agentproc.write_config(workdir / "custos-bench.conf", sections)
 
 
 @contextlib.contextmanager
