@@ -50,6 +50,22 @@ class _PurgeEndpoint:
             LOG.warning("Could not handle %s (%s); requeued", event_type, code)
             return None
 
+    @staticmethod
+    def _resource_uuid(payload: Any, key: str, event_type: str,
+                       publisher_id: str) -> str | None:
+        """Return the payload's resource id as a canonical UUID, or None.
+
+        Canonical (lowercase) because that is how custos stores ids; an
+        event naming no valid UUID is logged and dropped, since requeueing
+        it could never succeed.
+        """
+        try:
+            return validation.uuid(key, payloads.resource_id(payload, key))
+        except exception.InvalidInput:
+            LOG.warning("Dropped %s from %s: it names no %s UUID",
+                        event_type, publisher_id, key.split("_")[0])
+            return None
+
 
 class InstanceDeleteEndpoint(_PurgeEndpoint):
     """``instance.delete.end``: forget the instance's boot roles and cache."""
@@ -59,12 +75,9 @@ class InstanceDeleteEndpoint(_PurgeEndpoint):
     def info(self, ctxt: Any, publisher_id: str, event_type: str,
              payload: Any, metadata: Any) -> Any:
         """Purge the deleted instance; return REQUEUE when that failed."""
-        raw = payloads.resource_id(payload, "instance_id")
-        try:
-            instance_uuid = validation.uuid("instance_id", raw)
-        except exception.InvalidInput:
-            LOG.warning("Dropped %s from %s: it names no instance UUID",
-                        event_type, publisher_id)
+        instance_uuid = self._resource_uuid(payload, "instance_id", event_type,
+                                            publisher_id)
+        if instance_uuid is None:
             return messaging.NotificationResult.HANDLED
         rows = self._commit(event_type,
                             lambda s: purge.purge_instance(s, instance_uuid))
@@ -86,10 +99,8 @@ class VolumeDeleteEndpoint(_PurgeEndpoint):
     def info(self, ctxt: Any, publisher_id: str, event_type: str,
              payload: Any, metadata: Any) -> Any:
         """Purge the deleted volume; return REQUEUE when that failed."""
-        volume_id = payloads.resource_id(payload, "volume_id")
+        volume_id = self._resource_uuid(payload, "volume_id", event_type, publisher_id)
         if volume_id is None:
-            LOG.warning("Dropped %s from %s: it names no volume",
-                        event_type, publisher_id)
             return messaging.NotificationResult.HANDLED
         removed = self._commit(event_type,
                                lambda s: purge.purge_volume(s, volume_id))

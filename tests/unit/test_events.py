@@ -169,6 +169,16 @@ def test_volume_delete_keeps_secrets_defined_by_hand(harness):
     assert harness.notifications("secret.undefine") == []
 
 
+def test_volume_delete_naming_the_volume_in_upper_case_still_purges(harness):
+    volume = str(uuid.uuid4())
+    add_volume_rows(volume)
+
+    publish("volume.delete.end", legacy_volume(volume.upper()))
+
+    assert eventually(lambda: count(models.Secret, usage_id=volume) == 0)
+    assert count(models.VolumeGlanceMetadata, volume_id=volume) == 0
+
+
 # -- acknowledgement ----------------------------------------------------------
 
 class _Runtime:
@@ -202,6 +212,7 @@ def test_database_failure_requeues_and_sends_nothing(monkeypatch, endpoint_class
     (events.InstanceDeleteEndpoint, {"instance_id": "not-a-uuid"}),
     (events.InstanceDeleteEndpoint, {}),
     (events.VolumeDeleteEndpoint, {"volume_id": 42}),
+    (events.VolumeDeleteEndpoint, {"volume_id": "not-a-uuid"}),
     (events.VolumeDeleteEndpoint, {"cinder_object.data": "x"}),
 ])
 def test_payload_naming_nothing_is_dropped_not_requeued(monkeypatch, endpoint_class, payload):
