@@ -68,15 +68,22 @@ class Request:
         self.notifications.append((event_type, payload, priority))
 
 
-def _check_arguments(signature: inspect.Signature, kwargs: dict[str, Any]) -> None:
+def _parameters(signature: inspect.Signature) -> tuple[frozenset[str], tuple[str, ...]]:
+    """Return a handler's RPC argument names and the required ones among them."""
     params = list(signature.parameters.values())[2:]  # self, request
-    names = {p.name for p in params if p.kind is not p.VAR_KEYWORD}
+    names = frozenset(p.name for p in params if p.kind is not p.VAR_KEYWORD)
+    required = tuple(p.name for p in params if p.default is p.empty)
+    return names, required
+
+
+def _check_arguments(names: frozenset[str], required: tuple[str, ...],
+                     kwargs: dict[str, Any]) -> None:
     for name in kwargs:
         if name not in names:
             raise exception.InvalidInput(field=name, reason="unexpected argument")
-    for param in params:
-        if param.default is param.empty and param.name not in kwargs:
-            raise exception.InvalidInput(field=param.name, reason="missing argument")
+    for name in required:
+        if name not in kwargs:
+            raise exception.InvalidInput(field=name, reason="missing argument")
 
 
 def rpc_method(transactional: bool = True) -> Callable[[F], F]:
@@ -89,13 +96,14 @@ def rpc_method(transactional: bool = True) -> Callable[[F], F]:
     """
 
     def decorator(func: F) -> F:
-        signature = inspect.signature(func)
+        # Worked out once here, not on every call.
+        names, required = _parameters(inspect.signature(func))
         name = func.__name__
 
         @functools.wraps(func)
         def wrapper(self: Any, ctxt: Any, **kwargs: Any) -> Any:
             try:
-                _check_arguments(signature, kwargs)
+                _check_arguments(names, required, kwargs)
                 policy.authorize(ctxt, name)
                 if transactional:
                     holder: list[Request] = []
