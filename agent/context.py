@@ -33,11 +33,6 @@ class RequestContext(oslo_context.RequestContext):
                       service_project_id=self.service_project_id)
         return values
 
-    @property
-    def is_admin_role(self) -> bool:
-        """True when ``admin`` is among the user-token roles."""
-        return "admin" in (self.roles or [])
-
 
 def get_admin_context() -> RequestContext:
     """Return a context for the agent's own work (listeners, start-up)."""

@@ -92,16 +92,6 @@ def get_rpc_server(host: str, endpoints: list[Any]) -> messaging.RPCServer:
         access_policy=messaging.DefaultRPCAccessPolicy)
 
 
-def get_client(server: str | None = None, version_cap: str | None = None,
-               timeout: float | None = None) -> messaging.RPCClient:
-    """Return an RPC client for topic ``custos-agent`` (one agent with ``server``)."""
-    assert TRANSPORT is not None, "agent.rpc.init() was not called"
-    target = messaging.Target(topic=TOPIC, server=server, version="1.0")
-    return messaging.get_rpc_client(
-        TRANSPORT, target, version_cap=version_cap, timeout=timeout,
-        serializer=context.RequestContextSerializer())
-
-
 def get_notifier(host: str) -> messaging.Notifier:
     """Return the agent's notifier: ``messagingv2`` on topic ``notifications``."""
     assert NOTIFICATION_TRANSPORT is not None, "agent.rpc.init() was not called"
