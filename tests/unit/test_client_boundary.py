@@ -170,3 +170,14 @@ def test_an_uncapped_client_sends_1_1(conf):
                                        project_id=uuid.uuid4().hex)
     finally:
         transport.cleanup()
+
+
+def test_the_agents_start_up_puts_its_notifications_on_exchange_custos(tmp_path):
+    code = ("from oslo_config import cfg\n"
+            "from agent.cmd import common\n"
+            "common.parse_args([], name='custos-agent', default_config_files=[])\n"
+            "print(cfg.CONF.control_exchange)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True,
+                            capture_output=True, text=True, timeout=120)
+
+    assert result.stdout.split() == ["custos"]
