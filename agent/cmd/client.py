@@ -96,8 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("configuration_error", str(error))
 
     ctxt = wire.RequestContext(project_id=args.project_id, user_id=args.user_id,
-                                  roles=args.roles, service_roles=args.service_roles,
-                                  overwrite=False)
+                               roles=args.roles, service_roles=args.service_roles,
+                               overwrite=False)
     outcome: dict[str, Any] = {}
 
     def run() -> None:
