@@ -181,3 +181,9 @@ def test_the_agents_start_up_puts_its_notifications_on_exchange_custos(tmp_path)
                             capture_output=True, text=True, timeout=120)
 
     assert result.stdout.split() == ["custos"]
+
+
+def test_configuration_knows_nothing_of_logging_or_the_bus_set_up():
+    modules = _modules_after("import agent.conf, agent.conf.opts")
+
+    assert "agent.log" not in modules and "agent.rpc" not in modules
