@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from agent import exception, policy
 from agent.drivers.base import RetryRequest
 from db import api as db_api
+from rpcapi import RPC_API_VERSION
 
 if TYPE_CHECKING:
     from agent.service import Runtime
@@ -220,7 +221,7 @@ class Endpoint:
     An endpoint reads the runtime's parts and never adds to it.
     """
 
-    target = messaging.Target(version="1.0")
+    target = messaging.Target(version=RPC_API_VERSION)
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -233,7 +234,7 @@ class UnknownMethodEndpoint:
     which reaches a caller as an untyped ``RemoteError``.
     """
 
-    target = messaging.Target(version="1.0")
+    target = messaging.Target(version=RPC_API_VERSION)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         # oslo_* names are oslo.messaging's own probes (oslo_rpc_server_ping).

@@ -17,7 +17,8 @@ rules:
   description, make it private (never public again) and move it between
   the homes (``ephemeral`` changed) with its value;
 * a secret is seen as the caller's :class:`agent.policy.Scope` decides
-  (its own project's; the administrator's, all); another project gets :class:`~agent.exception.SecretNotFound`;
+  (its own project's; the administrator's, all); another project gets
+  :class:`~agent.exception.SecretNotFound`;
 * undefining deletes the row with its wrapped data key.
 
 Every method works in the caller's session and leaves committing to it.
@@ -37,7 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from agent import exception
+from agent import exception, wire
 from agent.keystore import envelope
 from agent.keystore.masterkey import MasterKeyRing
 from agent.policy import Scope
@@ -51,7 +52,7 @@ __all__ = ["KIND", "MAX_VALUE_BYTES", "Scope", "SecretInfo", "SecretStore"]
 #: Envelope kind of secret values (part of their associated data).
 KIND = "secret"
 #: Largest value a secret holds, in bytes.
-MAX_VALUE_BYTES = 64 * 1024
+MAX_VALUE_BYTES = wire.MAX_SECRET_VALUE_BYTES
 
 _UsageKey = tuple[str, str]
 
