@@ -296,6 +296,13 @@ def read(session: Session, store: BackupStore, scope: Scope, backup_id: str) -> 
     return store.read(store.account_for(_caller_project(scope)), backup_id)
 
 
+def _deleted_payload(backup_id: str, volume_id: str | None, project_id: str | None,
+                     account: str) -> dict[str, Any]:
+    """Return the ``backup.metadata.delete`` payload."""
+    return {"backup_id": backup_id, "volume_id": volume_id, "project_id": project_id,
+            "account": account}
+
+
 def delete(session: Session, store: BackupStore, scope: Scope,
            backup_id: str) -> dict[str, Any] | None:
     """Forget a backup: its record and its stored document.
@@ -312,13 +319,11 @@ def delete(session: Session, store: BackupStore, scope: Scope,
     if record is None:
         account = store.account_for(_caller_project(scope))
         removed = store.delete(account, backup_id)
-        return ({"backup_id": backup_id, "volume_id": None,
-                 "project_id": scope.project_id, "account": account}
-                if removed else None)
+        return _deleted_payload(backup_id, None, scope.project_id, account) if removed else None
     if not scope.may_act_on(record.project_id):
         raise exception.BackupNotFound(backup_id=backup_id)
-    removed_info = {"backup_id": backup_id, "volume_id": record.volume_id,
-                    "project_id": record.project_id, "account": record.account}
+    removed_info = _deleted_payload(backup_id, record.volume_id, record.project_id,
+                                    record.account)
     account = record.account
     records.delete(session, record)
     store.delete(account, backup_id)
