@@ -31,6 +31,9 @@ NOTIFICATION_TOPIC = wire.NOTIFICATION_TOPIC
 LISTENER_POOL = "custos-agent-events"
 ALLOWED_EXMODS = wire.ALLOWED_EXMODS
 CONTROL_EXCHANGE = wire.EXCHANGE
+# Rounds over every broker node that one notification may take when
+# ``[oslo_messaging_notifications] retry`` says "forever" (-1).
+NOTIFY_ROUNDS = 3
 
 TRANSPORT: messaging.Transport | None = None
 NOTIFICATION_TRANSPORT: messaging.Transport | None = None
@@ -93,12 +96,40 @@ def get_rpc_server(host: str, endpoints: list[Any]) -> messaging.RPCServer:
         access_policy=messaging.DefaultRPCAccessPolicy)
 
 
+def notification_retry(conf: cfg.ConfigOpts | None = None) -> int:
+    """Return how many times the notifier may retry one notification.
+
+    oslo.messaging hands this count to kombu when it opens a connection,
+    and kombu reads -1 ("retry forever") as "give up at the first
+    failure": a new connection whose first broker node refuses it would
+    drop the notification instead of trying the next node of the
+    transport URL. The count returned is never negative and always reaches
+    every node: ``NOTIFY_ROUNDS`` rounds of the nodes for -1, and at least
+    one try per node for a configured count.
+
+    :param conf: configuration holding the transport URLs (the global one
+        when omitted).
+    """
+    conf = conf or CONF
+    url = conf.oslo_messaging_notifications.transport_url or conf.transport_url
+    nodes = max(1, len(messaging.TransportURL.parse(conf, url).hosts))
+    configured = conf.oslo_messaging_notifications.retry
+    if configured < 0:
+        return NOTIFY_ROUNDS * nodes
+    return max(configured, nodes - 1)
+
+
 def get_notifier(host: str) -> messaging.Notifier:
-    """Return the agent's notifier: ``messagingv2`` on topic ``notifications``."""
+    """Return the agent's notifier: ``messagingv2`` on topic ``notifications``.
+
+    Each notification retries across the broker nodes
+    (:func:`notification_retry`).
+    """
     assert NOTIFICATION_TRANSPORT is not None, "agent.rpc.init() was not called"
     return messaging.Notifier(NOTIFICATION_TRANSPORT, publisher_id=f"custos-agent.{host}",
                               driver="messagingv2", topics=[NOTIFICATION_TOPIC],
-                              serializer=NotificationSerializer())
+                              serializer=NotificationSerializer(),
+                              retry=notification_retry())
 
 
 def get_notification_listener(endpoints: list[Any], pool: str) -> Any:
