@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     :returns: the worst check result (0, 1 or 2), or 255 on an error.
     """
     log.register_options(CONF)
-    rpc.set_defaults()
+    rpc.register_opts(CONF)
     policy_opts.set_defaults(CONF)
     return upgradecheck.main(CONF, project="custos", upgrade_command=Checks(),
                              argv=list(sys.argv[1:] if argv is None else argv))
