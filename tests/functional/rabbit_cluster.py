@@ -29,9 +29,9 @@ from tests.functional.private_services import (RABBIT_LIBEXEC, PrivateRabbit, _u
                                                unavailable)
 
 SIZE = 3
-# One scheduler per node, not bound to a core: four RabbitMQ nodes share
-# two cores here, and the default of one bound scheduler per core makes
-# them fight over both.
+# One scheduler per node, left unbound: the test nodes share a few cores
+# with the machine's own node, and bound, every node's single scheduler
+# would sit on the same first core.
 ERL_ARGS = "+S 1:1 +stbt u"
 
 
@@ -72,7 +72,10 @@ class ClusterNode(PrivateRabbit):
         Cheaper than ``rabbitmqctl wait``: each rabbitmqctl run starts an
         Erlang VM of its own, about two seconds on a busy machine.
         """
-        self.wait_listening(True, timeout=120)
+        try:
+            self.wait_listening(True, timeout=120)
+        except RuntimeError as error:
+            raise RuntimeError(f"{self.node} did not start: {error}\n{self.log()}") from None
 
     def join(self, seed: "ClusterNode") -> None:
         """Make this running node a member of ``seed``'s cluster."""
@@ -84,7 +87,7 @@ class ClusterNode(PrivateRabbit):
     def stop(self) -> None:
         """Stop the node (SIGKILL if it does not stop) and remove its files."""
         try:
-            if self.alive():
+            if self.alive() or self.pid() is None:
                 self.ctl("stop", timeout=60)
         finally:
             if self.alive():
