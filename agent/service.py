@@ -19,7 +19,8 @@ from sqlalchemy import exc as sa_exc
 
 from agent import exception, rpc
 from agent.dispatch import UnknownMethodEndpoint
-from agent.handlers import build_endpoints, build_listener_endpoints
+from agent.handlers import (build_endpoints, build_listener_endpoints,
+                            build_memory_listener_endpoints)
 from agent.keystore import masterkey, signing
 from db import api as db_api
 from db import migration
@@ -89,7 +90,7 @@ class AgentService:
     def __init__(self, conf: cfg.ConfigOpts | None = None) -> None:
         self.conf = conf or CONF
         self.server: messaging.RPCServer | None = None
-        self.listener: Any = None
+        self.listeners: list[Any] = []
         self.runtime: Runtime | None = None
 
     def start(self) -> None:
@@ -113,11 +114,18 @@ class AgentService:
         self.runtime = runtime
         self.server = rpc.get_rpc_server(self.conf.host, endpoints)
         self.server.start()
-        listener_endpoints = build_listener_endpoints(runtime)
-        if listener_endpoints:
-            self.listener = rpc.get_notification_listener(listener_endpoints,
-                                                          pool=rpc.LISTENER_POOL)
-            self.listener.start()
+        self.listeners = [listener for listener in (
+            rpc.get_notification_listener(build_listener_endpoints(runtime),
+                                          pool=rpc.LISTENER_POOL, conf=self.conf),
+            rpc.get_notification_listener(build_memory_listener_endpoints(runtime),
+                                          pool=rpc.memory_pool(self.conf.host),
+                                          conf=self.conf),
+        ) if listener is not None]
+        for listener in self.listeners:
+            listener.start()
+        if not self.listeners:
+            LOG.warning("[events] names no exchange or topic: deleted instances and "
+                        "volumes will not be purged")
         LOG.info("custos-agent %s serving topic %s", self.conf.host, rpc.TOPIC)
 
     @staticmethod
@@ -131,13 +139,13 @@ class AgentService:
 
     def stop(self) -> None:
         """Stop taking new requests and events."""
-        for part in (self.server, self.listener):
+        for part in (self.server, *self.listeners):
             if part is not None:
                 part.stop()
 
     def wait(self) -> None:
         """Wait for in-flight requests, then close the transports."""
-        for part in (self.server, self.listener):
+        for part in (self.server, *self.listeners):
             if part is not None:
                 part.wait()
         if self.runtime is not None and self.runtime.vendordata is not None:
