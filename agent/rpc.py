@@ -120,7 +120,7 @@ def memory_pool(host: str) -> str:
 
 
 def get_notification_listener(endpoints: list[Any], pool: str,
-                              conf: cfg.ConfigOpts | None = None) -> Any:
+                              conf: cfg.ConfigOpts | None = None, quiet: bool = False) -> Any:
     """Return a listener on every ``[events]`` exchange and topic.
 
     Its dispatcher is :class:`~agent.events.dispatcher.EventDispatcher`:
@@ -130,6 +130,8 @@ def get_notification_listener(endpoints: list[Any], pool: str,
 
     :param pool: listener pool; agents in one pool share the events, so
         each event is handled by one of them.
+    :param quiet: leave reporting unreadable messages to the shared pool,
+        which sees the same ones.
     :returns: the listener, not started, or None when ``[events]`` names
         no exchange or no topic.
     """
@@ -138,6 +140,6 @@ def get_notification_listener(endpoints: list[Any], pool: str,
     targets = event_targets(conf)
     if not targets:
         return None
-    event_dispatcher = EventDispatcher(endpoints, conf.events.max_redeliveries)
+    event_dispatcher = EventDispatcher(endpoints, conf.events.max_redeliveries, quiet=quiet)
     return notify_listener.NotificationServer(NOTIFICATION_TRANSPORT, targets, event_dispatcher,
                                               allow_requeue=True, pool=pool)

@@ -119,7 +119,7 @@ class AgentService:
                                           pool=rpc.LISTENER_POOL, conf=self.conf),
             rpc.get_notification_listener(build_memory_listener_endpoints(runtime),
                                           pool=rpc.memory_pool(self.conf.host),
-                                          conf=self.conf),
+                                          conf=self.conf, quiet=True),
         ) if listener is not None]
         for listener in self.listeners:
             listener.start()

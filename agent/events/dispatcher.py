@@ -55,12 +55,15 @@ class EventDispatcher(base_dispatcher.DispatcherBase):
         (``info``) and an optional ``filter_rule``.
     :param max_redeliveries: how often a requeued message may come back.
     :param counter: where deliveries are counted; a new one by default.
+    :param quiet: drop unreadable messages without a word; for a pool
+        that sees the same messages as another which reports them.
     """
 
     def __init__(self, endpoints: list[Any], max_redeliveries: int,
-                 counter: DeliveryCounter | None = None) -> None:
+                 counter: DeliveryCounter | None = None, quiet: bool = False) -> None:
         self.endpoints = endpoints
         self.max_redeliveries = max_redeliveries
+        self.quiet = quiet
         self.counter = counter if counter is not None else DeliveryCounter()
         self._callbacks: dict[str, list[tuple[Any, Any]]] = {}
         for endpoint in endpoints:
@@ -80,12 +83,10 @@ class EventDispatcher(base_dispatcher.DispatcherBase):
         message = incoming.message
         problem = self._unreadable(message)
         if problem is not None:
-            LOG.warning("Dropped a notification that can never be handled: %s "
-                        "(event type %s, publisher %s)", problem,
-                        _shown(message.get("event_type") if isinstance(message, Mapping)
-                               else None),
-                        _shown(message.get("publisher_id") if isinstance(message, Mapping)
-                               else None))
+            if not self.quiet:
+                LOG.warning("Dropped a notification that can never be handled: %s "
+                            "(event type %s, publisher %s)", problem,
+                            *self._names(message))
             return HANDLED
         event_type = message["event_type"]
         number = self.counter.delivered(incoming)
@@ -102,6 +103,13 @@ class EventDispatcher(base_dispatcher.DispatcherBase):
             LOG.warning("Requeued %s (delivery %d of at most %d)", event_type,
                         number, self.max_redeliveries + 1)
         return result
+
+    @staticmethod
+    def _names(message: Any) -> tuple[str, str]:
+        """The event type and publisher of a message, printable, as far as it has them."""
+        if not isinstance(message, Mapping):
+            return _shown(None), _shown(None)
+        return _shown(message.get("event_type")), _shown(message.get("publisher_id"))
 
     @staticmethod
     def _unreadable(message: Any) -> str | None:
