@@ -123,7 +123,10 @@ class AgentService:
         ) if listener is not None]
         for listener in self.listeners:
             listener.start()
-        if not self.listeners:
+        if self.listeners:
+            LOG.info("Purging on events from exchanges %s, topics %s",
+                     ",".join(self.conf.events.exchanges), ",".join(self.conf.events.topics))
+        else:
             LOG.warning("[events] names no exchange or topic: deleted instances and "
                         "volumes will not be purged")
         LOG.info("custos-agent %s serving topic %s", self.conf.host, rpc.TOPIC)
