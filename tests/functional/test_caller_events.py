@@ -12,6 +12,7 @@ it.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -24,7 +25,7 @@ import pytest
 
 from agent import exception
 from tests import services
-from tests.common import PROJECT, member, member_with_service, service_only
+from tests.common import PROJECT, member, member_with_service, nobody, service_only
 from tests.functional.agentproc import AgentProcess
 from tests.unit.vendordata.conftest import server  # noqa: F401  (fixture)
 from tests.unit.vendordata.stub_server import StubServer, json_reply
@@ -207,3 +208,40 @@ def test_a_poison_message_costs_one_line_and_no_cpu(start_agent, api, rabbit_url
     services.delete_volume(cinder, volume, "legacy")
     assert eventually(lambda: secret_gone(api, secret))
     assert len(log_lines(proc, "can never be handled")) == 1
+
+
+def test_an_unreachable_database_is_retried_within_the_bound_on_a_classic_queue(
+        start_agent, api, cinder, tmp_path):
+    """A requeued event comes straight back from a classic queue; the agent counts."""
+    prepared = start_agent()
+    prepared.stop()
+    sections = copy.deepcopy(prepared.sections)
+    # Nothing listens on port 1: every transaction fails at once as unreachable.
+    sections["database"] = {"connection": "postgresql+psycopg2://postgres@127.0.0.1:1/custos",
+                            "max_retries": 0, "connect_timeout": 1}
+    sections["events"] = {"max_redeliveries": 2}
+    workdir = tmp_path / "unreachable"
+    workdir.mkdir()
+    proc = AgentProcess(workdir, sections)
+    proc.start()
+    try:
+        proc.wait_ready(api.client.transport, nobody())
+        assert proc.process is not None
+
+        services.delete_volume(cinder, str(uuid.uuid4()), "legacy")
+
+        assert eventually(lambda: log_lines(proc, "failed deliveries"))
+        before = cpu_seconds(proc.process.pid)
+        time.sleep(3)
+        used = cpu_seconds(proc.process.pid) - before
+        requeued = log_lines(proc, "Requeued volume.delete.end")
+        assert ["delivery 1 of at most 3" in requeued[0],
+                "delivery 2 of at most 3" in requeued[1]] == [True, True]
+        assert len(requeued) == 2
+        assert len(log_lines(proc, "Could not handle volume.delete.end")) == 3
+        [dropped] = log_lines(proc, "failed deliveries")
+        assert "ERROR" in dropped and "after 3 failed deliveries" in dropped
+        assert used < 0.3, f"the agent used {used:.2f} s of CPU in 3 s after dropping"
+        assert api.health(nobody(), server=proc.host)
+    finally:
+        proc.stop()
