@@ -27,6 +27,7 @@ from agent import exception
 from tests import services
 from tests.common import PROJECT, member, member_with_service, nobody, service_only
 from tests.functional.agentproc import AgentProcess
+from tests.functional.conftest import RABBIT_URL, _rabbitmqctl, agent_sections
 from tests.unit.vendordata.conftest import server  # noqa: F401  (fixture)
 from tests.unit.vendordata.stub_server import StubServer, json_reply
 
@@ -245,3 +246,68 @@ def test_an_unreachable_database_is_retried_within_the_bound_on_a_classic_queue(
         assert api.health(nobody(), server=proc.host)
     finally:
         proc.stop()
+
+
+# -- quorum queues --------------------------------------------------------------
+
+UNREACHABLE_DATABASE = {"connection": "postgresql+psycopg2://postgres@127.0.0.1:1/custos",
+                        "max_retries": 0, "connect_timeout": 1}
+
+
+@pytest.fixture
+def quorum_url(exchange: str) -> Iterator[str]:
+    """A virtual host of its own: its queues are declared as quorum queues from the start."""
+    name = f"{exchange}-quorum"
+    if not (_rabbitmqctl("add_vhost", name)
+            and _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")):
+        pytest.skip("rabbitmqctl cannot create a virtual host here")
+    yield RABBIT_URL.rstrip("/") + "/" + name
+    _rabbitmqctl("delete_vhost", name)
+
+
+def test_on_a_quorum_queue_the_brokers_count_bounds_redelivery_across_agents(
+        tmp_path, exchange, quorum_url):
+    """Two agents share the requeued event; RabbitMQ's x-delivery-count is one count."""
+    agents = []
+    try:
+        for host in ("agent-q1", "agent-q2"):
+            workdir = tmp_path / host
+            workdir.mkdir()
+            sections = agent_sections(
+                tmp_path, exchange, host=host, state_path=workdir / "state",
+                rabbit_url=quorum_url, database=UNREACHABLE_DATABASE,
+                oslo_messaging_rabbit={"rabbit_quorum_queue": "true"},
+                events={"max_redeliveries": 2})
+            proc = AgentProcess(workdir, sections)
+            proc.start()
+            agents.append(proc)
+        for proc in agents:
+            assert eventually(lambda: log_lines(proc, "Purging on events from exchanges"),
+                              timeout=30), proc.log()
+        volume = str(uuid.uuid4())
+        event = {"message_id": str(uuid.uuid4()), "publisher_id": "volume.volume-1",
+                 "event_type": "volume.delete.end", "priority": "INFO",
+                 "payload": services.volume_deleted_legacy(volume),
+                 "timestamp": "2026-01-02 03:04:05.000000"}
+
+        # Cinder's own notifier would declare exchange cinder non-durable;
+        # the agents declared it durable, as quorum queues need.
+        publish_raw(quorum_url, "cinder", "notifications.info", event)
+
+        def dropped() -> list[str]:
+            return [line for proc in agents for line in log_lines(proc, "failed deliveries")]
+
+        assert eventually(dropped)
+        time.sleep(2)
+        attempts = [line for proc in agents
+                    for line in log_lines(proc, "Could not handle volume.delete.end")]
+        # Counted per agent, two agents would take it up to 2 x 3 times.
+        assert len(attempts) == 3
+        assert len(dropped()) == 1
+        # One count for the queue: whichever agent took it, the numbers go on.
+        numbers = sorted(int(line.split("(delivery ")[1].split(" ")[0]) for proc in agents
+                         for line in log_lines(proc, "Requeued volume.delete.end"))
+        assert numbers == [1, 2]
+    finally:
+        for proc in agents:
+            proc.stop()
