@@ -80,9 +80,12 @@ class Service:
         self.transport.cleanup()
 
 
-def nova(transport_url: str, host: str = "compute-1") -> Service:
-    """Nova's notifiers (``nova/rpc.py`` ``init`` with ``notification_format = both``)."""
-    transport = service_transport("nova", transport_url)
+def nova(transport_url: str, host: str = "compute-1", exchange: str = "nova") -> Service:
+    """Nova's notifiers (``nova/rpc.py`` ``init`` with ``notification_format = both``).
+
+    :param exchange: Nova's ``control_exchange``, when the operator changed it.
+    """
+    transport = service_transport(exchange, transport_url)
     legacy = messaging.Notifier(transport).prepare(publisher_id=f"compute.{host}")
     versioned = messaging.Notifier(transport, topics=["versioned_notifications"]).prepare(
         publisher_id=f"nova-compute:{host}")

@@ -115,6 +115,30 @@ def test_other_events_are_ignored(harness, nova):
     assert roles_of(vm) == ["member"]
 
 
+@pytest.fixture
+def one_exchange_one_topic(migrated):
+    migrated.set_override("exchanges", ["openstack"], group="events")
+    migrated.set_override("topics", ["notifications"], group="events")
+
+
+def test_the_listener_consumes_only_the_configured_exchanges_and_topics(
+        one_exchange_one_topic, harness):
+    elsewhere, versioned, consumed = (str(uuid.uuid4()) for _ in range(3))
+    for vm in (elsewhere, versioned, consumed):
+        harness.api.instance_boot_roles_set(service_only(), vm, ["member"], wait=True)
+    default_nova = services.nova("fake:/")
+    renamed_nova = services.nova("fake:/", exchange="openstack")
+
+    services.delete_instance(default_nova, elsewhere, "legacy")
+    services.delete_instance(renamed_nova, versioned, "versioned")
+    services.delete_instance(renamed_nova, consumed, "legacy")
+
+    assert eventually(lambda: roles_of(consumed) is None)
+    time.sleep(0.5)
+    assert roles_of(elsewhere) == ["member"]
+    assert roles_of(versioned) == ["member"]
+
+
 # -- volume.delete.end --------------------------------------------------------
 
 def add_volume_rows(volume_id: str, generated: bool = True) -> str:
