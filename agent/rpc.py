@@ -144,3 +144,29 @@ def get_notification_listener(endpoints: list[Any], pool: str,
     event_dispatcher = EventDispatcher(endpoints, conf.events.max_redeliveries, quiet=quiet)
     return notify_listener.NotificationServer(NOTIFICATION_TRANSPORT, targets, event_dispatcher,
                                               allow_requeue=True, pool=pool)
+
+
+def get_event_listeners(host: str, shared_endpoints: list[Any], own_endpoints: list[Any],
+                        conf: cfg.ConfigOpts | None = None) -> list[Any]:
+    """Return the agent's two listeners on the ``[events]`` exchanges and topics.
+
+    :param host: the agent's name; its own pool is named after it.
+    :param shared_endpoints: endpoints of the pool every agent shares,
+        where each event is handled once (database purges).
+    :param own_endpoints: endpoints of this agent's own pool, where every
+        agent gets every event (purges of its memory).
+    :returns: the listeners, not started; none when ``[events]`` names no
+        exchange or topic (logged as a warning).
+    """
+    conf = conf or CONF
+    listeners = [listener for listener in (
+        get_notification_listener(shared_endpoints, LISTENER_POOL, conf),
+        get_notification_listener(own_endpoints, memory_pool(host), conf, quiet=True),
+    ) if listener is not None]
+    if listeners:
+        LOG.info("Purging on events from exchanges %s, topics %s",
+                 ",".join(conf.events.exchanges), ",".join(conf.events.topics))
+    else:
+        LOG.warning("[events] names no exchange or topic: deleted instances and "
+                    "volumes will not be purged")
+    return listeners

@@ -114,21 +114,12 @@ class AgentService:
         self.runtime = runtime
         self.server = rpc.get_rpc_server(self.conf.host, endpoints)
         self.server.start()
-        self.listeners = [listener for listener in (
-            rpc.get_notification_listener(build_listener_endpoints(runtime),
-                                          pool=rpc.LISTENER_POOL, conf=self.conf),
-            rpc.get_notification_listener(build_memory_listener_endpoints(runtime),
-                                          pool=rpc.memory_pool(self.conf.host),
-                                          conf=self.conf, quiet=True),
-        ) if listener is not None]
+        self.listeners = rpc.get_event_listeners(self.conf.host,
+                                                 build_listener_endpoints(runtime),
+                                                 build_memory_listener_endpoints(runtime),
+                                                 self.conf)
         for listener in self.listeners:
             listener.start()
-        if self.listeners:
-            LOG.info("Purging on events from exchanges %s, topics %s",
-                     ",".join(self.conf.events.exchanges), ",".join(self.conf.events.topics))
-        else:
-            LOG.warning("[events] names no exchange or topic: deleted instances and "
-                        "volumes will not be purged")
         LOG.info("custos-agent %s serving topic %s", self.conf.host, rpc.TOPIC)
 
     @staticmethod
