@@ -174,9 +174,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 def publish_raw(rabbit_url: str, exchange: str, routing_key: str,
-                message: dict[str, Any]) -> None:
-    """Publish an oslo.messaging v2 envelope around ``message`` with kombu alone."""
-    body = json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps(message)})
+                message: dict[str, Any] | str) -> None:
+    """Publish an oslo.messaging v2 envelope around ``message`` with kombu alone.
+
+    A string is published as the envelope itself, as it is.
+    """
+    if isinstance(message, str):
+        body = message
+    else:
+        body = json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps(message)})
     # oslo.messaging's rabbit:// is kombu's amqp://.
     with kombu.Connection("amqp" + rabbit_url[len("rabbit"):]) as connection:
         producer = connection.Producer()
@@ -193,8 +199,12 @@ def test_a_poison_message_costs_one_line_and_no_cpu(start_agent, api, rabbit_url
               "timestamp": "2026-01-01 00:00:00.000000"}
 
     publish_raw(rabbit_url, "cinder", "notifications.info", poison)
+    # Not JSON at all: oslo.messaging's rabbit driver rejects it, unrequeued.
+    publish_raw(rabbit_url, "nova", "notifications.info",
+                '{"oslo.version": "2.0", "oslo.message": "{not json"}')
 
     assert eventually(lambda: log_lines(proc, "can never be handled"))
+    assert eventually(lambda: len(log_lines(proc, "Failed to process message")) == 2)
     before = cpu_seconds(proc.process.pid)
     time.sleep(3)
     used = cpu_seconds(proc.process.pid) - before
@@ -209,6 +219,8 @@ def test_a_poison_message_costs_one_line_and_no_cpu(start_agent, api, rabbit_url
     services.delete_volume(cinder, volume, "legacy")
     assert eventually(lambda: secret_gone(api, secret))
     assert len(log_lines(proc, "can never be handled")) == 1
+    # Once for each of the agent's two queues, never again.
+    assert len(log_lines(proc, "Failed to process message")) == 2
 
 
 def test_an_unreachable_database_is_retried_within_the_bound_on_a_classic_queue(
