@@ -32,8 +32,6 @@ as ``cinder_object.data`` with its ``id``.
 from __future__ import annotations
 
 import datetime
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,17 +161,3 @@ def delete_volume(service: Service, volume_id: str, style: str) -> None:
     else:
         service.versioned.info(service_context(), "volume.delete.end",
                                volume_deleted_versioned(volume_id))
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def services(transport_url: str) -> Iterator[tuple[Service, Service]]:
-    """Nova's and Cinder's notifiers on ``transport_url``, closed afterwards."""
-    pair = nova(transport_url), cinder(transport_url)
-    try:
-        yield pair
-    finally:
-        for service in pair:
-            service.close()
