@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import oslo_messaging as messaging
 from sqlalchemy import exc as sa_exc
@@ -34,6 +34,9 @@ from sqlalchemy.orm import Session
 from agent import context, exception, validation
 from agent.events import payloads, purge
 from db import api as db_api
+
+if TYPE_CHECKING:
+    from agent.service import Runtime
 
 LOG = logging.getLogger(__name__)
 
@@ -97,7 +100,7 @@ class InstanceDeleteEndpoint:
 
     filter_rule = INSTANCE_DELETED
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     def info(self, ctxt: Any, publisher_id: str, event_type: str,
@@ -121,7 +124,7 @@ class VolumeDeleteEndpoint:
 
     filter_rule = VOLUME_DELETED
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     def info(self, ctxt: Any, publisher_id: str, event_type: str,
@@ -151,7 +154,7 @@ class InstanceMemoryEndpoint:
 
     filter_rule = INSTANCE_DELETED
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     def info(self, ctxt: Any, publisher_id: str, event_type: str,
@@ -159,10 +162,9 @@ class InstanceMemoryEndpoint:
         """Forget the instance's cached answers; always ``HANDLED``."""
         instance_uuid = _resource_uuid(payload, "instance_id", event_type, publisher_id,
                                        quiet=True)
-        vendordata = getattr(self.runtime, "vendordata", None)
-        if instance_uuid is None or vendordata is None:
+        if instance_uuid is None:
             return HANDLED
-        cached = vendordata.forget_instance(instance_uuid)
+        cached = self.runtime.vendordata.forget_instance(instance_uuid)
         if cached:
             LOG.info("Instance %s deleted: dropped %d cached vendordata answer(s)",
                      instance_uuid, cached)
@@ -174,7 +176,7 @@ class VolumeMemoryEndpoint:
 
     filter_rule = VOLUME_DELETED
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     def info(self, ctxt: Any, publisher_id: str, event_type: str,
@@ -182,22 +184,22 @@ class VolumeMemoryEndpoint:
         """Forget the volume's generated ephemeral secrets; always ``HANDLED``."""
         volume_id = _resource_uuid(payload, "volume_id", event_type, publisher_id,
                                    quiet=True)
-        secrets = getattr(self.runtime, "secrets", None)
-        if volume_id is None or secrets is None:
+        if volume_id is None:
             return HANDLED
         # Ephemeral secrets are announced nowhere, so neither is their end.
-        forgotten = secrets.forget_generated_ephemeral(purge.VOLUME_USAGE, volume_id)
+        forgotten = self.runtime.secrets.forget_generated_ephemeral(purge.VOLUME_USAGE,
+                                                                    volume_id)
         if forgotten:
             LOG.info("Volume %s deleted: undefined %d generated ephemeral secret(s)",
                      volume_id, forgotten)
         return HANDLED
 
 
-def build(runtime: Any) -> list[Any]:
+def build(runtime: Runtime) -> list[Any]:
     """Return the endpoints of the shared listener pool (database purges)."""
     return [InstanceDeleteEndpoint(runtime), VolumeDeleteEndpoint(runtime)]
 
 
-def build_memory(runtime: Any) -> list[Any]:
+def build_memory(runtime: Runtime) -> list[Any]:
     """Return the endpoints of this agent's own listener pool (memory purges)."""
     return [InstanceMemoryEndpoint(runtime), VolumeMemoryEndpoint(runtime)]
