@@ -100,7 +100,7 @@ class EventDispatcher(base_dispatcher.DispatcherBase):
         if result != REQUEUE:
             self.counter.forget(incoming)
         else:
-            LOG.warning("Requeued %s (delivery %d of at most %d)", event_type,
+            LOG.warning("Requeued %s (delivery %d of at most %d)", _shown(event_type),
                         number, self.max_redeliveries + 1)
         return result
 
