@@ -150,9 +150,9 @@ def deployment(rabbit_cluster: RabbitCluster, transport: messaging.Transport, ex
 
 
 def latencies(load: Load, start: float, end: float) -> list[float]:
-    """Durations of the successful calls that were in flight between ``start`` and ``end``."""
+    """Durations of the successful calls that ended between ``start`` and ``end``."""
     return [ended - began for (began, kind, _), (_, ended) in zip(load.outcomes, load.spans)
-            if kind == "ok" and began <= end and ended >= start]
+            if kind == "ok" and start <= ended <= end]
 
 
 def longest_silence(load: Load, start: float, end: float) -> float:
@@ -174,7 +174,7 @@ def test_losing_the_leading_broker_node_loses_no_write_and_no_announcement(deplo
     loaded_at = time.monotonic()
     load.wait_for("ok", 40)
     time.sleep(max(0.0, loaded_at + PAUSE_WINDOW_S - time.monotonic()))
-    killed_at = time.monotonic()
+    killed_at, killed_clock = time.monotonic(), time.strftime("%H:%M:%S")
     victim.kill()
     load.wait_for("ok", 60, after=killed_at, timeout=120)
     new_leader = cluster.leader_of("custos-agent")
@@ -202,7 +202,7 @@ def test_losing_the_leading_broker_node_loses_no_write_and_no_announcement(deplo
     not_sent = [line for proc in deployment.agents.values() for line in proc.log().splitlines()
                 if any(marker in line for marker in NOT_SENT)]
     print(f"\nbroker node loss: cluster started in {cluster.started_in:.1f} s; "
-          f"killed {victim.node}, new leader {new_leader.node}; calls {dict(load.summary())}, "
+          f"killed {victim.node} at {killed_clock}, new leader {new_leader.node}; calls {dict(load.summary())}, "
           f"{LATE_CALLS} more on {LATE_HOST}; acknowledged {len(acknowledged)}, "
           f"committed {len(committed)}, announced {len(deployment.announcements.uuids())} "
           f"(+{duplicates} duplicates), unannounced {len(missing)}; "
