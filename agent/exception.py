@@ -129,6 +129,16 @@ class SecretNoValue(CustosException):
     code = "secret_no_value"
 
 
+class QuotaExceeded(CustosException):
+    """A limit of what one agent keeps in memory would be passed.
+
+    Names the limit, never the project or the secret.
+    """
+
+    msg_fmt = "Quota exceeded: %(limit)s (%(allowed)s) would be passed"
+    code = "quota_exceeded"
+
+
 class InvalidSecretXML(InvalidInput):
     msg_fmt = "Invalid input for field '%(field)s': %(reason)s"
     code = "invalid_secret_xml"

@@ -2,13 +2,13 @@
 
 from oslo_config import cfg
 
-from agent.conf import auth, backup, database, default, keystore, vendordata
+from agent.conf import auth, backup, database, default, keystore, secrets, vendordata
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     """Return ``(group, options)`` pairs of every custos area."""
     result: list[tuple[str, list[cfg.Opt]]] = []
-    for module in (default, database, keystore, auth, backup, vendordata):
+    for module in (default, database, keystore, auth, backup, secrets, vendordata):
         result.extend(module.list_opts())
     # Backend sections are named by the operator; the sample shows one.
     from agent.connections import backends

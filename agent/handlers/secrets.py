@@ -20,6 +20,7 @@ from typing import Any
 from agent import exception, policy, validation
 from agent.dispatch import Endpoint, Request, rpc_method
 from agent.secrets import definition, passphrase
+from agent.secrets.ephemeral import EphemeralSecretStore
 from agent.secrets.store import MAX_VALUE_BYTES, Scope, SecretInfo, SecretStore
 
 
@@ -54,7 +55,7 @@ class SecretEndpoint(Endpoint):
 
     def __init__(self, runtime: Any) -> None:
         super().__init__(runtime)
-        self.store = SecretStore(runtime.ring)
+        self.store = SecretStore(runtime.ring, EphemeralSecretStore.from_conf(runtime.conf))
         runtime.secrets = self.store
 
     @rpc_method()

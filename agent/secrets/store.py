@@ -368,9 +368,8 @@ class SecretStore:
                                 private=private, usage_type=usage_type, usage_id=usage_id)
         value = passphrase.generate(length)
         if ephemeral:
-            info, _ = self._define_ephemeral(session, scope, defn)
-            self.ephemeral.set_value(info.uuid, value)
-            return dataclasses.replace(info, has_value=True)
+            info, _ = self._define_ephemeral(session, scope, defn, value)
+            return info
         row = self._insert(session, defn, scope.project_id, generated=True)
         self._seal_into(row, value)
         session.flush()
@@ -465,8 +464,8 @@ class SecretStore:
                 holder=holder or defn.uuid) from None
         return row
 
-    def _define_ephemeral(self, session: Session, scope: Scope,
-                          defn: SecretDefinition) -> tuple[SecretInfo, SecretInfo | None]:
+    def _define_ephemeral(self, session: Session, scope: Scope, defn: SecretDefinition,
+                          value: bytes | None = None) -> tuple[SecretInfo, SecretInfo | None]:
         uuid = defn.uuid
         assert uuid is not None
         key = _usage_key(defn)
@@ -491,7 +490,7 @@ class SecretStore:
             if row is None:
                 if key is not None and self.ephemeral.usage_holder(*key) is not None:
                     raise _ephemeral_conflict(key, self.ephemeral.usage_holder(*key) or "")
-                record = self.ephemeral.define(defn, scope.project_id or "")
+                record = self.ephemeral.define(defn, scope.project_id or "", value)
                 return _info_of_record(record), None
             return self._make_ephemeral(session, scope, defn, row)
 
@@ -506,9 +505,7 @@ class SecretStore:
         value = self._open(row) if before.has_value else None
         session.delete(row)
         session.flush()
-        record = self.ephemeral.define(defn, row.project_id or "")
-        if value is not None:
-            self.ephemeral.set_value(uuid, value)
+        record = self.ephemeral.define(defn, row.project_id or "", value)
         outcome.on_rollback(session, lambda: self._forget_ephemeral(uuid))
         return dataclasses.replace(_info_of_record(record), has_value=value is not None), before
 
@@ -530,9 +527,7 @@ class SecretStore:
         self.ephemeral.undefine(uuid)
 
         def restore() -> None:
-            self.ephemeral.define(record.definition, record.project_id)
-            if value is not None:
-                self.ephemeral.set_value(uuid, value)
+            self.ephemeral.define(record.definition, record.project_id, value, bounded=False)
 
         outcome.on_rollback(session, restore)
         return _info_of_row(row), before
