@@ -76,8 +76,9 @@ class Lane:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 break
-            if job is not _STOP:
-                job[0].cancel()
+            if job is not _STOP and job[0].cancel():
+                # cancel() alone does not wake concurrent.futures.wait().
+                job[0].set_running_or_notify_cancel()
         for _ in range(threads):
             self._jobs.put(_STOP)
 

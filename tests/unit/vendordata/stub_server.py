@@ -138,10 +138,10 @@ def after(seconds: float, behaviour: Behaviour) -> Behaviour:
     return behave
 
 
-def hang() -> Behaviour:
-    """Never answer; give up when the server stops or after the limit."""
+def hang(limit: float = HANDLER_LIMIT) -> Behaviour:
+    """Never answer; give up when the server stops or after ``limit`` seconds."""
     def behave(h: _Handler) -> None:
-        h.server.stopping.wait(HANDLER_LIMIT)
+        h.server.stopping.wait(limit)
         h.close_connection = True
     return behave
 
