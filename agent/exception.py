@@ -101,6 +101,28 @@ class DecryptionFailed(CustosException):
     code = "decryption_failed"
 
 
+class NoStagedKey(CustosException):
+    msg_fmt = "No staged master key to promote: %(reason)s"
+    code = "no_staged_key"
+
+
+class StagedKeyNotEverywhere(CustosException):
+    msg_fmt = ("The staged master key is not held by every node yet (missing on: "
+               "%(hosts)s); run 'custos-manage keys stage' there first")
+    code = "staged_key_not_everywhere"
+
+
+class KeyRotationInProgress(CustosException):
+    msg_fmt = "Another master key rotation is running; try again once it has finished"
+    code = "key_rotation_in_progress"
+
+
+class KeyRotationIncomplete(CustosException):
+    msg_fmt = ("%(count)s wrapped key(s) are still under a retiring master key; "
+               "run 'custos-manage keys rotate-master' again to finish")
+    code = "key_rotation_incomplete"
+
+
 # -- secrets ---------------------------------------------------------------
 
 class SecretNotFound(CustosException):

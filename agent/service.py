@@ -20,7 +20,7 @@ from sqlalchemy import exc as sa_exc
 from agent import exception, rpc
 from agent.dispatch import UnknownMethodEndpoint
 from agent.handlers import build_endpoints, build_listener_endpoints
-from agent.keystore import masterkey, signing
+from agent.keystore import keyset, masterkey, signing
 from db import api as db_api
 from db import migration
 
@@ -122,8 +122,14 @@ class AgentService:
 
     @staticmethod
     def _ensure_signing_key(runtime: Runtime) -> None:
+        def work(session: Any) -> None:
+            # Which master keys this node holds, so that a rotation never
+            # promotes one it lacks.
+            keyset.record_holder(session, runtime.host, runtime.ring.held())
+            signing.ensure_active(session, runtime.ring)
+
         try:
-            db_api.run_in_transaction(lambda s: signing.ensure_active(s, runtime.ring))
+            db_api.run_in_transaction(work)
         except exception.CustosException as error:
             LOG.warning("No backup signing key yet: %s", error.msg)
         except sa_exc.DBAPIError as error:

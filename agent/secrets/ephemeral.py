@@ -149,7 +149,7 @@ class EphemeralSecretStore:
                     usage_type=defn.usage_type, usage_id=defn.usage_id,
                     holder=self._by_usage[key])
             if value is not None:
-                value = _checked_value(value)
+                value = bytes(_checked_value(value))
             old_size = _definition_size(existing.definition) if existing else 0
             old_value = self._values.get(secret_uuid)
             growth = _definition_size(defn) - old_size
@@ -206,7 +206,7 @@ class EphemeralSecretStore:
             than ``max_bytes``; the old value stays.
         :raises TypeError: ``value`` is not bytes.
         """
-        value = _checked_value(value)
+        value = bytes(_checked_value(value))
         with self._lock:
             record = self._get_locked(uuid)
             old = self._values.get(uuid)
@@ -303,6 +303,7 @@ def _usage_key(defn: SecretDefinition) -> _UsageKey | None:
 
 
 def _checked_value(value: object) -> bytes | bytearray | memoryview:
+    # memoryview's len() counts items, not bytes; callers copy to bytes.
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise TypeError("a secret value must be bytes, not %s" % type(value).__name__)
     return value

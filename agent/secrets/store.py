@@ -35,6 +35,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import orm
 from sqlalchemy.orm import Session
 
 from agent import exception
@@ -405,7 +406,10 @@ class SecretStore:
             raise exception.SecretPrivateChange(uuid=EPHEMERAL if ephemeral else old.uuid)
 
     def _seal_into(self, row: models.Secret, value: bytes) -> None:
-        sealed = envelope.seal(self.ring, KIND, row.uuid, bytes(value))
+        # Sealed in the row's own transaction, so a master key rotation
+        # waits for it (agent.keystore.keyset).
+        sealed = envelope.seal(self.ring, KIND, row.uuid, bytes(value),
+                               orm.object_session(row))
         row.value = sealed.ciphertext
         row.wrapped_key = sealed.wrapped_key
         row.master_key_id = sealed.master_key_id
