@@ -70,10 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _cut_outbound(service: AgentService) -> None:
     """End the vendordata exchanges in flight so their requests can finish."""
-    lookup = getattr(service.runtime, "vendordata", None)
-    if lookup is not None:
+    if service.runtime is not None:
         LOG.warning("Cutting vendordata fetches still in flight")
-        lookup.close()
+        service.runtime.vendordata.close()
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ rules:
   :class:`~agent.exception.SecretUsageConflict`), may change its
   description, make it private (never public again) and move it between
   the homes (``ephemeral`` changed) with its value;
-* a secret is seen by its own project only (:class:`Scope`); another
-  project gets :class:`~agent.exception.SecretNotFound`;
+* a secret is seen as the caller's :class:`agent.policy.Scope` decides
+  (its own project's; the administrator's, all); another project gets
+  :class:`~agent.exception.SecretNotFound`;
 * undefining deletes the row with its wrapped data key.
 
 Every method works in the caller's session and leaves committing to it.
@@ -38,9 +39,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm
 from sqlalchemy.orm import Session
 
-from agent import exception
+from agent import exception, wire
 from agent.keystore import envelope
 from agent.keystore.masterkey import MasterKeyRing
+from agent.policy import Scope
 from agent.secrets import outcome, passphrase
 from agent.secrets.definition import SecretDefinition
 from agent.secrets.ephemeral import EphemeralSecret, EphemeralSecretStore
@@ -51,25 +53,9 @@ __all__ = ["KIND", "MAX_VALUE_BYTES", "Scope", "SecretInfo", "SecretStore"]
 #: Envelope kind of secret values (part of their associated data).
 KIND = "secret"
 #: Largest value a secret holds, in bytes.
-MAX_VALUE_BYTES = 64 * 1024
+MAX_VALUE_BYTES = wire.MAX_SECRET_VALUE_BYTES
 
 _UsageKey = tuple[str, str]
-
-
-@dataclasses.dataclass(frozen=True)
-class Scope:
-    """Which secrets a caller sees.
-
-    :param project_id: the caller's project; secrets it defines belong to it.
-    :param all_projects: the caller sees every project's secrets (admin).
-    """
-
-    project_id: str | None
-    all_projects: bool = False
-
-    def sees(self, owner: str | None) -> bool:
-        """True when a secret owned by ``owner`` is visible to this caller."""
-        return self.all_projects or (self.project_id is not None and owner == self.project_id)
 
 
 @dataclasses.dataclass(frozen=True)
