@@ -58,7 +58,7 @@ def test_a_lookup_that_differs_is_not_served_the_first_callers_answer(
         assert first["echo"]["saw"][key] != value
 
 
-def test_boot_roles_stored_later_are_part_of_the_key(harness_overrides, harness):
+def test_the_stored_boot_roles_are_part_of_what_the_target_sees(harness_overrides, harness):
     vm = str(uuid.uuid4())
     harness.api.instance_boot_roles_set(service_only(), vm, ["member"], wait=True)
 
