@@ -176,7 +176,8 @@ class AgentService:
     def _ensure_signing_key(runtime: Runtime) -> None:
         def work(session: Any) -> None:
             # Which master keys this node holds, so that a rotation never
-            # promotes one it lacks.
+            # promotes one it lacks; and the state row every wrap locks.
+            keyset.state_row(session, runtime.ring)
             keyset.record_holder(session, runtime.host, runtime.ring.held())
             signing.ensure_active(session, runtime.ring)
 
