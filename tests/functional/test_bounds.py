@@ -7,6 +7,7 @@ process itself (its memory, its threads, how long it takes to stop).
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import re
 import time
 import uuid
@@ -169,3 +170,27 @@ def test_sigterm_with_fetches_in_flight_exits_within_the_graceful_timeout(
     assert "Cutting vendordata fetches still in flight" in proc.log()
     assert "custos-agent stopped" in proc.log()
     pool.shutdown(wait=False, cancel_futures=True)
+
+
+def test_a_lookup_for_another_project_or_hostname_is_not_served_a_cached_answer(
+        start_agent, api, server):  # noqa: F811
+    def echo(h: Any) -> None:
+        seen = h.server.requests[-1].json()
+        h.reply(200, json.dumps({"project": seen["project-id"],
+                                 "hostname": seen["hostname"]}).encode(),
+                {"Content-Type": "application/json"})
+
+    server.route("/echo", echo)
+    start_agent(vendordata={**vendordata(server, echo="/echo"), "cache_ttl": 300,
+                            "cache_max_bytes": 4096})
+    vm = instance()
+
+    first = api.vendordata_get(service_only(), vm)
+    cached = api.vendordata_get(service_only(), vm)
+    other_project = api.vendordata_get(service_only(), {**vm, "project_id": OTHER_PROJECT})
+    other_host = api.vendordata_get(service_only(), {**vm, "hostname": "vm-2"})
+
+    assert first == cached == {"echo": {"project": vm["project_id"], "hostname": "vm-1"}}
+    assert other_project == {"echo": {"project": OTHER_PROJECT, "hostname": "vm-1"}}
+    assert other_host == {"echo": {"project": vm["project_id"], "hostname": "vm-2"}}
+    assert len(server.seen("/echo")) == 3
