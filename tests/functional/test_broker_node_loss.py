@@ -202,7 +202,8 @@ def test_losing_the_leading_broker_node_loses_no_write_and_no_announcement(deplo
     not_sent = [line for proc in deployment.agents.values() for line in proc.log().splitlines()
                 if any(marker in line for marker in NOT_SENT)]
     print(f"\nbroker node loss: cluster started in {cluster.started_in:.1f} s; "
-          f"killed {victim.node} at {killed_clock}, new leader {new_leader.node}; calls {dict(load.summary())}, "
+          f"killed {victim.node} at {killed_clock}, new leader {new_leader.node}; "
+          f"calls {dict(load.summary())}, "
           f"{LATE_CALLS} more on {LATE_HOST}; acknowledged {len(acknowledged)}, "
           f"committed {len(committed)}, announced {len(deployment.announcements.uuids())} "
           f"(+{duplicates} duplicates), unannounced {len(missing)}; "
