@@ -26,14 +26,13 @@ from oslo_config import cfg
 
 from agent import rpc
 from rpcapi import CustosAPI
+from tests.functional import databases
 from tests.functional.agentproc import AgentProcess
 from tests.functional.canary import NotificationRecorder, RecordingClient
 
 CONF = cfg.CONF
 
 RABBIT_URL = os.environ.get("CUSTOS_TEST_RABBIT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
-PG_ADMIN = dict(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-MYSQL_ADMIN = dict(host="127.0.0.1", port=3306, user="root", password="")
 
 DATABASES = ["sqlite", "postgresql", "mysql"]
 
@@ -135,64 +134,40 @@ def api(transport: messaging.Transport, canary_listener: None) -> CustosAPI:
     return client
 
 
-def _create_postgresql() -> tuple[str, Callable[[], None]]:
-    import psycopg2
+def create_database(kind: str, tmp_path: Path,
+                    migrated: bool = False) -> tuple[str, Callable[[], None]]:
+    """Create a database of ``kind`` (sqlite, postgresql, mysql).
 
-    require("PostgreSQL", 5432)
-    name = f"custos_test_{uuid.uuid4().hex[:12]}"
-    conn = psycopg2.connect(**PG_ADMIN)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-
-    def drop() -> None:
-        conn = psycopg2.connect(**PG_ADMIN)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
-
-    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}", drop
-
-
-def _create_mysql() -> tuple[str, Callable[[], None]]:
-    import pymysql
-
-    require("MariaDB", 3306)
-    name = f"custos_test_{uuid.uuid4().hex[:12]}"
-    conn = pymysql.connect(**MYSQL_ADMIN)
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-    conn.close()
-
-    def drop() -> None:
-        conn = pymysql.connect(**MYSQL_ADMIN)
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        conn.close()
-
-    return f"mysql+pymysql://root@127.0.0.1:3306/{name}?charset=utf8mb4", drop
-
-
-def create_database(kind: str, tmp_path: Path) -> tuple[str, Callable[[], None]]:
-    """Create an empty database of ``kind`` (sqlite, postgresql, mysql).
-
+    :param migrated: a copy of the session's migrated template instead
+        of an empty database.
     :returns: its SQLAlchemy URL and a function that drops it.
     """
     if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'custos.sqlite'}", lambda: None
+        url = f"sqlite:///{tmp_path / 'custos.sqlite'}"
+        if migrated:
+            databases.migrate(url)
+        return url, lambda: None
     if kind == "postgresql":
-        return _create_postgresql()
+        require("PostgreSQL", 5432)
+        return databases.create_postgresql(migrated)
     if kind == "mysql":
-        return _create_mysql()
+        require("MariaDB", 3306)
+        return databases.create_mysql(migrated)
     raise ValueError(kind)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Migrate each database kind once, when first needed; drop the templates at the end."""
+    databases.set_template_dir(tmp_path_factory.mktemp("templates"))
+    yield
+    databases.drop_templates()
 
 
 @pytest.fixture(params=DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh empty database on each of SQLite, PostgreSQL and MariaDB."""
-    url, drop = create_database(request.param, tmp_path)
+    """A fresh database on each of SQLite, PostgreSQL and MariaDB, migrated to head."""
+    url, drop = create_database(request.param, tmp_path, migrated=True)
     try:
         yield url
     finally:
@@ -201,8 +176,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def postgresql_url(tmp_path: Path) -> Iterator[str]:
-    """A fresh empty PostgreSQL database."""
-    url, drop = create_database("postgresql", tmp_path)
+    """A fresh PostgreSQL database, migrated to head."""
+    url, drop = create_database("postgresql", tmp_path, migrated=True)
     try:
         yield url
     finally:

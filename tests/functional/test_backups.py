@@ -86,7 +86,7 @@ def db_url(request, tmp_path) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
-    url, drop = create_database(request.param, tmp_path)
+    url, drop = create_database(request.param, tmp_path, migrated=True)
     try:
         yield url
     finally:
