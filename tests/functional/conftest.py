@@ -28,6 +28,7 @@ from agent import rpc
 from rpcapi import CustosAPI
 from tests.functional import databases
 from tests.functional.agentproc import AgentProcess
+from tests.common import nobody
 from tests.functional.canary import NotificationRecorder, RecordingClient
 
 CONF = cfg.CONF
@@ -207,6 +208,40 @@ def agent_sections(tmp_path: Path, exchange: str, database_url: str | None = Non
     return sections
 
 
+def stop_all(agents: list[AgentProcess]) -> None:
+    """SIGTERM every agent first, then wait for each: their shutdowns overlap."""
+    for proc in agents:
+        if proc.process is not None and proc.process.poll() is None:
+            proc.signal()
+    for proc in agents:
+        proc.stop()
+
+
+def launch(workdir: Path, sections: dict[str, dict[str, Any]],
+           transport: messaging.Transport) -> AgentProcess:
+    """Prepare and start one custos-agent; return once it answers ``health``."""
+    proc = AgentProcess(workdir, sections)
+    proc.prepare()
+    proc.start()
+    try:
+        proc.wait_ready(transport, nobody())
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
+
+
+def client_of(api: CustosAPI, proc: AgentProcess) -> CustosAPI:
+    """A client like ``api`` (canary tokens, remembered values) that calls ``proc`` only.
+
+    Every call goes to the agent's own queue, so it reaches this agent
+    even when another agent serves the topic too.
+    """
+    client = CustosAPI(transport=api.client.transport, server=proc.host, timeout=20)
+    client.client = RecordingClient(client.client)
+    return client
+
+
 @pytest.fixture
 def start_agent(tmp_path: Path, exchange: str, rabbit_url: str,
                 api: CustosAPI) -> Iterator[Callable[..., AgentProcess]]:
@@ -215,8 +250,6 @@ def start_agent(tmp_path: Path, exchange: str, rabbit_url: str,
     Call as ``start_agent(database_url=None, host='agent-1', **sections)``;
     it returns once the agent answers ``health``.
     """
-    from tests.common import nobody
-
     agents: list[AgentProcess] = []
 
     def start(database_url: str | None = None, host: str = "agent-1",
@@ -225,13 +258,52 @@ def start_agent(tmp_path: Path, exchange: str, rabbit_url: str,
         workdir.mkdir(exist_ok=True)
         sections = agent_sections(tmp_path, exchange, database_url, host,
                                   state_path=state_path, rabbit_url=rabbit_url, **extra)
-        proc = AgentProcess(workdir, sections)
-        proc.prepare()
-        proc.start()
+        proc = launch(workdir, sections, api.client.transport)
         agents.append(proc)
-        proc.wait_ready(api.client.transport, nobody())
         return proc
 
     yield start
-    for proc in agents:
-        proc.stop()
+    stop_all(agents)
+
+
+@pytest.fixture(scope="module")
+def shared_agent(tmp_path_factory: pytest.TempPathFactory, exchange: str, rabbit_url: str,
+                 transport: messaging.Transport,
+                 canary_listener: None) -> Iterator[Callable[..., AgentProcess]]:
+    """A custos-agent process shared by the tests of one module.
+
+    Call as ``shared_agent(kind='sqlite', **sections)``: it returns the
+    running agent when the last call asked for the same database kind
+    (sqlite, postgresql, mysql) and sections; otherwise it stops that
+    agent, drops its database and starts one on a fresh migrated
+    database. One agent at a time serves the topic, so plain calls and
+    the ``custos`` CLI reach it; tests give what they create fresh ids.
+    A module-scoped parametrized fixture over the kinds makes pytest run
+    each kind's tests together, so each agent starts once.
+    """
+    current: dict[str, Any] = {}
+
+    def retire() -> None:
+        if current:
+            try:
+                current["proc"].stop()
+            finally:
+                current.pop("drop")()
+                current.clear()
+
+    def get(kind: str = "sqlite", **extra: dict[str, Any]) -> AgentProcess:
+        key = (kind, repr(sorted(extra.items())))
+        if current.get("key") != key:
+            retire()
+            workdir = tmp_path_factory.mktemp("shared-agent")
+            url, drop = create_database(kind, workdir, migrated=True)
+            current.update(key=key, drop=drop)
+            host = f"shared-{kind}-{uuid.uuid4().hex[:8]}"
+            sections = agent_sections(workdir, exchange, url, host, rabbit_url=rabbit_url,
+                                      **extra)
+            current["proc"] = launch(workdir, sections, transport)
+        proc: AgentProcess = current["proc"]
+        return proc
+
+    yield get
+    retire()
