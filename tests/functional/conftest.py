@@ -220,15 +220,27 @@ def stop_all(agents: list[AgentProcess]) -> None:
 def launch(workdir: Path, sections: dict[str, dict[str, Any]],
            transport: messaging.Transport) -> AgentProcess:
     """Prepare and start one custos-agent; return once it answers ``health``."""
-    proc = AgentProcess(workdir, sections)
-    proc.prepare()
-    proc.start()
+    return launch_all([(workdir, sections)], transport)[0]
+
+
+def launch_all(configs: list[tuple[Path, dict[str, dict[str, Any]]]],
+               transport: messaging.Transport) -> list[AgentProcess]:
+    """Start one custos-agent per ``(workdir, sections)`` at once; return when all answer.
+
+    Their start-ups overlap; if one fails, all are killed.
+    """
+    agents = [AgentProcess(workdir, sections) for workdir, sections in configs]
     try:
-        proc.wait_ready(transport, nobody())
+        for proc in agents:
+            proc.prepare()
+            proc.start()
+        for proc in agents:
+            proc.wait_ready(transport, nobody())
     except BaseException:
-        proc.kill()
+        for proc in agents:
+            proc.kill()
         raise
-    return proc
+    return agents
 
 
 def client_of(api: CustosAPI, proc: AgentProcess) -> CustosAPI:
