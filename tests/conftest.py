@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from agent import policy, rpc
 from agent.conf import opts as conf_opts
 from agent.keystore import masterkey
 from db import api as db_api
+from tests.stub_server import HANDLER_LIMIT, StubServer
 
 # After agent.cmd, which silences eventlet's import-time notice.
 from futurist import _thread as futurist_thread  # noqa: E402,I001
@@ -61,3 +63,19 @@ def captured_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     """Every log record at DEBUG and above, for leak checks."""
     caplog.set_level(logging.DEBUG)
     return caplog
+
+
+@pytest.fixture
+def server() -> Iterator[StubServer]:
+    """A threaded HTTP server on 127.0.0.1 (tests/stub_server.py), stopped after the test."""
+    srv = StubServer()
+    thread = threading.Thread(target=srv.serve_forever,
+                              kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.stopping.set()
+        srv.shutdown()
+        srv.server_close()
+        thread.join(timeout=HANDLER_LIMIT)

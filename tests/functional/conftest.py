@@ -28,8 +28,8 @@ from agent import rpc
 from rpcapi import CustosAPI
 from tests.functional import databases
 from tests.functional.agentproc import AgentProcess
-from tests.common import nobody
-from tests.functional.canary import NotificationRecorder, RecordingClient
+from tests.common import NotificationRecorder, nobody
+from tests.functional.canary import CANARY, RecordingClient
 
 CONF = cfg.CONF
 
@@ -116,9 +116,22 @@ def canary_listener(notification_transport: Any) -> Iterator[None]:
     """Hand every notification of the session to the log canary (tests/functional/canary.py)."""
     listener = messaging.get_notification_listener(
         notification_transport, [messaging.Target(topic="notifications")],
-        [NotificationRecorder()], pool="custos-canary")
+        [NotificationRecorder(forward=CANARY.record_notification)], pool="custos-canary")
     listener.start()
     yield
+    listener.stop()
+    listener.wait()
+
+
+@pytest.fixture
+def notifications(notification_transport: Any) -> Iterator[NotificationRecorder]:
+    """Every notification on this session's bus from now on, in a listener pool of its own."""
+    recorder = NotificationRecorder()
+    listener = messaging.get_notification_listener(
+        notification_transport, [messaging.Target(topic=rpc.NOTIFICATION_TOPIC)], [recorder],
+        pool=f"custos-test-{uuid.uuid4().hex[:8]}")
+    listener.start()
+    yield recorder
     listener.stop()
     listener.wait()
 

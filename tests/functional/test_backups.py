@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import queue
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import oslo_messaging as messaging
 import pytest
 
 from agent import exception
@@ -26,46 +22,6 @@ CINDER_V2 = json.dumps({
     "volume-metadata": {"owner": "alice"},
     "volume-glance-metadata": {"license": LICENCE},
 })
-
-
-class Recorder:
-    """Notification endpoint that keeps every custos event it hears."""
-
-    def __init__(self) -> None:
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-
-    def _keep(self, priority: str, event_type: str, payload: Any) -> None:
-        self.events.put({"priority": priority, "event_type": event_type,
-                         "payload": payload})
-
-    def info(self, ctxt, publisher_id, event_type, payload, metadata):
-        self._keep("info", event_type, payload)
-
-    def error(self, ctxt, publisher_id, event_type, payload, metadata):
-        self._keep("error", event_type, payload)
-
-    def wait_for(self, event_type: str, timeout: float = 20) -> dict[str, Any]:
-        """Return the next event of ``event_type``; fail after ``timeout``."""
-        while True:
-            try:
-                event = self.events.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(f"no {event_type} notification") from None
-            if event["event_type"] == event_type:
-                return event
-
-
-@pytest.fixture
-def notifications(notification_transport) -> Iterator[Recorder]:
-    """Listen on topic ``notifications`` in a pool of this test's own."""
-    recorder = Recorder()
-    listener = messaging.get_notification_listener(
-        notification_transport, [messaging.Target(topic="notifications")], [recorder],
-        pool=f"custos-test-backups-{uuid.uuid4().hex[:8]}")
-    listener.start()
-    yield recorder
-    listener.stop()
-    listener.wait()
 
 
 def stored_path(proc, backup_id: str) -> Path:

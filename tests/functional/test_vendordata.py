@@ -2,7 +2,7 @@
 
 The real custos-agent runs as a process; its vendordata targets are real
 HTTP servers on 127.0.0.1 (the standard library's, from
-tests/unit/vendordata/stub_server.py) that record what they received and
+tests/stub_server.py) that record what they received and
 stop on their own.  Keystone is played by the same kind of server,
 issuing one token to whoever asks: a real Keystone cannot run here.
 """
@@ -10,10 +10,9 @@ issuing one token to whoever asks: a real Keystone cannot run here.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import oslo_messaging as messaging
@@ -24,8 +23,7 @@ from agent import exception, rpc
 from db import models
 from tests.common import PROJECT, make_context, service_only
 from tests.functional.agentproc import AgentProcess, run_script
-from tests.unit.vendordata.conftest import server  # noqa: F401  (fixture)
-from tests.unit.vendordata.stub_server import (
+from tests.stub_server import (
     StreamLog, StubServer, after, close_connection, hang, json_reply, keystone_tokens,
     raw_reply, stream)
 
@@ -50,46 +48,6 @@ def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
         if result or time.monotonic() > deadline:
             return result
         time.sleep(0.05)
-
-
-class Collector:
-    """A notification endpoint that keeps what it receives."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-
-    def _keep(self, priority: str, publisher_id: str, event_type: str,
-              payload: Any) -> None:
-        with self._lock:
-            self.received.append({"priority": priority, "publisher_id": publisher_id,
-                                  "event_type": event_type, "payload": payload})
-
-    def info(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any,
-             metadata: Any) -> None:
-        self._keep("info", publisher_id, event_type, payload)
-
-    def error(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any,
-              metadata: Any) -> None:
-        self._keep("error", publisher_id, event_type, payload)
-
-    def of(self, event_type: str, **payload: Any) -> list[dict[str, Any]]:
-        with self._lock:
-            return [n for n in self.received if n["event_type"] == event_type
-                    and all(n["payload"].get(k) == v for k, v in payload.items())]
-
-
-@pytest.fixture
-def notifications(notification_transport: Any) -> Iterator[Collector]:
-    """Every notification on this session's exchange, from now on, in a pool of its own."""
-    collector = Collector()
-    listener = messaging.get_notification_listener(
-        notification_transport, [messaging.Target(topic=rpc.NOTIFICATION_TOPIC)],
-        [collector], pool=f"test-{uuid.uuid4().hex[:8]}")
-    listener.start()
-    yield collector
-    listener.stop()
-    listener.wait()
 
 
 @pytest.fixture

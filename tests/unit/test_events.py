@@ -22,8 +22,7 @@ from agent.vendordata import bootroles
 from db import api as db_api
 from db import models
 from tests.common import PROJECT, service_only
-from tests.unit.vendordata.conftest import server  # noqa: F401  (fixture)
-from tests.unit.vendordata.stub_server import json_reply
+from tests.stub_server import json_reply
 
 
 def publish(event_type: str, payload: dict[str, Any], publisher: str = "compute.host-1") -> None:
