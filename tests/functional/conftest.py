@@ -188,6 +188,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         drop()
 
 
+@pytest.fixture(scope="module", params=DATABASES)
+def database_kind(request: pytest.FixtureRequest) -> str:
+    """Each database kind, for :func:`shared_agent`.
+
+    Module scope makes pytest run each kind's tests together, so a
+    module's shared agent starts once per kind.
+    """
+    return str(request.param)
+
+
 @pytest.fixture
 def postgresql_url(tmp_path: Path) -> Iterator[str]:
     """A fresh PostgreSQL database, migrated to head."""
@@ -219,6 +229,10 @@ def agent_sections(tmp_path: Path, exchange: str, database_url: str | None = Non
     for name, options in extra.items():
         sections.setdefault(name, {}).update(options)
     return sections
+
+
+# How to stop the shared agent of the running module, while one runs.
+_shared_retirers: set[Callable[[], None]] = set()
 
 
 def stop_all(agents: list[AgentProcess]) -> None:
@@ -279,6 +293,9 @@ def start_agent(tmp_path: Path, exchange: str, rabbit_url: str,
 
     def start(database_url: str | None = None, host: str = "agent-1",
               state_path: Path | None = None, **extra: dict[str, Any]) -> AgentProcess:
+        # This test's agents alone serve the topic from now on.
+        for retire in list(_shared_retirers):
+            retire()
         workdir = tmp_path / host
         workdir.mkdir(exist_ok=True)
         sections = agent_sections(tmp_path, exchange, database_url, host,
@@ -304,11 +321,13 @@ def shared_agent(tmp_path_factory: pytest.TempPathFactory, exchange: str, rabbit
     database. One agent at a time serves the topic, so plain calls and
     the ``custos`` CLI reach it; tests give what they create fresh ids.
     A module-scoped parametrized fixture over the kinds makes pytest run
-    each kind's tests together, so each agent starts once.
+    each kind's tests together, so each agent starts once. ``start_agent``
+    stops it first, so a test's own agents never share the topic with it.
     """
     current: dict[str, Any] = {}
 
     def retire() -> None:
+        _shared_retirers.discard(retire)
         if current:
             try:
                 current["proc"].stop()
@@ -327,6 +346,7 @@ def shared_agent(tmp_path_factory: pytest.TempPathFactory, exchange: str, rabbit
             sections = agent_sections(workdir, exchange, url, host, rabbit_url=rabbit_url,
                                       **extra)
             current["proc"] = launch(workdir, sections, transport)
+            _shared_retirers.add(retire)
         proc: AgentProcess = current["proc"]
         return proc
 

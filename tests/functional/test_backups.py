@@ -36,16 +36,10 @@ def export(api, backup_id: str, volume_id: str) -> str:
         "id": volume_id, "base": {"display_name": "db"}, "metadata": {"tier": "gold"}})
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql", "mysql"])
-def kind(request) -> str:
-    """Each database kind; module scope runs each kind's tests together."""
-    return request.param
-
-
 @pytest.fixture
-def agent_on(kind, shared_agent):
+def agent_on(database_kind, shared_agent):
     """The module's agent on SQLite, then on PostgreSQL and MariaDB."""
-    return shared_agent(kind)
+    return shared_agent(database_kind)
 
 
 @pytest.fixture
