@@ -30,6 +30,7 @@ from tests.functional import databases
 from tests.functional.agentproc import AgentProcess
 from tests.common import NotificationRecorder, nobody
 from tests.functional.canary import CANARY, RecordingClient
+from tests.functional.inprocess import InProcessAgent
 
 CONF = cfg.CONF
 
@@ -250,6 +251,20 @@ def launch(workdir: Path, sections: dict[str, dict[str, Any]],
     return launch_all([(workdir, sections)], transport)[0]
 
 
+def launch_in_process(workdir: Path, sections: dict[str, dict[str, Any]],
+                      transport: messaging.Transport) -> InProcessAgent:
+    """Prepare and start the agent in this process; return once it answers ``health``."""
+    agent = InProcessAgent(workdir, sections)
+    agent.prepare()
+    agent.start()
+    try:
+        CustosAPI(transport=transport, server=agent.host, timeout=20).health(nobody())
+    except BaseException:
+        agent.stop()
+        raise
+    return agent
+
+
 def launch_all(configs: list[tuple[Path, dict[str, dict[str, Any]]]],
                transport: messaging.Transport) -> list[AgentProcess]:
     """Start one custos-agent per ``(workdir, sections)`` at once; return when all answer.
@@ -270,7 +285,7 @@ def launch_all(configs: list[tuple[Path, dict[str, dict[str, Any]]]],
     return agents
 
 
-def client_of(api: CustosAPI, proc: AgentProcess) -> CustosAPI:
+def client_of(api: CustosAPI, proc: AgentProcess | InProcessAgent) -> CustosAPI:
     """A client like ``api`` (canary tokens, remembered values) that calls ``proc`` only.
 
     Every call goes to the agent's own queue, so it reaches this agent
@@ -311,8 +326,8 @@ def start_agent(tmp_path: Path, exchange: str, rabbit_url: str,
 @pytest.fixture(scope="module")
 def shared_agent(tmp_path_factory: pytest.TempPathFactory, exchange: str, rabbit_url: str,
                  transport: messaging.Transport,
-                 canary_listener: None) -> Iterator[Callable[..., AgentProcess]]:
-    """A custos-agent process shared by the tests of one module.
+                 canary_listener: None) -> Iterator[Callable[..., InProcessAgent]]:
+    """An agent shared by the tests of one module, served in this process.
 
     Call as ``shared_agent(kind='sqlite', **sections)``: it returns the
     running agent when the last call asked for the same database kind
@@ -330,12 +345,13 @@ def shared_agent(tmp_path_factory: pytest.TempPathFactory, exchange: str, rabbit
         _shared_retirers.discard(retire)
         if current:
             try:
-                current["proc"].stop()
+                if "proc" in current:
+                    current["proc"].stop()
             finally:
                 current.pop("drop")()
                 current.clear()
 
-    def get(kind: str = "sqlite", **extra: dict[str, Any]) -> AgentProcess:
+    def get(kind: str = "sqlite", **extra: dict[str, Any]) -> InProcessAgent:
         key = (kind, repr(sorted(extra.items())))
         if current.get("key") != key:
             retire()
@@ -345,10 +361,10 @@ def shared_agent(tmp_path_factory: pytest.TempPathFactory, exchange: str, rabbit
             host = f"shared-{kind}-{uuid.uuid4().hex[:8]}"
             sections = agent_sections(workdir, exchange, url, host, rabbit_url=rabbit_url,
                                       **extra)
-            current["proc"] = launch(workdir, sections, transport)
+            current["proc"] = launch_in_process(workdir, sections, transport)
             _shared_retirers.add(retire)
-        proc: AgentProcess = current["proc"]
-        return proc
+        agent: InProcessAgent = current["proc"]
+        return agent
 
     yield get
     retire()
