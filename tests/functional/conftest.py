@@ -323,6 +323,33 @@ def start_agent(tmp_path: Path, exchange: str, rabbit_url: str,
     stop_all(agents)
 
 
+@pytest.fixture
+def in_process_agent(tmp_path: Path, exchange: str, rabbit_url: str,
+                     api: CustosAPI) -> Iterator[Callable[..., InProcessAgent]]:
+    """Start an agent of this test's own in the test process; it is stopped afterwards.
+
+    Called as ``start_agent`` is, for tests where the process is not the
+    point; one at a time.
+    """
+    agents: list[InProcessAgent] = []
+
+    def start(database_url: str | None = None, host: str = "agent-1",
+              state_path: Path | None = None, **extra: dict[str, Any]) -> InProcessAgent:
+        for retire in list(_shared_retirers):
+            retire()
+        workdir = tmp_path / host
+        workdir.mkdir(exist_ok=True)
+        sections = agent_sections(tmp_path, exchange, database_url, host,
+                                  state_path=state_path, rabbit_url=rabbit_url, **extra)
+        agent = launch_in_process(workdir, sections, api.client.transport)
+        agents.append(agent)
+        return agent
+
+    yield start
+    for agent in agents:
+        agent.stop()
+
+
 @pytest.fixture(scope="module")
 def shared_agent(tmp_path_factory: pytest.TempPathFactory, exchange: str, rabbit_url: str,
                  transport: messaging.Transport,

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from oslo_config import cfg
+from oslo_log import formatters
 
+import agent
 from agent import log as agent_log
 from agent import policy
 from agent.keystore import masterkey
@@ -32,7 +34,6 @@ from tests.functional.canary import CANARY
 from tests.functional.databases import prepare_state
 
 CONF = cfg.CONF
-LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s [-] %(message)s"
 
 
 class InProcessAgent:
@@ -71,10 +72,13 @@ class InProcessAgent:
         prepare_state(self.database_url, self.key_file)
 
     def _log_to_file(self) -> None:
-        # What custos-agent writes at DEBUG (debug = true), with its masking
-        # filter and library log levels, into the file the canary reads.
+        # What custos-agent writes at DEBUG (debug = true), in oslo.log's
+        # format, with its masking filter and library log levels, into the
+        # file the canary reads.
         handler = logging.FileHandler(self.log_path)
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.setFormatter(formatters.ContextFormatter(
+            project="custos", version=agent.__version__, datefmt=CONF.log_date_format,
+            config=CONF))
         handler.addFilter(agent_log.MaskCredentialsFilter())
         root = logging.getLogger()
         self._levels[""] = root.level
