@@ -128,7 +128,6 @@ class InProcessAgent:
             self.service.stop()
             self.service.wait()
             self.service = None
-            logging.getLogger(__name__).info("custos-agent stopped")
         if InProcessAgent.running is self:
             self._reset()
         return 0
