@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,3 +81,32 @@ def server() -> Iterator[StubServer]:
         srv.shutdown()
         srv.server_close()
         thread.join(timeout=HANDLER_LIMIT)
+
+
+TYPE_CHECK = [sys.executable, "-m", "mypy", "--config-file", str(REPO_ROOT / "setup.cfg"),
+              "--no-incremental", *(str(REPO_ROOT / package) for package in ("agent", "rpcapi", "db"))]
+_type_check: subprocess.Popen[str] | None = None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start mypy as soon as the run is known to need it.
+
+    It then checks the packages on the core the other tests leave idle
+    while they wait for brokers, databases and processes, instead of
+    holding up the run for its own half-minute or more.
+    """
+    global _type_check
+    if any("type_check" in getattr(item, "fixturenames", ()) for item in session.items):
+        _type_check = subprocess.Popen(TYPE_CHECK, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)
+
+
+@pytest.fixture(scope="session")
+def type_check() -> tuple[int, str]:
+    """mypy's exit status and output for agent, rpcapi and db (configuration in setup.cfg)."""
+    global _type_check
+    process = _type_check or subprocess.Popen(TYPE_CHECK, stdout=subprocess.PIPE,
+                                              stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)
+    _type_check = None
+    output, _ = process.communicate(timeout=900)
+    return process.returncode, output
