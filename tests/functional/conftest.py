@@ -181,8 +181,8 @@ def database_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
 
 @pytest.fixture(params=DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh database on each of SQLite, PostgreSQL and MariaDB, migrated to head."""
-    url, drop = create_database(request.param, tmp_path, migrated=True)
+    """A fresh empty database on each of SQLite, PostgreSQL and MariaDB."""
+    url, drop = create_database(request.param, tmp_path)
     try:
         yield url
     finally:
@@ -201,8 +201,8 @@ def database_kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def postgresql_url(tmp_path: Path) -> Iterator[str]:
-    """A fresh PostgreSQL database, migrated to head."""
-    url, drop = create_database("postgresql", tmp_path, migrated=True)
+    """A fresh empty PostgreSQL database."""
+    url, drop = create_database("postgresql", tmp_path)
     try:
         yield url
     finally:

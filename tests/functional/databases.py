@@ -128,9 +128,10 @@ def create_mysql(migrated: bool = False) -> tuple[str, Callable[[], None]]:
 def migrate(url: str) -> None:
     """Bring the database at ``url`` to head, as ``custos-manage db sync`` does.
 
-    An absent or empty SQLite file becomes a copy of the template; any
-    other database is left alone when it is at head and upgraded here
-    otherwise (outside a test session, with no template, always).
+    An absent or empty SQLite file becomes a copy of the template, an
+    empty database on the shared PostgreSQL a clone of it; any other
+    database is left alone when it is at head and upgraded here otherwise
+    (outside a test session, with no template, always).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and _template_dir:
@@ -139,7 +140,29 @@ def migrate(url: str) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(_sqlite_template(), path)
             return
+    if (parsed.get_backend_name() == "postgresql" and _template_dir and parsed.database
+            and (parsed.host, parsed.port or 5432) == (PG_ADMIN["host"], PG_ADMIN["port"])
+            and _pg_is_empty(parsed.database)):
+        # Nothing is connected to a database nothing was put in: replace
+        # it, under the same name, with a clone of the migrated template.
+        _pg_execute(f'DROP DATABASE "{parsed.database}"')
+        _pg_execute(f'CREATE DATABASE "{parsed.database}" TEMPLATE "{_pg_template()}"')
+        return
     _upgrade(url)
+
+
+def _pg_is_empty(name: str) -> bool:
+    import psycopg2
+
+    conn = psycopg2.connect(**{**PG_ADMIN, "dbname": name})
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM information_schema.tables "
+                        "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')")
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    return row is not None and row[0] == 0
 
 
 def prepare_state(url: str, key_file: Path) -> None:
