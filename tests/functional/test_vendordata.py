@@ -13,15 +13,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import oslo_messaging as messaging
 import pytest
 import sqlalchemy as sa
 
-from agent import exception, rpc
+from agent import exception
 from db import models
+from tests import services
 from tests.common import PROJECT, make_context, service_only
 from tests.functional.agentproc import AgentProcess, run_script
 from tests.functional.inprocess import InProcessAgent
@@ -53,11 +53,19 @@ def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
 
 
 @pytest.fixture
-def publisher(notification_transport: Any) -> messaging.Notifier:
-    """Publishes events as Nova and Cinder do."""
-    return messaging.Notifier(notification_transport, publisher_id="compute.test-host",
-                              driver="messagingv2", topics=[rpc.NOTIFICATION_TOPIC],
-                              serializer=rpc.NotificationSerializer())
+def nova(rabbit_url: str) -> Iterator[services.Service]:
+    """Nova's notifiers, configured as Nova configures them (tests/services.py)."""
+    service = services.nova(rabbit_url)
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def cinder(rabbit_url: str) -> Iterator[services.Service]:
+    """Cinder's notifier, configured as Cinder configures it (tests/services.py)."""
+    service = services.cinder(rabbit_url)
+    yield service
+    service.close()
 
 
 def vendordata(server: StubServer, **targets: str) -> dict[str, Any]:
@@ -233,19 +241,18 @@ def test_targets_get_the_agents_service_token_never_the_users(start_agent, api, 
 
 # -- events -------------------------------------------------------------------
 
-def test_instance_delete_end_empties_cache_and_roles(in_process_agent, api, server, publisher):
+def test_instance_delete_end_empties_cache_and_roles(in_process_agent, api, server, nova):
     server.route("/a", json_reply({"x": 1}))
     proc = in_process_agent(vendordata={**vendordata(server, a="/a"), "cache_ttl": 300})
     vm = instance()
     api.instance_boot_roles_set(service_only(), vm["uuid"], ["member"], wait=True)
     api.vendordata_get(service_only(), vm)
 
-    publisher.info({}, "instance.delete.end",
-                   {"nova_object.name": "InstanceActionPayload",
-                    "nova_object.namespace": "nova", "nova_object.version": "1.8",
-                    "nova_object.data": {"uuid": vm["uuid"], "state": "deleted"}})
+    services.delete_instance(nova, vm["uuid"], "versioned")
     assert eventually(lambda: log_lines(proc, f"Instance {vm['uuid']} deleted: purged 1 "
-                                              "boot roles row(s) and 1 cached"))
+                                              "boot roles row(s)"))
+    assert eventually(lambda: log_lines(proc, f"Instance {vm['uuid']} deleted: dropped 1 "
+                                              "cached vendordata answer(s)"))
     api.vendordata_get(service_only(), vm)
 
     bodies = [s.json() for s in server.seen("/a")]
@@ -253,7 +260,7 @@ def test_instance_delete_end_empties_cache_and_roles(in_process_agent, api, serv
 
 
 def test_volume_delete_end_purges_glance_metadata_and_generated_secrets(
-        in_process_agent, api, publisher, notifications, tmp_path):
+        in_process_agent, api, cinder, notifications, tmp_path):
     proc = in_process_agent()
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'state' / 'custos.sqlite'}")
     volume, secret_uuid = str(uuid.uuid4()), str(uuid.uuid4())
@@ -266,7 +273,7 @@ def test_volume_delete_end_purges_glance_metadata_and_generated_secrets(
              "usage_id": volume, "generated": True, "private": False,
              "created_at": models.utcnow()}])
 
-    publisher.info({}, "volume.delete.end", {"volume_id": volume, "status": "deleted"})
+    services.delete_volume(cinder, volume, "legacy")
 
     assert eventually(lambda: notifications.of("secret.undefine", uuid=secret_uuid))
     with engine.connect() as conn:
