@@ -18,8 +18,7 @@ import pytest
 from agent import exception
 from tests.common import OTHER_PROJECT, member, service_only
 from tests.functional.agentproc import AgentProcess
-from tests.functional.test_vendordata import (  # noqa: F401  (fixtures)
-    eventually, instance, notifications, vendordata)
+from tests.functional.test_vendordata import eventually, instance, vendordata
 from tests.stub_server import StubServer, hang, json_reply, trickle
 
 KIB = 1024
