@@ -28,9 +28,9 @@ from oslo_config import cfg
 from agent import rpc
 from db import models
 from rpcapi import CustosAPI
-from tests.common import member, nobody
+from tests.common import member
 from tests.functional.agentproc import AgentProcess
-from tests.functional.conftest import agent_sections
+from tests.functional.conftest import agent_sections, launch_all, stop_all
 from tests.functional.load import Load
 from tests.functional.rabbit_cluster import RabbitCluster, rabbit_cluster  # noqa: F401
 
@@ -93,26 +93,17 @@ class Deployment:
         self._listener.start()
 
     def start_agents(self, *hosts: str) -> list[AgentProcess]:
-        """Start agents configured as README.rst says and wait until each answers.
-
-        The first agent ever started migrates the database and creates the
-        master key file every agent shares; the others start side by side.
-        """
-        started = []
+        """Start agents configured as README.rst says; return once each answers."""
+        configs = []
         for host in hosts:
             workdir = self.tmp_path / host
             workdir.mkdir()
-            sections = agent_sections(self.tmp_path, self.exchange, self.database_url,
-                                      host=host, rabbit_url=self.cluster.url,
-                                      oslo_messaging_rabbit={"rabbit_quorum_queue": "true"})
-            proc = AgentProcess(workdir, sections)
-            if not self.agents:
-                proc.prepare()
-            self.agents[host] = proc
-            proc.start()
-            started.append(proc)
-        for proc in started:
-            proc.wait_ready(self.bus, nobody(), timeout=90)
+            configs.append((workdir, agent_sections(
+                self.tmp_path, self.exchange, self.database_url, host=host,
+                rabbit_url=self.cluster.url,
+                oslo_messaging_rabbit={"rabbit_quorum_queue": "true"})))
+        started = launch_all(configs, self.bus)
+        self.agents.update((proc.host, proc) for proc in started)
         return started
 
     def committed(self) -> set[str]:
@@ -125,8 +116,7 @@ class Deployment:
             engine.dispose()
 
     def close(self) -> None:
-        with ThreadPoolExecutor(len(self.agents) or 1) as pool:
-            list(pool.map(AgentProcess.stop, self.agents.values()))
+        stop_all(list(self.agents.values()))
         self._listener.stop()
         self._listener.wait()
         self._notices.cleanup()
