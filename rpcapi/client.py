@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from rpcapi.backups import BackupsAPI
 from rpcapi.connections import ConnectionsAPI
+from rpcapi.keys import KeysAPI
 from rpcapi.secrets import SecretsAPI
 from rpcapi.service import ServiceAPI
 from rpcapi.vendordata import VendordataAPI
 
 
-class CustosAPI(ServiceAPI, SecretsAPI, ConnectionsAPI, BackupsAPI, VendordataAPI):
+class CustosAPI(ServiceAPI, SecretsAPI, ConnectionsAPI, BackupsAPI, VendordataAPI, KeysAPI):
     """Client side of the custos-agent RPC API (topic ``custos-agent``).
 
     Every method takes the request context first. Expected failures are
@@ -25,6 +26,9 @@ class CustosAPI(ServiceAPI, SecretsAPI, ConnectionsAPI, BackupsAPI, VendordataAP
       volume_glance_metadata_set/get/copy, backup_metadata_export,
       backup_metadata_import, backup_metadata_get,
       backup_metadata_delete; instance_boot_roles_set, vendordata_get.
+    * 1.1 - Managed keys for castellan: key_create, key_create_pair,
+      key_store, key_get, key_list, key_delete, key_consumer_add,
+      key_consumer_remove.
     """
 
     RPC_API_VERSION = "1.0"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.handlers import backups, connections, events, secrets, service, vendordata
+from agent.handlers import backups, connections, events, keys, secrets, service, vendordata
 
 
 def build_endpoints(runtime: Any) -> list[Any]:
@@ -21,7 +21,8 @@ def build_endpoints(runtime: Any) -> list[Any]:
             secrets.SecretEndpoint(runtime),
             connections.ConnectionEndpoint(runtime),
             backups.BackupEndpoint(runtime),
-            vendordata.VendordataEndpoint(runtime)]
+            vendordata.VendordataEndpoint(runtime),
+            keys.KeyEndpoint(runtime)]
 
 
 def build_listener_endpoints(runtime: Any) -> list[Any]:

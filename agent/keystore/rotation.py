@@ -5,7 +5,7 @@ Steps, each safe to repeat if the command is interrupted:
 1. the current key is copied to ``<key file>.previous``;
 2. a new key replaces ``<key file>`` atomically; agents notice the change
    before their next wrap, and unwrap with either key meanwhile;
-3. every wrapped data key (secrets and signing keys) still under an older
+3. every wrapped data key (secrets, signing keys, managed keys) still under an older
    key is re-wrapped under the new one, in short transactions;
 4. after a grace period a last pass catches rows an agent wrapped with the
    old key just before it noticed the new file; only when no row names an
@@ -35,6 +35,7 @@ LOG = logging.getLogger(__name__)
 SEALED_TABLES: list[tuple[Any, str, str]] = [
     (models.Secret, "secret", "uuid"),
     (models.SigningKey, "signing-key", "key_id"),
+    (models.ManagedKey, "managed-key", "uuid"),
 ]
 
 
