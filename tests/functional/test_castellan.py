@@ -13,6 +13,7 @@ custos``) creates, reads and deletes a volume key through
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from oslotest import base
 
 from rpcapi import key_manager
 from tests.common import PROJECT, nobody
-from tests.functional.agentproc import AgentProcess, write_config
+from tests.functional.agentproc import AgentProcess, run_script, write_config
 from tests.functional.conftest import agent_sections, create_database
 
 CONF = cfg.CONF
@@ -166,3 +167,31 @@ def test_cinder_keeps_a_volume_key_through_castellan(key_agent: AgentProcess, ra
     # The service's own RPC exchange is untouched, and one transport served
     # every key_manager.API the process built.
     assert outcome["control_exchange"] == "cinder" and outcome["transports"] == 1
+
+
+def test_cli_keeps_reads_and_deletes_a_key(key_agent: AgentProcess, tmp_path: Path) -> None:
+    value = b"cli passphrase \x00\xff"
+    (tmp_path / "value").write_bytes(value)
+    as_member = ("--project-id", PROJECT, "--roles", "member", "--service-roles", "")
+
+    stored = run_script("custos", key_agent.config, *as_member, "key", "store", "passphrase",
+                        "--file", str(tmp_path / "value"), "--name", "cli")
+    key_id = json.loads(stored.stdout)
+    run_script("custos", key_agent.config, *as_member, "key", "consumer-add", key_id,
+               "nova", "instance", "i-1")
+    shown = json.loads(run_script("custos", key_agent.config, *as_member,
+                                  "key", "get", key_id).stdout)
+    listed = json.loads(run_script("custos", key_agent.config, *as_member, "key", "list",
+                                   "--object-type", "passphrase", "--metadata-only").stdout)
+    refused = run_script("custos", key_agent.config, *as_member, "key", "delete", key_id,
+                         check=False)
+    run_script("custos", key_agent.config, *as_member, "key", "delete", key_id, "--force")
+    gone = run_script("custos", key_agent.config, *as_member, "key", "get", key_id, check=False)
+
+    assert base64.b64decode(shown["value"]) == value and shown["name"] == "cli"
+    assert shown["consumers"] == [{"service": "nova", "resource_type": "instance",
+                                   "resource_id": "i-1"}]
+    assert key_id in [found["uuid"] for found in listed]
+    assert all(found["value"] is None for found in listed)
+    assert refused.returncode == 1 and refused.stderr.startswith("custos: key_has_consumers: ")
+    assert gone.returncode == 1 and gone.stderr.startswith("custos: managed_key_not_found: ")
