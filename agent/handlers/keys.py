@@ -174,7 +174,7 @@ class KeyEndpoint(Endpoint):
         object_type = validation.choice("object_type", object_type, kinds.OBJECT_TYPES,
                                         nullable=True)
         metadata_only = validation.boolean("metadata_only", metadata_only)
-        found = self.store.list(request.session, _scope(request), object_type=object_type,
+        found = self.store.list_keys(request.session, _scope(request), object_type=object_type,
                                 with_value=not metadata_only)
         return [_reply(info, value) for info, value in found]
 

@@ -17,12 +17,11 @@ a key that has any is deleted only with ``force``.
 
 Every method works in the caller's session and leaves committing to it;
 nothing here logs, and values leave only through :meth:`KeyStore.get`
-and :meth:`KeyStore.list` when asked for.
+and :meth:`KeyStore.list_keys` when asked for.
 """
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import datetime
 import uuid as uuid_lib
@@ -157,8 +156,8 @@ class KeyStore:
         consumers = self._consumers(session, [row.id]).get(row.id, [])
         return _info(row, consumers), self._open(row) if with_value else None
 
-    def list(self, session: Session, scope: Scope, *, object_type: str | None,
-             with_value: bool) -> builtins.list[tuple[KeyInfo, bytes | None]]:
+    def list_keys(self, session: Session, scope: Scope, *, object_type: str | None,
+                  with_value: bool) -> list[tuple[KeyInfo, bytes | None]]:
         """Return the visible objects, of one type when ``object_type`` is given.
 
         Ordered by creation, then UUID; two queries whatever the count.
@@ -232,8 +231,8 @@ class KeyStore:
 
     @staticmethod
     def _consumers(session: Session,
-                   key_ids: builtins.list[int]) -> dict[int, builtins.list[Consumer]]:
-        found: dict[int, builtins.list[Consumer]] = {}
+                   key_ids: list[int]) -> dict[int, list[Consumer]]:
+        found: dict[int, list[Consumer]] = {}
         if not key_ids:
             return found
         table = models.KeyConsumer
