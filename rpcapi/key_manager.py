@@ -40,7 +40,7 @@ from castellan.key_manager import key_manager
 from oslo_config import cfg
 from oslo_context import context as oslo_context
 
-from agent import exception
+from agent import exception, wire
 from rpcapi.client import CustosAPI
 
 GROUP = "custos"
@@ -81,7 +81,7 @@ def _client(conf: cfg.ConfigOpts) -> CustosAPI:
         api = _clients.get((url, timeout))
         if api is None:
             transport = messaging.get_rpc_transport(
-                conf, url=url, allowed_remote_exmods=["agent.exception"])
+                conf, url=url, allowed_remote_exmods=wire.ALLOWED_EXMODS)
             api = CustosAPI(transport=transport, timeout=timeout)
             _clients[(url, timeout)] = api
         return api

@@ -2,16 +2,14 @@
 
 Object bytes travel as base64 text on the wire; these methods take and
 return ``bytes`` and do the encoding.  Every method here is new in API
-1.1: with a ``version_cap`` below it (an upgrade in progress), each one
-refuses before sending anything.
+1.1: with a version cap below it (an upgrade in progress), each one
+raises :class:`agent.exception.RPCVersionCapped` before sending anything.
 """
 
 from __future__ import annotations
 
 import base64
 from typing import Any
-
-import oslo_messaging as messaging
 
 from rpcapi.base import BaseAPI
 
@@ -28,9 +26,6 @@ class KeysAPI(BaseAPI):
     """Methods for managed keys: create, store, get, list, delete, consumers."""
 
     def _call_keys(self, ctxt: Any, method: str, **kwargs: Any) -> Any:
-        if not self.can_send_version(KEYS_VERSION):
-            raise messaging.RPCVersionCapError(version=KEYS_VERSION,
-                                               version_cap=self.client.version_cap)
         return self._call(ctxt, method, version=KEYS_VERSION, **kwargs)
 
     def key_create(self, ctxt: Any, algorithm: str, bit_length: int,

@@ -13,8 +13,6 @@ import base64
 import datetime
 from typing import Any
 
-import oslo_messaging as messaging
-
 from agent import exception, policy, validation
 from agent.dispatch import Endpoint, Request, rpc_method
 from agent.keys import kinds
@@ -78,9 +76,7 @@ def _reply(info: KeyInfo, value: bytes | None) -> dict[str, Any]:
 
 
 class KeyEndpoint(Endpoint):
-    """castellan's key manager operations, in API version 1.1."""
-
-    target = messaging.Target(version="1.1")
+    """castellan's key manager operations, added in API version 1.1."""
 
     def __init__(self, runtime: Any) -> None:
         super().__init__(runtime)

@@ -19,7 +19,7 @@ import os
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from agent import exception
+from agent import exception, wire
 
 SYMMETRIC = "symmetric"
 PUBLIC = "public"
@@ -29,7 +29,7 @@ PASSPHRASE = "passphrase"
 OPAQUE = "opaque"
 
 #: Every object type, as castellan names it.
-OBJECT_TYPES = (SYMMETRIC, PUBLIC, PRIVATE, CERTIFICATE, PASSPHRASE, OPAQUE)
+OBJECT_TYPES = wire.KEY_OBJECT_TYPES
 
 #: Symmetric algorithms a key can be generated for (lowercase) and their sizes.
 SYMMETRIC_BIT_LENGTHS: dict[str, tuple[int, ...]] = {
@@ -44,7 +44,7 @@ SYMMETRIC_BIT_LENGTHS: dict[str, tuple[int, ...]] = {
 PAIR_BIT_LENGTHS: dict[str, tuple[int, ...]] = {"rsa": (2048, 3072, 4096)}
 
 #: Largest object kept, in bytes (a certificate chain fits easily).
-MAX_VALUE_BYTES = 64 * 1024
+MAX_VALUE_BYTES = wire.MAX_KEY_VALUE_BYTES
 
 
 def _check(field_bits: dict[str, tuple[int, ...]], algorithm: str, bit_length: int) -> None:

@@ -13,11 +13,12 @@ import base64
 import sys
 from typing import Any
 
-# The agent refuses more than this; reading one byte past it lets the
-# agent name the limit rather than the client truncate silently.
-READ_LIMIT = 64 * 1024 + 1
+from agent import wire
 
-OBJECT_TYPES = ("symmetric", "public", "private", "certificate", "passphrase", "opaque")
+# The agent refuses more than its limit; reading one byte past it lets
+# the agent name the limit rather than the client truncate silently.
+READ_LIMIT = wire.MAX_KEY_VALUE_BYTES + 1
+OBJECT_TYPES = wire.KEY_OBJECT_TYPES
 
 
 def _read_input(path: str | None) -> bytes:

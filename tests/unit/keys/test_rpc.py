@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 
-import oslo_messaging as messaging
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
@@ -197,8 +196,9 @@ def test_bad_arguments_are_named_and_change_nothing(harness, call, field):
 def test_a_client_capped_at_1_0_refuses_before_sending(harness):
     capped = CustosAPI(transport=rpc.TRANSPORT, timeout=10, version_cap="1.0")
 
-    with pytest.raises(messaging.RPCVersionCapError):
+    with pytest.raises(exception.RPCVersionCapped) as caught:
         capped.key_create(member(), "AES", 256)
+    assert caught.value.kwargs["method"] == "key_create"
     assert _rows() == [] and capped.health(member())["database"] == "ok"
 
 
