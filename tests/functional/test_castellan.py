@@ -31,7 +31,7 @@ from oslo_context import context as oslo_context
 from oslotest import base
 
 from rpcapi import key_manager
-from tests.common import PROJECT, member, nobody
+from tests.common import PROJECT, nobody
 from tests.functional.agentproc import AgentProcess, run_script, write_config
 from tests.functional.conftest import agent_sections, create_database
 
@@ -196,22 +196,3 @@ def test_cli_keeps_reads_and_deletes_a_key(key_agent: AgentProcess, tmp_path: Pa
     assert refused.returncode == 1 and refused.stderr.startswith("custos: key_has_consumers: ")
     assert gone.returncode == 1 and gone.stderr.startswith("custos: managed_key_not_found: ")
 
-
-def test_keys_and_consumers_on_each_database(start_agent, api, database_url: str) -> None:
-    start_agent(database_url=database_url, host="agent-keys-db")
-    ctxt = member()
-    value = b"certificate bytes " + uuid.uuid4().bytes
-    key_id = api.key_store(ctxt, "certificate", value, name="c" * 255)
-    consumer = ("glance", "image", "i" * 255)
-
-    # Recording a consumer twice (two services retrying) keeps one row.
-    api.key_consumer_add(ctxt, key_id, "s" * 255, "t" * 255, "r" * 255)
-    api.key_consumer_add(ctxt, key_id, *consumer)
-    api.key_consumer_add(ctxt, key_id, *consumer)
-    found = api.key_get(ctxt, key_id)
-    api.key_consumer_remove(ctxt, key_id, *consumer)
-
-    assert found["value"] == value and len(found["consumers"]) == 2
-    assert [k["uuid"] for k in api.key_list(ctxt, object_type="certificate")] == [key_id]
-    api.key_delete(ctxt, key_id, force=True)
-    assert api.key_list(ctxt) == []
