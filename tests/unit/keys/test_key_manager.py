@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -16,6 +19,7 @@ from oslo_context import context as oslo_context
 
 from rpcapi import key_manager
 from tests.common import OTHER_PROJECT, PROJECT
+from tests.conftest import REPO_ROOT
 
 
 def _context(project_id: str | None = PROJECT) -> oslo_context.RequestContext:
@@ -38,6 +42,20 @@ def backend(harness, monkeypatch):
     manager = key_manager.CustosKeyManager(harness.service.conf)
     monkeypatch.setattr(key_manager, "_clients", {(None, None): harness.api})
     return manager
+
+
+def test_the_backend_loads_no_server_module_into_the_service():
+    code = ("import sys, json, rpcapi.key_manager\n"
+            "print(json.dumps(sorted(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True,
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "EVENTLET_NO_GREENDNS": "yes"})
+    modules = json.loads(result.stdout.splitlines()[-1])
+
+    custos = {m for m in modules if m.split(".")[0] in ("agent", "db")}
+    assert custos == {"agent", "agent.exception", "agent.wire"}
+    assert not [m for m in modules if m.split(".")[0] in ("sqlalchemy", "alembic",
+                                                           "oslo_policy", "defusedxml")]
 
 
 def test_construction_and_option_listing_build_no_transport(unreachable, conf):
