@@ -17,7 +17,8 @@ from castellan.common.objects import opaque_data, passphrase, private_key, publi
 from castellan.common.objects import symmetric_key, x_509
 from oslo_context import context as oslo_context
 
-from rpcapi import key_manager
+from agent import rpc
+from rpcapi import CustosAPI, key_manager
 from tests.common import OTHER_PROJECT, PROJECT
 from tests.conftest import REPO_ROOT
 
@@ -147,3 +148,17 @@ def test_custos_errors_become_castellan_errors(backend):
     assert backend.get(ctxt, object_id).consumers == [consumer]
     backend.delete(ctxt, object_id, force=True)
     assert backend.list(ctxt) == []
+
+
+def test_a_service_capped_at_1_0_gets_key_manager_errors_and_sends_nothing(harness, monkeypatch):
+    harness.service.conf.set_override("custos", "1.0", group="upgrade_levels")
+    capped = key_manager.CustosKeyManager(harness.service.conf)
+    monkeypatch.setattr(key_manager, "_clients",
+                        {(None, None): CustosAPI(transport=rpc.TRANSPORT, timeout=10)})
+
+    with pytest.raises(castellan_exception.KeyManagerError) as caught:
+        capped.create_key(_context(), "AES", 256)
+
+    assert "1.0" in str(caught.value)
+    assert harness.api.key_list(_context(), metadata_only=True) == []
+    assert harness.notifications("key.create") == []
