@@ -2,7 +2,7 @@
 
 :class:`AgentService` starts in this order: database engine and schema
 check, the shared :class:`Runtime` (master key, secret store, volume
-backends, backup store, vendordata lookup: :func:`build_runtime`), the
+backends, backup store, vendordata lookup, key store: :func:`build_runtime`), the
 endpoints over it, RPC server on topic ``custos-agent``, notification
 listener. :meth:`stop` stops taking
 new messages; :meth:`wait` returns once in-flight requests have finished.
@@ -28,6 +28,7 @@ from agent.connections.backends import load_backends
 from agent.connections.manager import ConnectionManager
 from agent.handlers import build_endpoints, build_listener_endpoints
 from agent.keystore import masterkey, signing
+from agent.keys.store import KeyStore
 from agent.secrets.store import SecretStore
 from agent.vendordata.lookup import VendordataLookup
 from db import api as db_api
@@ -53,6 +54,7 @@ class Runtime:
     :ivar backups: the backup metadata document store.
     :ivar vendordata: the vendordata lookup (targets, fetcher, cache); the
         listener purges its cache.
+    :ivar keys: the managed-key store that castellan callers reach.
     :ivar notifier: the oslo.messaging notifier, or None in tests that do
         not send notifications.
     :ivar host: the agent's name (its RPC server name).
@@ -64,6 +66,7 @@ class Runtime:
     connections: ConnectionManager
     backups: BackupStore
     vendordata: VendordataLookup
+    keys: KeyStore
     notifier: messaging.Notifier | None = None
     host: str = ""
     started_at: float = field(default_factory=time.monotonic)
@@ -116,8 +119,9 @@ def build_runtime(conf: cfg.ConfigOpts, notifier: messaging.Notifier | None,
     connections = ConnectionManager(load_backends(conf), secrets)
     backups = backup_store.from_conf(conf)
     vendordata = VendordataLookup(conf)
+    keys = KeyStore(ring)
     return Runtime(conf=conf, ring=ring, secrets=secrets, connections=connections,
-                   backups=backups, vendordata=vendordata, notifier=notifier)
+                   backups=backups, vendordata=vendordata, keys=keys, notifier=notifier)
 
 
 def check_schema() -> None:

@@ -13,27 +13,25 @@ import base64
 import datetime
 from typing import Any
 
-from agent import exception, policy, validation
+from agent import exception, validation
 from agent.dispatch import Endpoint, Request, rpc_method
 from agent.keys import kinds
 from agent.keys.store import Consumer, KeyInfo, KeyStore, NewKey
-from agent.secrets.store import Scope
+from agent.policy import Scope
 
 MAX_BIT_LENGTH = 65536
 
 
 def _scope(request: Request) -> Scope:
-    ctx = request.context
-    if policy.check(ctx, "context_is_admin"):
-        return Scope(ctx.project_id, all_projects=True)
-    if not ctx.project_id:
-        # Keys belong to a project: without one there is nothing to own.
-        raise exception.Forbidden(action="keys without a project")
-    return Scope(ctx.project_id)
+    # Keys belong to a project: without one there is nothing to own.
+    return request.scope.require_project("keys without a project")
 
 
 def _owner(request: Request) -> str:
-    """The project a new object belongs to: the caller's, which it must have."""
+    """The project a new object belongs to: the caller's, which it must have.
+
+    An administrator without a project sees every key but owns none.
+    """
     project_id = _scope(request).project_id
     if not project_id:
         raise exception.Forbidden(action="keys without a project")
@@ -78,9 +76,9 @@ def _reply(info: KeyInfo, value: bytes | None) -> dict[str, Any]:
 class KeyEndpoint(Endpoint):
     """castellan's key manager operations, added in API version 1.1."""
 
-    def __init__(self, runtime: Any) -> None:
-        super().__init__(runtime)
-        self.store = KeyStore(runtime.ring)
+    @property
+    def store(self) -> KeyStore:
+        return self.runtime.keys
 
     @rpc_method()
     def key_create(self, request: Request, object_type: Any, algorithm: Any, bit_length: Any,

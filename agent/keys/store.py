@@ -7,7 +7,7 @@ associated data), so bytes copied onto another row do not open and
 ``custos-manage keys rotate-master`` re-wraps the data keys with the
 secrets'.
 
-Ownership follows the secrets' :class:`~agent.secrets.store.Scope`: an
+Ownership follows the caller's :class:`~agent.policy.Scope`: an
 object belongs to the project that stored it; another project gets
 :class:`~agent.exception.ManagedKeyNotFound`, exactly as for a UUID that
 never existed; the administrator's scope sees every project.
@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from agent import exception
 from agent.keystore import envelope
 from agent.keystore.masterkey import MasterKeyRing
-from agent.secrets.store import Scope
+from agent.policy import Scope
 from db import models, upsert
 
 __all__ = ["KIND", "Consumer", "KeyInfo", "KeyStore", "NewKey"]
