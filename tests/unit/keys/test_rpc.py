@@ -245,3 +245,19 @@ def test_keys_survive_a_master_key_rotation(harness, master_key):
     assert [row.master_key_id for row in _rows()] == [result["master_key_id"]]
     assert result["master_key_id"] != master_key
     assert harness.api.key_get(member(), uuid)["value"] == value
+
+
+@pytest.mark.parametrize("caller", [
+    make_context(PROJECT, ["reader"], []),
+    make_context(PROJECT, [], ["service"]),
+], ids=["reader", "service-token-alone"])
+def test_a_caller_without_an_operator_role_is_refused(harness, caller):
+    uuid = harness.api.key_store(member(), "passphrase", _value())
+
+    for call in (lambda: harness.api.key_create(caller, "AES", 256),
+                 lambda: harness.api.key_get(caller, uuid),
+                 lambda: harness.api.key_list(caller),
+                 lambda: harness.api.key_delete(caller, uuid, force=True)):
+        with pytest.raises(exception.Forbidden):
+            call()
+    assert [row.uuid for row in _rows()] == [uuid]
