@@ -50,7 +50,7 @@ def _add_consumer(actions: Any, action: str, help_text: str, method: str) -> Non
     parser.add_argument("service")
     parser.add_argument("resource_type")
     parser.add_argument("resource_id")
-    parser.set_defaults(handler=lambda api, ctxt, args: getattr(api, method)(
+    parser.set_defaults(method=method, handler=lambda api, ctxt, args: getattr(api, method)(
         ctxt, args.uuid, args.service, args.resource_type, args.resource_id))
 
 
@@ -64,7 +64,7 @@ def register(subparsers: Any) -> None:
     create.add_argument("algorithm")
     create.add_argument("bit_length", type=int)
     _add_metadata(create)
-    create.set_defaults(handler=lambda api, ctxt, args: api.key_create(
+    create.set_defaults(method="key_create", handler=lambda api, ctxt, args: api.key_create(
         ctxt, args.algorithm, args.bit_length, name=args.name, expiration=args.expiration))
 
     pair = actions.add_parser("create-pair", help="generate an RSA key pair; prints "
@@ -72,7 +72,7 @@ def register(subparsers: Any) -> None:
     pair.add_argument("algorithm")
     pair.add_argument("bit_length", type=int)
     _add_metadata(pair)
-    pair.set_defaults(handler=lambda api, ctxt, args: list(api.key_create_pair(
+    pair.set_defaults(method="key_create_pair", handler=lambda api, ctxt, args: list(api.key_create_pair(
         ctxt, args.algorithm, args.bit_length, name=args.name, expiration=args.expiration)))
 
     store = actions.add_parser("store", help="keep an object read from a file or standard input")
@@ -81,24 +81,24 @@ def register(subparsers: Any) -> None:
     store.add_argument("--algorithm")
     store.add_argument("--bit-length", type=int)
     _add_metadata(store)
-    store.set_defaults(handler=_store)
+    store.set_defaults(method="key_store", handler=_store)
 
     get = actions.add_parser("get", help="print an object, its bytes as base64")
     get.add_argument("uuid")
     get.add_argument("--metadata-only", action="store_true")
-    get.set_defaults(handler=lambda api, ctxt, args: _printable(api.key_get(
+    get.set_defaults(method="key_get", handler=lambda api, ctxt, args: _printable(api.key_get(
         ctxt, args.uuid, metadata_only=args.metadata_only)))
 
     listing = actions.add_parser("list", help="list the project's objects")
     listing.add_argument("--object-type", choices=OBJECT_TYPES)
     listing.add_argument("--metadata-only", action="store_true")
-    listing.set_defaults(handler=lambda api, ctxt, args: [_printable(found) for found in (
+    listing.set_defaults(method="key_list", handler=lambda api, ctxt, args: [_printable(found) for found in (
         api.key_list(ctxt, object_type=args.object_type, metadata_only=args.metadata_only))])
 
     delete = actions.add_parser("delete", help="delete an object and its data key")
     delete.add_argument("uuid")
     delete.add_argument("--force", action="store_true", help="even when it has consumers")
-    delete.set_defaults(handler=lambda api, ctxt, args: api.key_delete(
+    delete.set_defaults(method="key_delete", handler=lambda api, ctxt, args: api.key_delete(
         ctxt, args.uuid, force=args.force))
 
     _add_consumer(actions, "consumer-add", "record a resource that uses an object",
