@@ -134,7 +134,9 @@ class KeyStore:
         :raises MasterKeyUnavailable: no master key to seal with.
         """
         key_uuid = str(uuid_lib.uuid4())
-        sealed = envelope.seal(self.ring, KIND, key_uuid, value)
+        # Sealed in the row's own transaction, so a master key rotation
+        # waits for it (agent.keystore.keyset).
+        sealed = envelope.seal(self.ring, KIND, key_uuid, value, session)
         row = models.ManagedKey(
             uuid=key_uuid, project_id=project_id, object_type=new.object_type,
             algorithm=new.algorithm, bit_length=new.bit_length, name=new.name,

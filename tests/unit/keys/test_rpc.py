@@ -239,12 +239,22 @@ def test_keys_survive_a_master_key_rotation(harness, master_key):
     value = _value()
     uuid = harness.api.key_store(member(), "private", value, "RSA", 2048)
 
-    result = rotation.rotate_master(masterkey.get_ring().path, grace=0)
+    path = masterkey.get_ring().path
+    staged = rotation.stage(path, harness.runtime.host)
+    # Stored while the next key is staged everywhere: still under the old one.
+    during = harness.api.key_store(member(), "opaque", _value())
+    result = rotation.rotate_master(path, harness.runtime.host)
 
-    assert result["rewrapped"] >= 1
-    assert [row.master_key_id for row in _rows()] == [result["master_key_id"]]
+    assert result["master_key_id"] == staged["staged_key_id"]
+    assert result["rewrapped"] >= 2
+    assert {row.master_key_id for row in _rows()} == {result["master_key_id"]}
     assert result["master_key_id"] != master_key
     assert harness.api.key_get(member(), uuid)["value"] == value
+    assert harness.api.key_get(member(), during)["uuid"] == during
+    # Stored after the promotion: under the new key at once.
+    after = harness.api.key_store(member(), "opaque", _value())
+    assert {row.master_key_id for row in _rows() if row.uuid == after} == {
+        result["master_key_id"]}
 
 
 @pytest.mark.parametrize("caller", [
