@@ -115,13 +115,17 @@ class CanarySerializer(RequestContextSerializer):
 
 
 def _remember_arguments(method: str, kwargs: dict[str, Any]) -> None:
-    if method == "secret_set_value":
+    if method in ("secret_set_value", "key_store"):
         CANARY.remember(kwargs.get("value") if isinstance(kwargs.get("value"), str) else None)
 
 
 def _remember_result(method: str, result: Any) -> None:
     if method == "secret_get_value" and isinstance(result, str):
         CANARY.remember(result)
+    if method in ("key_get", "key_list"):
+        for found in result if isinstance(result, list) else [result]:
+            if isinstance(found, dict) and isinstance(found.get("value"), str):
+                CANARY.remember(found["value"])
     if method == "initialize_connection" and isinstance(result, dict):
         data = result.get("data") or {}
         for key in ("auth_password", "discovery_auth_password"):
