@@ -14,7 +14,7 @@ from typing import Any
 import oslo_messaging as messaging
 from oslo_config import cfg
 
-from agent import context
+from agent import context, notifier
 
 CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
@@ -92,12 +92,12 @@ def get_rpc_server(host: str, endpoints: list[Any]) -> messaging.RPCServer:
         access_policy=messaging.DefaultRPCAccessPolicy)
 
 
-def get_notifier(host: str) -> messaging.Notifier:
+def get_notifier(host: str) -> notifier.BrokerNotifier:
     """Return the agent's notifier: ``messagingv2`` on topic ``notifications``."""
     assert NOTIFICATION_TRANSPORT is not None, "agent.rpc.init() was not called"
-    return messaging.Notifier(NOTIFICATION_TRANSPORT, publisher_id=f"custos-agent.{host}",
-                              driver="messagingv2", topics=[NOTIFICATION_TOPIC],
-                              serializer=NotificationSerializer())
+    return notifier.BrokerNotifier(NOTIFICATION_TRANSPORT, publisher_id=f"custos-agent.{host}",
+                                   topics=[NOTIFICATION_TOPIC],
+                                   serializer=NotificationSerializer())
 
 
 def get_notification_listener(endpoints: list[Any], pool: str) -> Any:

@@ -21,6 +21,7 @@ from agent import exception, rpc
 from agent.dispatch import UnknownMethodEndpoint
 from agent.handlers import build_endpoints, build_listener_endpoints
 from agent.keystore import masterkey, signing
+from agent.notifier import NotificationSender
 from db import api as db_api
 from db import migration
 
@@ -33,35 +34,34 @@ class Runtime:
 
     :ivar host: the agent's name (its RPC server name).
     :ivar ring: the master key ring.
-    :ivar notifier: the oslo.messaging notifier, or None in tests that
-        do not send notifications.
+    :ivar notifier: the notifier (:class:`agent.notifier.BrokerNotifier`),
+        or None in tests that do not send notifications.
+    :ivar notifications: the sender that publishes them off the reply path.
     :ivar vendordata: the agent's vendordata lookup (targets, fetcher,
         cache), set by its endpoint; the listener purges its cache.
     """
 
-    def __init__(self, conf: cfg.ConfigOpts, notifier: messaging.Notifier | None,
+    def __init__(self, conf: cfg.ConfigOpts, notifier: Any,
                  ring: masterkey.MasterKeyRing | None = None) -> None:
         self.conf = conf
         self.host: str = conf.host
         self.started_at = time.monotonic()
         self.ring = ring or masterkey.get_ring()
         self.notifier = notifier
+        self.notifications = NotificationSender(lambda: self.notifier)
         self.vendordata: Any = None
 
     def send_notifications(self, ctxt: Any,
                            notifications: Iterable[tuple[str, dict[str, Any], str]]) -> None:
-        """Send notifications queued by a request that has committed.
+        """Hand over the notifications of a request that has committed.
 
-        A broker failure here is logged, never raised: the change itself
-        is already committed and the caller must hear that it succeeded.
+        They are published by :attr:`notifications` from its own thread,
+        so the reply does not wait for the broker; nothing is raised here,
+        since the change itself is already committed.
         """
         if self.notifier is None:
             return
-        for event_type, payload, priority in notifications:
-            try:
-                getattr(self.notifier, priority)(ctxt, event_type, payload)
-            except Exception:  # noqa: BLE001 - see docstring
-                LOG.exception("Could not send notification %s", event_type)
+        self.notifications.submit(ctxt, notifications)
 
 
 def check_schema() -> None:
@@ -140,6 +140,9 @@ class AgentService:
         for part in (self.server, self.listener):
             if part is not None:
                 part.wait()
+        if self.runtime is not None:
+            # Every committed change is announced before the transports close.
+            self.runtime.notifications.close(self.conf.graceful_shutdown_timeout)
         if self.runtime is not None and self.runtime.vendordata is not None:
             self.runtime.vendordata.close()
         rpc.cleanup()
