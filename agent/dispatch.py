@@ -9,7 +9,8 @@ context and the message's keyword arguments. A method decorated with
 2. the policy check of ``custos:<method>`` (:mod:`agent.policy`);
 3. one database session in one transaction, retried as a whole on a
    deadlock or a lost connection (:func:`db.api.run_in_transaction`);
-   the handler receives it in a :class:`Request`;
+   the handler receives it in a :class:`Request`; a method declared
+   ``readonly`` gets a session without a write transaction;
 4. after the commit, the notifications the handler queued are sent;
 5. an expected failure (any :class:`~agent.exception.CustosException`)
    goes back to the caller without a traceback in the agent's log; anything
@@ -86,13 +87,16 @@ def _check_arguments(names: frozenset[str], required: tuple[str, ...],
             raise exception.InvalidInput(field=name, reason="missing argument")
 
 
-def rpc_method(transactional: bool = True) -> Callable[[F], F]:
+def rpc_method(transactional: bool = True, readonly: bool = False) -> Callable[[F], F]:
     """Make an endpoint method an RPC method behind the dispatch boundary.
 
     The decorated function is written as ``handler(self, request, **args)``;
     on the bus it is called as ``method(context, **args)``.
 
     :param transactional: open a database session for the handler.
+    :param readonly: the handler only reads: its session runs without a
+        write transaction (:func:`db.api.transaction`), and a write in it
+        fails.
     """
 
     def decorator(func: F) -> F:
@@ -114,7 +118,7 @@ def rpc_method(transactional: bool = True) -> Callable[[F], F]:
                         holder[:] = [Request(ctxt, session)]
                         return func(self, holder[0], **kwargs)
 
-                    result = db_api.run_in_transaction(work)
+                    result = db_api.run_in_transaction(work, read_only=readonly)
                     request = holder[0]
                 else:
                     request = Request(ctxt)

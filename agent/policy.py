@@ -149,9 +149,15 @@ def reset() -> None:
         _decisions.clear()
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _frozen(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+        # Scalars are most credentials; taking them as they are keeps the
+        # decision key cheap on every request.
+        return tuple(sorted((str(k), v if type(v) in _SCALARS else _frozen(v))
+                            for k, v in value.items()))
     if isinstance(value, (list, tuple, set, frozenset)):
         return tuple(_frozen(v) for v in value)
     try:

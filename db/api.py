@@ -35,6 +35,11 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _engine: Engine | None = None
 _sessionmaker: sessionmaker[Session] | None = None
+_read_sessionmaker: sessionmaker[Session] | None = None
+
+#: Execution option of the connections of read-only work (:func:`transaction`).
+READ_ONLY = "custos_read_only"
+_PING = sa.text("SELECT 1")
 
 # SQLSTATE / error numbers that mean "try the whole transaction again".
 _PG_RETRY_CODES = {"40001", "40P01"}
@@ -67,7 +72,23 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # A read runs in the statement's own implicit transaction: one
+    # statement sees one snapshot, and BEGIN/COMMIT would only add cost.
+    if not conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+
+
+def _refuse_write(session: Session, _context: Any, _instances: Any) -> None:
+    raise RuntimeError("a read-only request tried to write")
+
+
+def _read_only_engine(engine: Engine) -> Engine:
+    """The engine, sharing its pool, with the options of read-only work."""
+    options: dict[str, Any] = {READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        # No BEGIN and COMMIT round trips around a single SELECT.
+        options["isolation_level"] = "AUTOCOMMIT"
+    return engine.execution_options(**options)
 
 
 def create_engine(url: str, conf: cfg.ConfigOpts | None = None) -> Engine:
@@ -108,12 +129,15 @@ def configure(url: str | None = None) -> Engine:
 
     :returns: the new engine.
     """
-    global _engine, _sessionmaker
+    global _engine, _sessionmaker, _read_sessionmaker
     with _lock:
         if _engine is not None:
             _engine.dispose()
         _engine = create_engine(url or default_url())
         _sessionmaker = sessionmaker(bind=_engine, expire_on_commit=False)
+        _read_sessionmaker = sessionmaker(bind=_read_only_engine(_engine),
+                                          expire_on_commit=False, autoflush=False)
+        event.listen(_read_sessionmaker, "before_flush", _refuse_write)
         return _engine
 
 
@@ -126,23 +150,33 @@ def get_engine() -> Engine:
 
 def dispose() -> None:
     """Close every pooled connection and forget the engine."""
-    global _engine, _sessionmaker
+    global _engine, _sessionmaker, _read_sessionmaker
     with _lock:
         if _engine is not None:
             _engine.dispose()
         _engine = None
         _sessionmaker = None
+        _read_sessionmaker = None
 
 
 @contextlib.contextmanager
-def transaction() -> Iterator[Session]:
+def transaction(read_only: bool = False) -> Iterator[Session]:
     """Open one session in one transaction: commit on success, else roll back.
 
+    :param read_only: for work that changes nothing: no explicit
+        transaction (SQLite emits no BEGIN, PostgreSQL runs in autocommit),
+        so each statement sees its own snapshot; a flush raises
+        ``RuntimeError``.
     :raises sqlalchemy.exc.SQLAlchemyError: as the database reports it;
         :func:`run_in_transaction` is what retries and translates.
     """
     if _sessionmaker is None:
         get_engine()
+    if read_only:
+        assert _read_sessionmaker is not None
+        with _read_sessionmaker() as session:
+            yield session
+        return
     assert _sessionmaker is not None
     with _sessionmaker() as session, session.begin():
         yield session
@@ -189,11 +223,13 @@ def is_unreachable(error: BaseException) -> bool:
     return False
 
 
-def run_in_transaction(func: Callable[[Session], T]) -> T:
+def run_in_transaction(func: Callable[[Session], T], read_only: bool = False) -> T:
     """Run ``func(session)`` in a transaction, retrying it as a whole.
 
     ``func`` may run more than once, so it must have no effect outside the
     session before it returns.
+
+    :param read_only: ``func`` only reads (see :func:`transaction`).
 
     :returns: what ``func`` returned, after the commit.
     :raises DatabaseUnavailable: when the database stays unreachable or
@@ -208,7 +244,7 @@ def run_in_transaction(func: Callable[[Session], T]) -> T:
     try:
         for attempt in retrying:
             with attempt:
-                with transaction() as session:
+                with transaction(read_only) as session:
                     return func(session)
     except sa_exc.DBAPIError as error:
         if is_retriable(error):
@@ -222,8 +258,10 @@ def run_in_transaction(func: Callable[[Session], T]) -> T:
 def ping() -> str:
     """Return ``'ok'`` when the database answers, else an error code."""
     try:
-        with get_engine().connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+        get_engine()
+        assert _read_sessionmaker is not None
+        with _read_sessionmaker.kw["bind"].connect() as conn:
+            conn.execute(_PING)
         return "ok"
     except sa_exc.DBAPIError:
         return exception.DatabaseUnavailable.code

@@ -78,7 +78,7 @@ class ConnectionEndpoint(Endpoint):
         request.notify(*self.connections.terminate_connection(
             request.session, request.context, volume, connector, backend, bool(force)))
 
-    @rpc_method()
+    @rpc_method(readonly=True)
     def initiator_data_get(self, request: Request, initiator: Any,
                            namespace: Any) -> dict[str, str]:
         """Return an initiator's ``{key: value}`` in ``namespace``."""

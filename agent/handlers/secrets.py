@@ -93,7 +93,7 @@ class SecretEndpoint(Endpoint):
         info = self.store.set_value(request.session, _scope(request), secret_uuid, raw)
         _notify(request, "secret.value_change", info)
 
-    @rpc_method()
+    @rpc_method(readonly=True)
     def secret_get_value(self, request: Request, uuid: Any) -> str:
         """Return a secret's value as base64.
 
@@ -131,7 +131,7 @@ class SecretEndpoint(Endpoint):
                                          sorted(definition.USAGE_TYPES), nullable=True))
         return [info.summary() for info in found]
 
-    @rpc_method()
+    @rpc_method(readonly=True)
     def secret_lookup_by_usage(self, request: Request, usage_type: Any, usage_id: Any) -> str:
         """Return the UUID of the secret holding a usage.
 
