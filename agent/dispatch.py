@@ -31,6 +31,7 @@ import oslo_messaging as messaging
 from sqlalchemy.orm import Session
 
 from agent import exception, policy
+from rpcapi import RPC_API_VERSION
 from db import api as db_api
 
 LOG = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ def rpc_method(transactional: bool = True, readonly: bool = False) -> Callable[[
 class Endpoint:
     """Base of the agent's RPC endpoints; each holds the shared runtime."""
 
-    target = messaging.Target(version="1.0")
+    target = messaging.Target(version=RPC_API_VERSION)
 
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
@@ -151,7 +152,7 @@ class UnknownMethodEndpoint:
     which reaches a caller as an untyped ``RemoteError``.
     """
 
-    target = messaging.Target(version="1.0")
+    target = messaging.Target(version=RPC_API_VERSION)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         # oslo_* names are oslo.messaging's own probes (oslo_rpc_server_ping).

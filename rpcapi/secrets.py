@@ -76,13 +76,21 @@ class SecretsAPI(BaseAPI):
                           private=private, usage_type=usage_type)
 
     def secret_lookup_by_usage(self, ctxt: Any, usage_type: str, usage_id: str,
+                               project_id: str | None = None,
                                server: str | None = None) -> str:
         """Return the UUID of the secret holding (usage_type, usage_id).
 
-        :raises SecretNotFound: no secret of the caller holds it.
+        :param project_id: (API 1.1, administrators) search this project
+            instead of the caller's; None searches the caller's.
+        :raises SecretNotFound: no secret of the searched project holds it.
+        :raises RPCVersionCapped: ``project_id`` given while the version
+            cap is 1.0 (nothing is sent).
         """
-        return self._call(ctxt, "secret_lookup_by_usage", server=server,
-                          usage_type=usage_type, usage_id=usage_id)
+        if project_id is None:
+            return self._call(ctxt, "secret_lookup_by_usage", server=server,
+                              usage_type=usage_type, usage_id=usage_id)
+        return self._call(ctxt, "secret_lookup_by_usage", version="1.1", server=server,
+                          usage_type=usage_type, usage_id=usage_id, project_id=project_id)
 
     def secret_generate(self, ctxt: Any, usage_type: str, usage_id: str, length: int = 32,
                         private: bool = False, ephemeral: bool = False,

@@ -24,13 +24,13 @@ from typing import Any
 
 from oslo_config import cfg
 
-from agent import exception
+from agent import exception, wire
 from agent.drivers.base import DriverRequest, RetryRequest, SecretStore, VolumeDriver
 
 USAGE_TYPE = "iscsi"
-KEY_USERNAME = "chap_username"
-KEY_SECRET = "chap_secret_uuid"
-KEY_ROTATE = "chap_rotate"
+KEY_USERNAME = wire.CHAP_KEY_USERNAME
+KEY_SECRET = wire.CHAP_KEY_SECRET
+KEY_ROTATE = wire.CHAP_KEY_ROTATE
 
 MAX_USAGE_ID = 255
 PASSWORD_ALPHABET = string.ascii_letters + string.digits

@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from agent import exception
+from agent import exception, wire
 from agent.keystore import envelope
 from agent.keystore.masterkey import MasterKeyRing
 from agent.secrets import outcome, passphrase
@@ -50,7 +50,7 @@ __all__ = ["KIND", "MAX_VALUE_BYTES", "Scope", "SecretInfo", "SecretStore"]
 #: Envelope kind of secret values (part of their associated data).
 KIND = "secret"
 #: Largest value a secret holds, in bytes.
-MAX_VALUE_BYTES = 64 * 1024
+MAX_VALUE_BYTES = wire.MAX_SECRET_VALUE_BYTES
 
 _UsageKey = tuple[str, str]
 
