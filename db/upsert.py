@@ -32,12 +32,13 @@ def _insert(dialect: str) -> Callable[..., Any]:
     than the one it uses.
     """
     if dialect in _MYSQL:
-        from sqlalchemy.dialects.mysql import insert
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert  # type: ignore[no-any-return]
+        from sqlalchemy.dialects import mysql
+        return mysql.insert
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+        return postgresql.insert
+    from sqlalchemy.dialects import sqlite
+    return sqlite.insert
 
 
 @functools.cache
