@@ -21,6 +21,7 @@ named rules, so an override can reuse them:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Mapping, MutableMapping
@@ -222,3 +223,68 @@ def check(ctx: Any, rule: str, target: dict[str, Any] | None = None) -> bool:
     if target:
         values.update(target)
     return _decide(rule, values, ctx.to_policy_values())
+
+
+@dataclasses.dataclass(frozen=True)
+class Scope:
+    """Which projects' resources a caller sees: every domain asks this.
+
+    Built by :func:`scope` from a request context; the rules that decide
+    visibility live in this class and that function only.
+
+    :param project_id: the caller's project; what it creates belongs to it.
+    :param all_projects: the caller sees every project's resources (the
+        cloud administrator).
+    :param context: the request context, for the decisions that depend on
+        a method's policy rule (None: those fall back to :meth:`sees`).
+    :param method: the RPC method the scope was made for.
+    """
+
+    project_id: str | None
+    all_projects: bool = False
+    context: Any = dataclasses.field(default=None, compare=False, repr=False)
+    method: str | None = None
+
+    def sees(self, owner: str | None) -> bool:
+        """True when a resource owned by project ``owner`` is visible."""
+        return self.all_projects or (self.project_id is not None and owner == self.project_id)
+
+    @property
+    def project_filter(self) -> str | None:
+        """The project a query is held to; None for any project."""
+        return None if self.all_projects else self.project_id
+
+    def may_act_on(self, owner: str | None) -> bool:
+        """True when the method's rule allows the caller on ``owner``'s resource.
+
+        Unlike :meth:`sees`, this follows the method's policy rule (an
+        operator's override, a service or audit role).
+        """
+        if self.context is None or self.method is None:
+            return self.sees(owner)
+        return check(self.context, f"custos:{self.method}", {"project_id": owner})
+
+    @property
+    def audits(self) -> bool:
+        """True for an auditor, who reads every project's service account."""
+        return self.context is not None and check(self.context, "audit")
+
+    def require_project(self, action: str) -> Scope:
+        """Return this scope when it names a project or sees all of them.
+
+        :param action: what the caller tried, for the error.
+        :raises Forbidden: a caller without a project, who can own nothing.
+        """
+        if not self.all_projects and not self.project_id:
+            raise exception.Forbidden(action=action)
+        return self
+
+
+def scope(ctx: Any, method: str | None = None) -> Scope:
+    """Return the :class:`Scope` of a request context.
+
+    :param ctx: the request context.
+    :param method: the RPC method being served, for :meth:`Scope.may_act_on`.
+    """
+    return Scope(ctx.project_id, all_projects=check(ctx, "context_is_admin"),
+                 context=ctx, method=method)

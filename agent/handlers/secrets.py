@@ -17,20 +17,16 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from agent import exception, policy, validation
+from agent import validation
 from agent.dispatch import Endpoint, Request, rpc_method
 from agent.secrets import definition, passphrase
-from agent.secrets.store import MAX_VALUE_BYTES, Scope, SecretInfo, SecretStore
+from agent.policy import Scope
+from agent.secrets.store import MAX_VALUE_BYTES, SecretInfo, SecretStore
 
 
 def _scope(request: Request) -> Scope:
-    ctx = request.context
-    if policy.check(ctx, "context_is_admin"):
-        return Scope(ctx.project_id, all_projects=True)
-    if not ctx.project_id:
-        # Secrets belong to a project: without one there is nothing to own.
-        raise exception.Forbidden(action="secrets without a project")
-    return Scope(ctx.project_id)
+    # Secrets belong to a project: without one there is nothing to own.
+    return request.scope.require_project("secrets without a project")
 
 
 def _usage(usage_type: Any, usage_id: Any) -> tuple[str, str]:
@@ -48,14 +44,13 @@ def _notify(request: Request, event_type: str, info: SecretInfo) -> None:
 class SecretEndpoint(Endpoint):
     """libvirt secrets: define, describe, value, undefine, list, lookup, generate.
 
-    Builds the agent's :class:`SecretStore` as ``runtime.secrets``, where
-    the agent's drivers (built after this endpoint) find it.
+    Works on the agent's :class:`SecretStore` (``runtime.secrets``), the
+    one its volume drivers use too.
     """
 
-    def __init__(self, runtime: Any) -> None:
-        super().__init__(runtime)
-        self.store = SecretStore(runtime.ring)
-        runtime.secrets = self.store
+    @property
+    def store(self) -> SecretStore:
+        return self.runtime.secrets
 
     @rpc_method()
     def secret_define_xml(self, request: Request, xml: Any) -> str:

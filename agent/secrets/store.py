@@ -16,8 +16,9 @@ rules:
   :class:`~agent.exception.SecretUsageConflict`), may change its
   description, make it private (never public again) and move it between
   the homes (``ephemeral`` changed) with its value;
-* a secret is seen by its own project only (:class:`Scope`); another
-  project gets :class:`~agent.exception.SecretNotFound`;
+* a secret is seen as the caller's :class:`agent.policy.Scope` decides
+  (its own project's; the administrator's, all); another project gets
+  :class:`~agent.exception.SecretNotFound`;
 * undefining deletes the row with its wrapped data key.
 
 Every method works in the caller's session and leaves committing to it.
@@ -40,6 +41,7 @@ from sqlalchemy.orm import Session
 from agent import exception, wire
 from agent.keystore import envelope
 from agent.keystore.masterkey import MasterKeyRing
+from agent.policy import Scope
 from agent.secrets import outcome, passphrase
 from agent.secrets.definition import SecretDefinition
 from agent.secrets.ephemeral import EphemeralSecret, EphemeralSecretStore
@@ -64,22 +66,6 @@ _TABLE = models.Secret.__table__
 _BY_UUID = sa.select(_TABLE).where(_TABLE.c.uuid == sa.bindparam("uuid"))
 _BY_USAGE = sa.select(_TABLE).where(_TABLE.c.usage_type == sa.bindparam("usage_type"),
                                     _TABLE.c.usage_id == sa.bindparam("usage_id"))
-
-
-@dataclasses.dataclass(frozen=True)
-class Scope:
-    """Which secrets a caller sees.
-
-    :param project_id: the caller's project; secrets it defines belong to it.
-    :param all_projects: the caller sees every project's secrets (admin).
-    """
-
-    project_id: str | None
-    all_projects: bool = False
-
-    def sees(self, owner: str | None) -> bool:
-        """True when a secret owned by ``owner`` is visible to this caller."""
-        return self.all_projects or (self.project_id is not None and owner == self.project_id)
 
 
 @dataclasses.dataclass(frozen=True)
