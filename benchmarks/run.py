@@ -335,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.text_table(results))
     if not args.no_write:
         command = "./tools/run-benchmarks.sh" + (" " + " ".join(argv) if argv else "")
-        report.write_rst(args.output, report.rst_section(results, facts, command, started_at))
+        report.write_rst(args.output, report.rst_section(results, facts, command, started_at,
+                                                         args.database), args.database)
         print(f"written to {args.output}")
     return 0 if all(r.met is not False for r in results) else 1
 
