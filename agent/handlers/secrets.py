@@ -67,7 +67,7 @@ class SecretEndpoint(Endpoint):
         _notify(request, "secret.define", info)
         return info.uuid
 
-    @rpc_method()
+    @rpc_method(readonly=True)
     def secret_get_xml_desc(self, request: Request, uuid: Any) -> str:
         """Return a secret's definition as libvirt XML, never its value.
 
@@ -110,7 +110,7 @@ class SecretEndpoint(Endpoint):
                                    validation.uuid("uuid", uuid))
         _notify(request, "secret.undefine", info)
 
-    @rpc_method()
+    @rpc_method(readonly=True)
     def secret_list(self, request: Request, ephemeral: Any = None, private: Any = None,
                     usage_type: Any = None) -> list[dict[str, Any]]:
         """List the caller's secrets (the administrator's: all), filtered.
