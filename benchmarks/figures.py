@@ -145,6 +145,12 @@ def measure_startup(bench: Any, result: Result) -> None:
                       ("no-op server", f"{bench.noop_startup_s:.3f} s from exec to first reply")]
 
 
+def measure_startup_ratio(bench: Any, result: Result) -> None:
+    result.value = bench.agent_startup_s / bench.noop_startup_s
+    result.details = [("custos-agent", f"{bench.agent_startup_s:.3f} s"),
+                      ("no-op server", f"{bench.noop_startup_s:.3f} s")]
+
+
 def measure_baseline(bench: Any, result: Result) -> None:
     calls = Samples()
     for _ in range(bench.warmup):
@@ -319,6 +325,8 @@ def measure_memory(bench: Any, result: Result) -> None:
 FIGURES: list[Figure] = [
     Figure("startup", "start of custos-agent to its first reply", Goal("<", 2.0),
            (), measure_startup, unit="s"),
+    Figure("startup_ratio", "start of custos-agent to its first reply / the no-op server's",
+           Goal("<=", 1.5), (), measure_startup_ratio),
     Figure("baseline", "no-op oslo.messaging server (the baseline)", None, (), measure_baseline),
     Figure("health", "health p50 / no-op call p50 (reference: the dispatch boundary alone)",
            None, ("health",), measure_health),

@@ -280,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     # purpose; oslo.messaging's warnings about them are noise here.
     logging.basicConfig(level=logging.ERROR)
     selected = [f for f in figures.FIGURES
-                if not args.only or f.key in args.only.split(",") or f.key == "startup"]
+                if not args.only or f.key in args.only.split(",")
+                or f.key in ("startup", "startup_ratio")]
     workdir = Path(tempfile.mkdtemp(prefix="custos-bench-"))
     exchange = "custos-bench"
     started_at = datetime.datetime.now(datetime.timezone.utc)
