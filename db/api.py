@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -235,10 +236,23 @@ def run_in_transaction(func: Callable[[Session], T], read_only: bool = False) ->
     :raises DatabaseUnavailable: when the database stays unreachable or
         keeps failing with retriable errors.
     """
+    # Nearly every request succeeds at once: the retry policy is built
+    # only after a first retriable failure, with the waits and the number
+    # of attempts it would have had from the start.
+    try:
+        with transaction(read_only) as session:
+            return func(session)
+    except sa_exc.DBAPIError as error:
+        if not is_retriable(error):
+            raise
+        if CONF.database.max_retries < 1:
+            LOG.warning("Database unavailable after 1 attempt: %s", type(error.orig).__name__)
+            raise exception.DatabaseUnavailable() from None
+    time.sleep(min(CONF.database.retry_interval, 5))
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_retriable),
-        stop=tenacity.stop_after_attempt(CONF.database.max_retries + 1),
-        wait=tenacity.wait_exponential(multiplier=CONF.database.retry_interval,
+        stop=tenacity.stop_after_attempt(CONF.database.max_retries),
+        wait=tenacity.wait_exponential(multiplier=2 * CONF.database.retry_interval,
                                        max=5),
         reraise=True)
     try:
