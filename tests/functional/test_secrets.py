@@ -143,8 +143,8 @@ def test_rotate_master_while_the_agent_serves(start_agent, api, tmp_path, kind, 
     worker = threading.Thread(target=keep_serving)
     worker.start()
     try:
-        output = run_script("custos-manage", proc.config, "keys", "rotate-master",
-                            "--grace", "1").stdout
+        run_script("custos-manage", proc.config, "keys", "stage")
+        output = run_script("custos-manage", proc.config, "keys", "rotate-master").stdout
         # custos-manage logs to standard output too; its JSON starts at "{".
         result = json.loads(output[output.index("{\n"):] if not output.startswith("{")
                             else output)

@@ -33,6 +33,7 @@ class Seen:
     headers: dict[str, str]
     body: bytes
     client_port: int
+    at: float = dataclasses.field(default_factory=time.monotonic)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -137,10 +138,10 @@ def after(seconds: float, behaviour: Behaviour) -> Behaviour:
     return behave
 
 
-def hang() -> Behaviour:
-    """Never answer; give up when the server stops or after the limit."""
+def hang(limit: float = HANDLER_LIMIT) -> Behaviour:
+    """Never answer; give up when the server stops or after ``limit`` seconds."""
     def behave(h: _Handler) -> None:
-        h.server.stopping.wait(HANDLER_LIMIT)
+        h.server.stopping.wait(limit)
         h.close_connection = True
     return behave
 
@@ -205,6 +206,20 @@ def trickle(interval: float) -> Behaviour:
         limit = time.monotonic() + HANDLER_LIMIT
         while time.monotonic() < limit and not h.server.stopping.wait(interval):
             h.wfile.write(b" ")
+            h.wfile.flush()
+    return behave
+
+
+def trickle_headers(interval: float) -> Behaviour:
+    """Send the status line and headers one byte every ``interval`` seconds."""
+    def behave(h: _Handler) -> None:
+        h.close_connection = True
+        head = b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"x" * 1000 + b"\r\n\r\n{}"
+        limit = time.monotonic() + HANDLER_LIMIT
+        for byte in head:
+            if time.monotonic() >= limit or h.server.stopping.wait(interval):
+                return
+            h.wfile.write(bytes([byte]))
             h.wfile.flush()
     return behave
 
