@@ -117,6 +117,9 @@ def create_engine(url: str, conf: cfg.ConfigOpts | None = None) -> Engine:
             os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
         connect_args["check_same_thread"] = False
         connect_args["timeout"] = 10
+        # A SQLite file has no server to drop a connection; the ping would
+        # only add a query to every request.
+        kwargs["pool_pre_ping"] = False
     else:
         kwargs.update(pool_size=conf.database.max_pool_size,
                       max_overflow=conf.database.max_overflow,
