@@ -174,6 +174,25 @@ class InvalidSecretXML(InvalidInput):
     code = "invalid_secret_xml"
 
 
+# -- managed keys (castellan) ---------------------------------------------
+
+class ManagedKeyNotFound(CustosException):
+    msg_fmt = "Key %(uuid)s not found"
+    code = "managed_key_not_found"
+
+
+class KeyConsumerNotFound(ManagedKeyNotFound):
+    """The key exists, but the consumer named is not registered on it."""
+
+    msg_fmt = "Key %(uuid)s has no such consumer"
+    code = "key_consumer_not_found"
+
+
+class KeyHasConsumers(CustosException):
+    msg_fmt = "Key %(uuid)s has %(count)s consumer(s); delete it with force to remove it anyway"
+    code = "key_has_consumers"
+
+
 # -- connections -----------------------------------------------------------
 
 class BackendNotFound(CustosException):

@@ -78,6 +78,14 @@ METHOD_RULES: dict[str, tuple[str, str]] = {
     "backup_metadata_delete": (COMPOSITE, "Delete a stored backup metadata document."),
     "instance_boot_roles_set": (SERVICE_OR_ADMIN, "Record the roles an instance booted with."),
     "vendordata_get": (SERVICE_OR_ADMIN, "Fetch dynamic vendordata for an instance."),
+    "key_create": (PROJECT_OPERATOR, "Generate a symmetric key."),
+    "key_create_pair": (PROJECT_OPERATOR, "Generate an asymmetric key pair."),
+    "key_store": (PROJECT_OPERATOR, "Keep a key, certificate, passphrase or opaque data."),
+    "key_get": (PROJECT_OPERATOR, "Read a managed key or its metadata."),
+    "key_list": (PROJECT_OPERATOR, "List managed keys."),
+    "key_delete": (PROJECT_OPERATOR, "Delete a managed key."),
+    "key_consumer_add": (PROJECT_OPERATOR, "Record a consumer of a managed key."),
+    "key_consumer_remove": (PROJECT_OPERATOR, "Forget a consumer of a managed key."),
 }
 
 

@@ -2,7 +2,7 @@
 
 :class:`AgentService` starts in this order: database engine and schema
 check, the shared :class:`Runtime` (master key, secret store, volume
-backends, backup store, vendordata lookup: :func:`build_runtime`), the
+backends, backup store, vendordata lookup, key store: :func:`build_runtime`), the
 endpoints over it, RPC server on topic ``custos-agent``, the two event
 listeners (:func:`agent.rpc.get_event_listeners`). :meth:`stop` stops taking
 new messages; :meth:`wait` returns once in-flight requests have finished.
@@ -29,6 +29,7 @@ from agent.connections.manager import ConnectionManager
 from agent.handlers import (build_endpoints, build_listener_endpoints,
                             build_memory_listener_endpoints)
 from agent.keystore import keyset, masterkey, signing
+from agent.keys.store import KeyStore
 from agent.notifier import NotificationSender
 from agent.secrets.ephemeral import EphemeralSecretStore
 from agent.secrets.store import SecretStore
@@ -56,6 +57,7 @@ class Runtime:
     :ivar backups: the backup metadata document store.
     :ivar vendordata: the vendordata lookup (targets, fetcher, cache); the
         listener purges its cache.
+    :ivar keys: the managed-key store that castellan callers reach.
     :ivar notifier: the notifier (:class:`agent.notifier.BrokerNotifier`),
         or None in tests that do not send notifications.
     :ivar host: the agent's name (its RPC server name).
@@ -69,6 +71,7 @@ class Runtime:
     connections: ConnectionManager
     backups: BackupStore
     vendordata: VendordataLookup
+    keys: KeyStore
     notifier: Any = None
     host: str = ""
     started_at: float = field(default_factory=time.monotonic)
@@ -120,8 +123,9 @@ def build_runtime(conf: cfg.ConfigOpts, notifier: Any,
     connections = ConnectionManager(load_backends(conf), secrets)
     backups = backup_store.from_conf(conf)
     vendordata = VendordataLookup(conf)
+    keys = KeyStore(ring)
     return Runtime(conf=conf, ring=ring, secrets=secrets, connections=connections,
-                   backups=backups, vendordata=vendordata, notifier=notifier)
+                   backups=backups, vendordata=vendordata, keys=keys, notifier=notifier)
 
 
 def check_schema() -> None:

@@ -36,6 +36,10 @@ ALLOWED_EXMODS = ["agent.exception"]
 MAX_SECRET_VALUE_BYTES = 64 * 1024
 #: Largest libvirt ``<secret>`` document, in bytes of UTF-8.
 MAX_SECRET_XML_BYTES = 64 * 1024
+#: Largest managed key, certificate, passphrase or opaque object, in bytes.
+MAX_KEY_VALUE_BYTES = 64 * 1024
+#: Managed object types, castellan's own ``managed_type()`` names.
+KEY_OBJECT_TYPES = ("symmetric", "public", "private", "certificate", "passphrase", "opaque")
 
 # Initiator data keys of the iscsi_chap driver (namespace of its backend).
 #: The CHAP user name an initiator logs in with.

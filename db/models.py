@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import (Boolean, DateTime, Index, Integer, LargeBinary,
+from sqlalchemy import (Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary,
                         MetaData, String, Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -164,3 +164,45 @@ class MasterKeyHolder(Base):
     host: Mapped[str] = mapped_column(String(255), primary_key=True)
     key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     seen_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ManagedKey(TimestampMixin, Base):
+    """An object kept for a castellan caller: a key, certificate, passphrase or data.
+
+    The object's bytes are sealed as a secret's value is, under a data key
+    of their own wrapped by the master key named in ``master_key_id``.
+    """
+
+    __tablename__ = "managed_keys"
+    __table_args__ = (UniqueConstraint("uuid"),
+                      Index(None, "project_id", "object_type"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36))
+    project_id: Mapped[str] = mapped_column(String(255))
+    object_type: Mapped[str] = mapped_column(String(16))
+    algorithm: Mapped[str | None] = mapped_column(String(255))
+    bit_length: Mapped[int | None] = mapped_column(Integer)
+    name: Mapped[str | None] = mapped_column(String(255))
+    expiration: Mapped[str | None] = mapped_column(String(64))
+    value: Mapped[bytes] = mapped_column(LargeBinary(BLOB_LENGTH))
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary(1024))
+    master_key_id: Mapped[str] = mapped_column(String(64))
+
+
+class KeyConsumer(TimestampMixin, Base):
+    """A resource that uses a managed key (a volume, an image), as castellan records it.
+
+    Three 255-character columns and the key id stay within MariaDB's
+    3072-byte index limit under utf8mb4.
+    """
+
+    __tablename__ = "key_consumers"
+    __table_args__ = (UniqueConstraint("key_id", "service", "resource_type", "resource_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[int] = mapped_column(Integer, ForeignKey("managed_keys.id",
+                                                             ondelete="CASCADE"))
+    service: Mapped[str] = mapped_column(String(255))
+    resource_type: Mapped[str] = mapped_column(String(255))
+    resource_id: Mapped[str] = mapped_column(String(255))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from rpcapi.backups import BackupsAPI
 from rpcapi.connections import ConnectionsAPI
+from rpcapi.keys import KeysAPI
 from rpcapi.secrets import SecretsAPI
 from rpcapi.service import ServiceAPI
 from rpcapi.vendordata import VendordataAPI
 
 
-class CustosAPI(ServiceAPI, SecretsAPI, ConnectionsAPI, BackupsAPI, VendordataAPI):
+class CustosAPI(ServiceAPI, SecretsAPI, ConnectionsAPI, BackupsAPI, VendordataAPI, KeysAPI):
     """Client side of the custos-agent RPC API (exchange ``custos``, topic ``custos-agent``).
 
     Every method takes the request context first. Expected failures are

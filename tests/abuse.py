@@ -17,12 +17,12 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from agent.handlers import backups, connections, secrets, service, vendordata
+from agent.handlers import backups, connections, keys, secrets, service, vendordata
 from tests.common import OTHER_PROJECT, PROJECT, make_context
 
 ENDPOINT_CLASSES = (service.ServiceEndpoint, secrets.SecretEndpoint,
                     connections.ConnectionEndpoint, backups.BackupEndpoint,
-                    vendordata.VendordataEndpoint)
+                    vendordata.VendordataEndpoint, keys.KeyEndpoint)
 
 # Values a caller must never be able to turn into anything but a named error.
 BILLION_LAUGHS = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
@@ -107,9 +107,17 @@ def _plausible(name: str) -> st.SearchStrategy[Any]:
     if name in ("usage_type",):
         return st.one_of(st.sampled_from(["volume", "ceph", "iscsi", "tls", "vtpm", "VOLUME",
                                           "nonsense"]), nasty_strings)
+    if name == "object_type":
+        return st.one_of(st.sampled_from(["symmetric", "public", "private", "certificate",
+                                          "passphrase", "opaque", "Symmetric"]), nasty_strings)
+    if name == "algorithm":
+        return st.one_of(st.sampled_from(["AES", "aes", "RSA", "HMACSHA256", "DES"]),
+                         nasty_strings)
+    if name == "bit_length":
+        return st.one_of(st.integers(), st.sampled_from([128, 256, 512, 2048, 2**63, -1]))
     if name in ("length",):
         return st.one_of(st.integers(), st.sampled_from([0, 15, 16, 1024, 1025, 2**63, -1]))
-    if name in ("ephemeral", "private", "force"):
+    if name in ("ephemeral", "private", "force", "metadata_only"):
         return st.one_of(st.booleans(), json_values)
     return st.one_of(nasty_strings, json_values)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from agent.handlers import backups, connections, events, secrets, service, vendordata
+from agent.handlers import backups, connections, events, keys, secrets, service, vendordata
 
 if TYPE_CHECKING:
     from agent.service import Runtime
@@ -20,7 +20,8 @@ def build_endpoints(runtime: Runtime) -> list[Any]:
             secrets.SecretEndpoint(runtime),
             connections.ConnectionEndpoint(runtime),
             backups.BackupEndpoint(runtime),
-            vendordata.VendordataEndpoint(runtime)]
+            vendordata.VendordataEndpoint(runtime),
+            keys.KeyEndpoint(runtime)]
 
 
 def build_listener_endpoints(runtime: Runtime) -> list[Any]:

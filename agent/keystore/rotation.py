@@ -47,6 +47,7 @@ LOG = logging.getLogger(__name__)
 SEALED_TABLES: list[tuple[Any, str, str]] = [
     (models.Secret, "secret", "uuid"),
     (models.SigningKey, "signing-key", "key_id"),
+    (models.ManagedKey, "managed-key", "uuid"),
 ]
 # Re-wrap passes before a rotation gives up on rows it cannot move.
 _MAX_PASSES = 5

@@ -42,7 +42,9 @@ def forms(value: str | bytes) -> set[str]:
             found.add(value.decode("utf-8"))
         except UnicodeDecodeError:
             pass
-    return {form for form in found if len(form) >= MIN_LENGTH}
+    # A form of one repeated character ("========", a hostile input of the
+    # abuse tests) holds no secret and would match any banner line.
+    return {form for form in found if len(form) >= MIN_LENGTH and len(set(form)) > 1}
 
 
 class Canary:
@@ -113,13 +115,17 @@ class CanarySerializer(RequestContextSerializer):
 
 
 def _remember_arguments(method: str, kwargs: dict[str, Any]) -> None:
-    if method == "secret_set_value":
+    if method in ("secret_set_value", "key_store"):
         CANARY.remember(kwargs.get("value") if isinstance(kwargs.get("value"), str) else None)
 
 
 def _remember_result(method: str, result: Any) -> None:
     if method == "secret_get_value" and isinstance(result, str):
         CANARY.remember(result)
+    if method in ("key_get", "key_list"):
+        for found in result if isinstance(result, list) else [result]:
+            if isinstance(found, dict) and isinstance(found.get("value"), str):
+                CANARY.remember(found["value"])
     if method == "initialize_connection" and isinstance(result, dict):
         data = result.get("data") or {}
         for key in ("auth_password", "discovery_auth_password"):
@@ -163,25 +169,3 @@ class RecordingClient:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
-
-
-class NotificationRecorder:
-    """A notification endpoint that hands every message to the canary."""
-
-    def _record(self, priority: str, ctxt: Any, publisher_id: str, event_type: str,
-                payload: Any, metadata: Any) -> None:
-        CANARY.record_notification({"priority": priority, "context": ctxt,
-                                    "publisher_id": publisher_id, "event_type": event_type,
-                                    "payload": payload})
-
-    def info(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any,
-             metadata: Any) -> None:
-        self._record("info", ctxt, publisher_id, event_type, payload, metadata)
-
-    def error(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any,
-              metadata: Any) -> None:
-        self._record("error", ctxt, publisher_id, event_type, payload, metadata)
-
-    def warn(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any,
-             metadata: Any) -> None:
-        self._record("warn", ctxt, publisher_id, event_type, payload, metadata)

@@ -18,10 +18,8 @@ import pytest
 from agent import exception
 from tests.common import OTHER_PROJECT, member, service_only
 from tests.functional.agentproc import AgentProcess
-from tests.functional.test_vendordata import (  # noqa: F401  (fixtures)
-    eventually, instance, notifications, vendordata)
-from tests.unit.vendordata.conftest import server  # noqa: F401  (fixture)
-from tests.unit.vendordata.stub_server import StubServer, hang, json_reply, trickle
+from tests.functional.test_vendordata import eventually, instance, vendordata
+from tests.stub_server import StubServer, hang, json_reply, trickle
 
 KIB = 1024
 MIB = 1024 * KIB

@@ -4,6 +4,6 @@ Each module has ``register(subparsers)``; every parser it adds sets
 ``handler(api, ctxt, args) -> result``, whose result is printed as JSON.
 """
 
-from agent.cmd.commands import backups, connections, secrets, service, vendordata
+from agent.cmd.commands import backups, connections, keys, secrets, service, vendordata
 
-MODULES = [service, secrets, connections, backups, vendordata]
+MODULES = [service, secrets, connections, backups, vendordata, keys]

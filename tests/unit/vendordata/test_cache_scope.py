@@ -10,7 +10,7 @@ import pytest
 
 from agent.vendordata.cache import VendordataCache
 from tests.common import OTHER_PROJECT, PROJECT, service_only
-from tests.unit.vendordata.stub_server import _Handler
+from tests.stub_server import _Handler
 
 CACHE_BYTES = 64 * 1024
 

@@ -11,7 +11,7 @@ import pytest
 
 from agent.vendordata.fetcher import Fetcher, build_body
 from agent.vendordata.targets import Target
-from tests.unit.vendordata.stub_server import (
+from tests.stub_server import (
     after, hang, json_reply, trickle, trickle_headers)
 
 MB = 1024 * 1024
