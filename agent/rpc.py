@@ -19,7 +19,7 @@ import oslo_messaging as messaging
 from oslo_config import cfg
 from oslo_messaging.notify import listener as notify_listener
 
-from agent import context, wire
+from agent import context, notifier, wire
 from agent.events.dispatcher import EventDispatcher
 
 CONF = cfg.CONF
@@ -103,12 +103,12 @@ def get_rpc_server(host: str, endpoints: list[Any]) -> messaging.RPCServer:
         access_policy=messaging.DefaultRPCAccessPolicy)
 
 
-def get_notifier(host: str) -> messaging.Notifier:
+def get_notifier(host: str) -> notifier.BrokerNotifier:
     """Return the agent's notifier: ``messagingv2`` on topic ``notifications``."""
     assert NOTIFICATION_TRANSPORT is not None, "agent.rpc.init() was not called"
-    return messaging.Notifier(NOTIFICATION_TRANSPORT, publisher_id=f"custos-agent.{host}",
-                              driver="messagingv2", topics=[NOTIFICATION_TOPIC],
-                              serializer=NotificationSerializer())
+    return notifier.BrokerNotifier(NOTIFICATION_TRANSPORT, publisher_id=f"custos-agent.{host}",
+                                   topics=[NOTIFICATION_TOPIC],
+                                   serializer=NotificationSerializer())
 
 
 def event_targets(conf: cfg.ConfigOpts | None = None) -> list[messaging.Target]:
