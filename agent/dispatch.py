@@ -9,9 +9,11 @@ context and the message's keyword arguments. A method decorated with
 2. the policy check of ``custos:<method>`` (:mod:`agent.policy`);
 3. one database session in one transaction, retried as a whole on a
    deadlock or a lost connection (:func:`db.api.run_in_transaction`);
-   the handler receives it in a :class:`Request`. A method declared with
-   a ``retry_deadline`` is also run again in a fresh transaction when it
-   raises :class:`~agent.drivers.base.RetryRequest`, until the deadline;
+   the handler receives it in a :class:`Request`. A method declared
+   ``readonly`` gets a session without a write transaction. A method
+   declared with a ``retry_deadline`` is also run again in a fresh
+   transaction when it raises :class:`~agent.drivers.base.RetryRequest`,
+   until the deadline;
 4. after the commit, the notifications the handler queued are sent;
 5. an expected failure (any :class:`~agent.exception.CustosException`)
    goes back to the caller without a traceback in the agent's log, after
@@ -142,7 +144,8 @@ def _check_arguments(names: frozenset[str], required: tuple[str, ...],
             raise exception.InvalidInput(field=name, reason="missing argument")
 
 
-def _run_transaction(name: str, work: Callable[[Session], T], retry_deadline: float) -> T:
+def _run_transaction(name: str, work: Callable[[Session], T], retry_deadline: float,
+                     readonly: bool = False) -> T:
     """Run ``work`` in a transaction; again in a fresh one on RetryRequest.
 
     :raises: the retry request's ``give_up`` error once ``retry_deadline``
@@ -150,12 +153,12 @@ def _run_transaction(name: str, work: Callable[[Session], T], retry_deadline: fl
         the method has no deadline.
     """
     if retry_deadline <= 0:
-        return db_api.run_in_transaction(work)
+        return db_api.run_in_transaction(work, read_only=readonly)
     deadline = time.monotonic() + retry_deadline
     pause = FIRST_PAUSE
     while True:
         try:
-            return db_api.run_in_transaction(work)
+            return db_api.run_in_transaction(work, read_only=readonly)
         except RetryRequest as retry:
             if time.monotonic() + pause > deadline:
                 if retry.give_up is None:
@@ -166,7 +169,8 @@ def _run_transaction(name: str, work: Callable[[Session], T], retry_deadline: fl
             pause = min(pause * 2, MAX_PAUSE)
 
 
-def rpc_method(transactional: bool = True, retry_deadline: float = 0.0) -> Callable[[F], F]:
+def rpc_method(transactional: bool = True, retry_deadline: float = 0.0,
+               readonly: bool = False) -> Callable[[F], F]:
     """Make an endpoint method an RPC method behind the dispatch boundary.
 
     The decorated function is written as ``handler(self, request, **args)``;
@@ -176,6 +180,9 @@ def rpc_method(transactional: bool = True, retry_deadline: float = 0.0) -> Calla
     :param retry_deadline: seconds during which a handler raising
         :class:`~agent.drivers.base.RetryRequest` is run again in a fresh
         transaction (0: a RetryRequest is an unexpected error).
+    :param readonly: the handler only reads: its session runs without a
+        write transaction (:func:`db.api.transaction`), and a write in it
+        fails.
     """
 
     def decorator(func: F) -> F:
@@ -197,7 +204,7 @@ def rpc_method(transactional: bool = True, retry_deadline: float = 0.0) -> Calla
                         holder[:] = [Request(ctxt, session, name)]
                         return func(self, holder[0], **kwargs)
 
-                    result = _run_transaction(name, work, retry_deadline)
+                    result = _run_transaction(name, work, retry_deadline, readonly)
                 else:
                     holder[:] = [Request(ctxt, method=name)]
                     result = func(self, holder[0], **kwargs)

@@ -167,9 +167,15 @@ def reset() -> None:
         _decisions.clear()
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _frozen(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+        # Scalars are most credentials; taking them as they are keeps the
+        # decision key cheap on every request.
+        return tuple(sorted((str(k), v if type(v) in _SCALARS else _frozen(v))
+                            for k, v in value.items()))
     if isinstance(value, (list, tuple, set, frozenset)):
         return tuple(_frozen(v) for v in value)
     try:
@@ -179,10 +185,38 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def _decide(rule: str, target: dict[str, Any], creds: MutableMapping[str, Any]) -> bool:
+_CONTEXT_FIELDS = ("user_id", "project_id", "domain_id", "user_domain_id",
+                   "project_domain_id", "system_scope", "is_admin", "service_user_id",
+                   "service_project_id")
+
+
+def _credentials(ctx: Any) -> tuple[MutableMapping[str, Any], Any]:
+    """The context's policy values and their decision key, worked out once per context.
+
+    One request checks several rules against the same context (the method,
+    then the caller's scope); the key of its credentials is built once.
+    """
+    # What the policy values derive from: a context changed in place
+    # (tests do) gets its key worked out again.
+    fingerprint = tuple(getattr(ctx, name, None) for name in _CONTEXT_FIELDS)
+    fingerprint += (tuple(getattr(ctx, "roles", None) or ()),
+                    tuple(getattr(ctx, "service_roles", None) or ()))
+    known = getattr(ctx, "_custos_policy_credentials", None)
+    if known is None or known[0] != fingerprint:
+        creds = ctx.to_policy_values()
+        known = (fingerprint, creds, _frozen(creds))
+        try:
+            ctx._custos_policy_credentials = known
+        except AttributeError:
+            pass  # a context that takes no attributes: work it out each time
+    return known[1], known[2]
+
+
+def _decide(rule: str, target: dict[str, Any], creds: MutableMapping[str, Any],
+            creds_key: Any = None) -> bool:
     """Evaluate ``rule``, remembering the answer for :data:`DECISION_TTL_S`."""
     global _decisions_expire
-    key = (rule, _frozen(target), _frozen(creds))
+    key = (rule, _frozen(target), _frozen(creds) if creds_key is None else creds_key)
     now = time.monotonic()
     with _lock:
         if now >= _decisions_expire:
@@ -216,7 +250,7 @@ def authorize(ctx: Any, method: str, target: dict[str, Any] | None = None) -> No
         values.update(target)
     if rule not in get_enforcer().registered_rules:
         raise exception.Forbidden(action=rule)
-    if not _decide(rule, values, ctx.to_policy_values()):
+    if not _decide(rule, values, *_credentials(ctx)):
         raise exception.Forbidden(action=rule)
 
 
@@ -233,7 +267,7 @@ def check(ctx: Any, rule: str, target: dict[str, Any] | None = None) -> bool:
     values = {"project_id": ctx.project_id}
     if target:
         values.update(target)
-    return _decide(rule, values, ctx.to_policy_values())
+    return _decide(rule, values, *_credentials(ctx))
 
 
 @dataclasses.dataclass(frozen=True)

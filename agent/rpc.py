@@ -19,7 +19,7 @@ import oslo_messaging as messaging
 from oslo_config import cfg
 from oslo_messaging.notify import listener as notify_listener
 
-from agent import context, wire
+from agent import context, notifier, wire
 from agent.events.dispatcher import EventDispatcher
 
 CONF = cfg.CONF
@@ -33,9 +33,6 @@ NOTIFICATION_TOPIC = wire.NOTIFICATION_TOPIC
 LISTENER_POOL = "custos-agent-events"
 ALLOWED_EXMODS = wire.ALLOWED_EXMODS
 CONTROL_EXCHANGE = wire.EXCHANGE
-# Rounds over every broker node that one notification may take when
-# ``[oslo_messaging_notifications] retry`` says "forever" (-1).
-NOTIFY_ROUNDS = 3
 
 TRANSPORT: messaging.Transport | None = None
 NOTIFICATION_TRANSPORT: messaging.Transport | None = None
@@ -107,39 +104,33 @@ def get_rpc_server(host: str, endpoints: list[Any]) -> messaging.RPCServer:
 
 
 def notification_retry(conf: cfg.ConfigOpts | None = None) -> int:
-    """Return how many times the notifier may retry one notification.
+    """Return the reconnection attempts of one try to send a notification.
 
-    oslo.messaging hands this count to kombu when it opens a connection,
-    and kombu reads -1 ("retry forever") as "give up at the first
-    failure": a new connection whose first broker node refuses it would
-    drop the notification instead of trying the next node of the
-    transport URL. The count returned is never negative and always reaches
-    every node: ``NOTIFY_ROUNDS`` rounds of the nodes for -1, and at least
-    one try per node for a configured count.
+    Enough to reach every node of the notification transport URL once:
+    each new connection takes the nodes in a shuffled order, and with too
+    few attempts (kombu reads -1 as none at all) a try ends at a node that
+    refuses it instead of moving to the next. The sender retries the whole
+    send on top of this (:class:`agent.notifier.NotificationSender`).
 
     :param conf: configuration holding the transport URLs (the global one
         when omitted).
     """
     conf = conf or CONF
     url = conf.oslo_messaging_notifications.transport_url or conf.transport_url
-    nodes = max(1, len(messaging.TransportURL.parse(conf, url).hosts))
-    configured = conf.oslo_messaging_notifications.retry
-    if configured < 0:
-        return NOTIFY_ROUNDS * nodes
-    return max(configured, nodes - 1)
+    nodes = len(messaging.TransportURL.parse(conf, url).hosts)
+    return max(notifier.SEND_RETRY, nodes - 1)
 
 
-def get_notifier(host: str) -> messaging.Notifier:
+def get_notifier(host: str) -> notifier.BrokerNotifier:
     """Return the agent's notifier: ``messagingv2`` on topic ``notifications``.
 
-    Each notification retries across the broker nodes
-    (:func:`notification_retry`).
+    Each try reaches every broker node (:func:`notification_retry`).
     """
     assert NOTIFICATION_TRANSPORT is not None, "agent.rpc.init() was not called"
-    return messaging.Notifier(NOTIFICATION_TRANSPORT, publisher_id=f"custos-agent.{host}",
-                              driver="messagingv2", topics=[NOTIFICATION_TOPIC],
-                              serializer=NotificationSerializer(),
-                              retry=notification_retry())
+    return notifier.BrokerNotifier(NOTIFICATION_TRANSPORT, publisher_id=f"custos-agent.{host}",
+                                   topics=[NOTIFICATION_TOPIC],
+                                   serializer=NotificationSerializer(),
+                                   retry=notification_retry())
 
 
 def event_targets(conf: cfg.ConfigOpts | None = None) -> list[messaging.Target]:

@@ -30,6 +30,7 @@ from agent.handlers import (build_endpoints, build_listener_endpoints,
                             build_memory_listener_endpoints)
 from agent.keystore import keyset, masterkey, signing
 from agent.keys.store import KeyStore
+from agent.notifier import NotificationSender
 from agent.secrets.ephemeral import EphemeralSecretStore
 from agent.secrets.store import SecretStore
 from agent.vendordata.lookup import VendordataLookup
@@ -57,9 +58,11 @@ class Runtime:
     :ivar vendordata: the vendordata lookup (targets, fetcher, cache); the
         listener purges its cache.
     :ivar keys: the managed-key store that castellan callers reach.
-    :ivar notifier: the oslo.messaging notifier, or None in tests that do
-        not send notifications.
+    :ivar notifier: the notifier (:class:`agent.notifier.BrokerNotifier`),
+        or None in tests that do not send notifications.
     :ivar host: the agent's name (its RPC server name).
+    :ivar notifications: the sender that publishes notifications from its
+        own thread, off the reply path.
     """
 
     conf: cfg.ConfigOpts
@@ -69,34 +72,33 @@ class Runtime:
     backups: BackupStore
     vendordata: VendordataLookup
     keys: KeyStore
-    notifier: messaging.Notifier | None = None
+    notifier: Any = None
     host: str = ""
     started_at: float = field(default_factory=time.monotonic)
+    notifications: NotificationSender = field(init=False)
 
     def __post_init__(self) -> None:
         self.host = self.host or self.conf.host
+        self.notifications = NotificationSender(lambda: self.notifier)
 
     def send_notifications(self, ctxt: Any,
                            notifications: Iterable[tuple[str, dict[str, Any], str]]) -> None:
-        """Send notifications queued by a request that has committed.
+        """Hand over the notifications of a request that has committed.
 
-        A broker failure here is logged, never raised: the change itself
-        is already committed and the caller must hear that it succeeded.
+        They are published by :attr:`notifications` from its own thread,
+        so the reply does not wait for the broker; nothing is raised here,
+        since the change itself is already committed.
         """
         if self.notifier is None:
             return
-        for event_type, payload, priority in notifications:
-            try:
-                getattr(self.notifier, priority)(ctxt, event_type, payload)
-            except Exception:  # noqa: BLE001 - see docstring
-                LOG.exception("Could not send notification %s", event_type)
+        self.notifications.submit(ctxt, notifications)
 
     def close(self) -> None:
         """Release what the parts hold beyond the process (fetcher threads)."""
         self.vendordata.close()
 
 
-def build_runtime(conf: cfg.ConfigOpts, notifier: messaging.Notifier | None,
+def build_runtime(conf: cfg.ConfigOpts, notifier: Any,
                   ring: masterkey.MasterKeyRing | None = None) -> Runtime:
     """Build the agent's parts in order: each may use those before it.
 
@@ -206,6 +208,8 @@ class AgentService:
             if part is not None:
                 part.wait()
         if self.runtime is not None:
+            # Every committed change is announced before the transports close.
+            self.runtime.notifications.close(self.conf.graceful_shutdown_timeout)
             self.runtime.close()
         rpc.cleanup()
         db_api.dispose()

@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from benchmarks.stats import Samples
-from benchmarks.processes import resident_kib
+from benchmarks.processes import cpu_seconds, resident_kib
 from db import models
 
 
@@ -118,17 +118,23 @@ def interleaved(bench: Any, agent_op: Callable[[], object],
     baseline, agent = Samples(), Samples()
     per_round = max(1, bench.requests // bench.rounds)
     for _ in range(bench.rounds):
+        before = cpu_seconds(bench.noop.pid)
         for _ in range(per_round):
             baseline.time(baseline_op)
+        baseline.cpu_s += cpu_seconds(bench.noop.pid) - before
+        before = cpu_seconds(bench.agent.pid)
         for _ in range(per_round):
             agent.time(agent_op)
+        agent.cpu_s += cpu_seconds(bench.agent.pid) - before
     return baseline, agent
 
 
 def _latency(bench: Any, result: Result, agent_op: Callable[[], object], label: str) -> None:
     baseline, agent = interleaved(bench, agent_op)
     result.value = agent.p50 / baseline.p50
-    result.details = [(label, agent.describe_ms()), ("no-op call", baseline.describe_ms())]
+    result.details = [(label, agent.describe_ms()), ("no-op call", baseline.describe_ms()),
+                      ("server CPU per call", f"{label} {agent.cpu_ms_per_call():.2f} ms, "
+                                              f"no-op {baseline.cpu_ms_per_call():.2f} ms")]
 
 
 # -- the figures ------------------------------------------------------------
@@ -137,6 +143,12 @@ def measure_startup(bench: Any, result: Result) -> None:
     result.value = bench.agent_startup_s
     result.details = [("custos-agent", f"{bench.agent_startup_s:.3f} s from exec to first reply"),
                       ("no-op server", f"{bench.noop_startup_s:.3f} s from exec to first reply")]
+
+
+def measure_startup_ratio(bench: Any, result: Result) -> None:
+    result.value = bench.agent_startup_s / bench.noop_startup_s
+    result.details = [("custos-agent", f"{bench.agent_startup_s:.3f} s"),
+                      ("no-op server", f"{bench.noop_startup_s:.3f} s")]
 
 
 def measure_baseline(bench: Any, result: Result) -> None:
@@ -236,14 +248,22 @@ def measure_boot_roles_throughput(bench: Any, result: Result) -> None:
         raise RuntimeError("instance_boot_roles_set stored no row")
     baseline: list[float] = []
     agent: list[float] = []
+    cpu = {"noop": 0.0, "agent": 0.0}
     for _ in range(bench.rounds):
+        before = cpu_seconds(bench.noop.pid)
         baseline.append(noop_cast_round(bench))
+        cpu["noop"] += cpu_seconds(bench.noop.pid) - before
+        before = cpu_seconds(bench.agent.pid)
         agent.append(agent_cast_round(bench, rows_per_instance))
+        cpu["agent"] += cpu_seconds(bench.agent.pid) - before
     baseline_rate = bench.casts * len(baseline) / sum(baseline)
     agent_rate = bench.casts * len(agent) / sum(agent)
     result.value = agent_rate / baseline_rate
     result.details = [("instance_boot_roles_set cast", _throughput_text(agent, bench.casts)),
-                      ("no-op cast", _throughput_text(baseline, bench.casts))]
+                      ("no-op cast", _throughput_text(baseline, bench.casts)),
+                      ("server CPU per cast", "agent {:.2f} ms, no-op {:.2f} ms".format(
+                          *(cpu[k] * 1000 / (bench.casts * bench.rounds)
+                            for k in ("agent", "noop"))))]
 
 
 def _scale_script(bench: Any, result: Result, module: str, *args: str) -> None:
@@ -305,6 +325,8 @@ def measure_memory(bench: Any, result: Result) -> None:
 FIGURES: list[Figure] = [
     Figure("startup", "start of custos-agent to its first reply", Goal("<", 2.0),
            (), measure_startup, unit="s"),
+    Figure("startup_ratio", "start of custos-agent to its first reply / the no-op server's",
+           Goal("<=", 1.5), (), measure_startup_ratio),
     Figure("baseline", "no-op oslo.messaging server (the baseline)", None, (), measure_baseline),
     Figure("health", "health p50 / no-op call p50 (reference: the dispatch boundary alone)",
            None, ("health",), measure_health),

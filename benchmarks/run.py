@@ -84,7 +84,8 @@ class Bench:
     """Everything a figure measures with: clients, contexts, settings."""
 
     def __init__(self, args: argparse.Namespace, transport: messaging.Transport,
-                 agent: processes.ServerProcess, database_url: str,
+                 agent: processes.ServerProcess, noop: processes.ServerProcess,
+                 database_url: str,
                  vendordata: VendordataTarget) -> None:
         self.requests: int = args.requests
         self.rounds: int = args.rounds
@@ -98,6 +99,7 @@ class Bench:
         self.rabbit_url: str = args.rabbit_url
         self.database: str = args.database
         self.agent = agent
+        self.noop = noop
         self.agent_startup_s = 0.0
         self.noop_startup_s = 0.0
         self.api = CustosAPI(transport=transport, timeout=60)
@@ -278,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     # purpose; oslo.messaging's warnings about them are noise here.
     logging.basicConfig(level=logging.ERROR)
     selected = [f for f in figures.FIGURES
-                if not args.only or f.key in args.only.split(",") or f.key == "startup"]
+                if not args.only or f.key in args.only.split(",")
+                or f.key in ("startup", "startup_ratio")]
     workdir = Path(tempfile.mkdtemp(prefix="custos-bench-"))
     exchange = "custos-bench"
     started_at = datetime.datetime.now(datetime.timezone.utc)
@@ -314,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         agent_startup = processes.time_to_first_reply(
             agent, lambda: agent_probe.health(probe_ctx))
 
-        bench = Bench(args, transport, agent, database_url, vendordata)
+        bench = Bench(args, transport, agent, noop, database_url, vendordata)
         stack.callback(bench.engine.dispose)
         bench.agent_startup_s, bench.noop_startup_s = agent_startup, noop_startup
         results = []
@@ -333,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.text_table(results))
     if not args.no_write:
         command = "./tools/run-benchmarks.sh" + (" " + " ".join(argv) if argv else "")
-        report.write_rst(args.output, report.rst_section(results, facts, command, started_at))
+        report.write_rst(args.output, report.rst_section(results, facts, command, started_at,
+                                                         args.database), args.database)
         print(f"written to {args.output}")
     return 0 if all(r.met is not False for r in results) else 1
 

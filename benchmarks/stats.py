@@ -25,6 +25,8 @@ class Samples:
     """Durations in seconds of one operation, with their percentiles."""
 
     values: list[float] = field(default_factory=list)
+    #: CPU seconds the serving process used while these were timed.
+    cpu_s: float = 0.0
 
     def time(self, operation: Callable[[], object]) -> None:
         """Run ``operation`` once and keep how long it took."""
@@ -39,6 +41,10 @@ class Samples:
     @property
     def p99(self) -> float:
         return percentile(self.values, 99)
+
+    def cpu_ms_per_call(self) -> float:
+        """Server CPU time per timed operation, in milliseconds."""
+        return self.cpu_s * 1000 / max(1, len(self.values))
 
     def describe_ms(self) -> str:
         """``p50 x ms, p99 y ms (n samples)``."""

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -35,6 +36,11 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _engine: Engine | None = None
 _sessionmaker: sessionmaker[Session] | None = None
+_read_sessionmaker: sessionmaker[Session] | None = None
+
+#: Execution option of the connections of read-only work (:func:`transaction`).
+READ_ONLY = "custos_read_only"
+_PING = sa.text("SELECT 1")
 
 # SQLSTATE / error numbers that mean "try the whole transaction again".
 _PG_RETRY_CODES = {"40001", "40P01"}
@@ -70,7 +76,23 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # A read runs in the statement's own implicit transaction: one
+    # statement sees one snapshot, and BEGIN/COMMIT would only add cost.
+    if not conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+
+
+def _refuse_write(session: Session, _context: Any, _instances: Any) -> None:
+    raise RuntimeError("a read-only request tried to write")
+
+
+def _read_only_engine(engine: Engine) -> Engine:
+    """The engine, sharing its pool, with the options of read-only work."""
+    options: dict[str, Any] = {READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        # No BEGIN and COMMIT round trips around a single SELECT.
+        options["isolation_level"] = "AUTOCOMMIT"
+    return engine.execution_options(**options)
 
 
 def create_engine(url: str, conf: cfg.ConfigOpts | None = None) -> Engine:
@@ -95,6 +117,9 @@ def create_engine(url: str, conf: cfg.ConfigOpts | None = None) -> Engine:
             os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
         connect_args["check_same_thread"] = False
         connect_args["timeout"] = 10
+        # A SQLite file has no server to drop a connection; the ping would
+        # only add a query to every request.
+        kwargs["pool_pre_ping"] = False
     else:
         kwargs.update(pool_size=conf.database.max_pool_size,
                       max_overflow=conf.database.max_overflow,
@@ -115,12 +140,15 @@ def configure(url: str | None = None) -> Engine:
 
     :returns: the new engine.
     """
-    global _engine, _sessionmaker
+    global _engine, _sessionmaker, _read_sessionmaker
     with _lock:
         if _engine is not None:
             _engine.dispose()
         _engine = create_engine(url or default_url())
         _sessionmaker = sessionmaker(bind=_engine, expire_on_commit=False)
+        _read_sessionmaker = sessionmaker(bind=_read_only_engine(_engine),
+                                          expire_on_commit=False, autoflush=False)
+        event.listen(_read_sessionmaker, "before_flush", _refuse_write)
         return _engine
 
 
@@ -133,23 +161,33 @@ def get_engine() -> Engine:
 
 def dispose() -> None:
     """Close every pooled connection and forget the engine."""
-    global _engine, _sessionmaker
+    global _engine, _sessionmaker, _read_sessionmaker
     with _lock:
         if _engine is not None:
             _engine.dispose()
         _engine = None
         _sessionmaker = None
+        _read_sessionmaker = None
 
 
 @contextlib.contextmanager
-def transaction() -> Iterator[Session]:
+def transaction(read_only: bool = False) -> Iterator[Session]:
     """Open one session in one transaction: commit on success, else roll back.
 
+    :param read_only: for work that changes nothing: no explicit
+        transaction (SQLite emits no BEGIN, PostgreSQL runs in autocommit),
+        so each statement sees its own snapshot; a flush raises
+        ``RuntimeError``.
     :raises sqlalchemy.exc.SQLAlchemyError: as the database reports it;
         :func:`run_in_transaction` is what retries and translates.
     """
     if _sessionmaker is None:
         get_engine()
+    if read_only:
+        assert _read_sessionmaker is not None
+        with _read_sessionmaker() as session:
+            yield session
+        return
     assert _sessionmaker is not None
     with _sessionmaker() as session, session.begin():
         yield session
@@ -196,26 +234,41 @@ def is_unreachable(error: BaseException) -> bool:
     return False
 
 
-def run_in_transaction(func: Callable[[Session], T]) -> T:
+def run_in_transaction(func: Callable[[Session], T], read_only: bool = False) -> T:
     """Run ``func(session)`` in a transaction, retrying it as a whole.
 
     ``func`` may run more than once, so it must have no effect outside the
     session before it returns.
 
+    :param read_only: ``func`` only reads (see :func:`transaction`).
+
     :returns: what ``func`` returned, after the commit.
     :raises DatabaseUnavailable: when the database stays unreachable or
         keeps failing with retriable errors.
     """
+    # Nearly every request succeeds at once: the retry policy is built
+    # only after a first retriable failure, with the waits and the number
+    # of attempts it would have had from the start.
+    try:
+        with transaction(read_only) as session:
+            return func(session)
+    except sa_exc.DBAPIError as error:
+        if not is_retriable(error):
+            raise
+        if CONF.database.max_retries < 1:
+            LOG.warning("Database unavailable after 1 attempt: %s", type(error.orig).__name__)
+            raise exception.DatabaseUnavailable() from None
+    time.sleep(min(CONF.database.retry_interval, 5))
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_retriable),
-        stop=tenacity.stop_after_attempt(CONF.database.max_retries + 1),
-        wait=tenacity.wait_exponential(multiplier=CONF.database.retry_interval,
+        stop=tenacity.stop_after_attempt(CONF.database.max_retries),
+        wait=tenacity.wait_exponential(multiplier=2 * CONF.database.retry_interval,
                                        max=5),
         reraise=True)
     try:
         for attempt in retrying:
             with attempt:
-                with transaction() as session:
+                with transaction(read_only) as session:
                     return func(session)
     except sa_exc.DBAPIError as error:
         if is_retriable(error):
@@ -229,8 +282,10 @@ def run_in_transaction(func: Callable[[Session], T]) -> T:
 def ping() -> str:
     """Return ``'ok'`` when the database answers, else an error code."""
     try:
-        with get_engine().connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+        get_engine()
+        assert _read_sessionmaker is not None
+        with _read_sessionmaker.kw["bind"].connect() as conn:
+            conn.execute(_PING)
         return "ok"
     except sa_exc.DBAPIError:
         return exception.DatabaseUnavailable.code

@@ -2,22 +2,33 @@
 
 The migration scripts live in ``db/migrations``; no ``alembic.ini`` is
 needed, the configuration is built here from the engine in use.
+
+The agent checks the schema at every start, so :func:`head_revision` and
+:func:`db_version` answer without importing Alembic: the first reads the
+scripts' revision identifiers as text, the second reads Alembic's version
+table with one query. Only :func:`db_sync` runs Alembic itself.
 """
 
 from __future__ import annotations
 
+import ast
 import os
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+import sqlalchemy as sa
 from sqlalchemy import types
 from sqlalchemy.engine import Engine
 
 from db import api
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
+VERSIONS_DIR = os.path.join(MIGRATIONS_DIR, "versions")
+#: The table in which Alembic records the revision a database is at.
+VERSION_TABLE = "alembic_version"
+
+
+if TYPE_CHECKING:
+    from alembic.runtime.migration import MigrationContext
 
 
 def compare_type(context: MigrationContext, inspected_column: object,
@@ -35,7 +46,9 @@ def compare_type(context: MigrationContext, inspected_column: object,
     return None
 
 
-def _config(engine: Engine) -> Config:
+def _config(engine: Engine) -> Any:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", MIGRATIONS_DIR)
     config.attributes["engine"] = engine
@@ -44,18 +57,56 @@ def _config(engine: Engine) -> Config:
 
 def db_sync(revision: str = "head", engine: Engine | None = None) -> None:
     """Upgrade the schema to ``revision`` (default: the newest)."""
+    from alembic import command
+
     command.upgrade(_config(engine or api.get_engine()), revision)
 
 
+def _script_revisions(path: str) -> tuple[str | None, Any]:
+    """``(revision, down_revision)`` assigned at the top of one script."""
+    found: dict[str, Any] = {}
+    with open(path, encoding="utf-8") as script:
+        tree = ast.parse(script.read(), path)
+    for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                    found[target.id] = ast.literal_eval(node.value) if node.value else None
+    return found.get("revision"), found.get("down_revision")
+
+
 def head_revision() -> str:
-    """Return the newest revision the scripts define."""
-    script = ScriptDirectory(MIGRATIONS_DIR)
-    head = script.get_current_head()
-    assert head is not None
-    return head
+    """Return the newest revision the scripts define (the one nothing revises).
+
+    :raises RuntimeError: when the scripts do not have exactly one head.
+    """
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for name in sorted(os.listdir(VERSIONS_DIR)):
+        if not name.endswith(".py"):
+            continue
+        revision, down = _script_revisions(os.path.join(VERSIONS_DIR, name))
+        if revision is None:
+            continue
+        revisions.add(revision)
+        if isinstance(down, str):
+            revised.add(down)
+        elif isinstance(down, (tuple, list)):
+            revised.update(down)
+    heads = revisions - revised
+    if len(heads) != 1:
+        raise RuntimeError(f"migration scripts have {len(heads)} heads: {sorted(heads)}")
+    return heads.pop()
 
 
 def db_version(engine: Engine | None = None) -> str | None:
-    """Return the revision the database is at, or None when it is empty."""
+    """Return the revision the database is at, or None when it is empty.
+
+    :raises sqlalchemy.exc.DBAPIError: when the database cannot be read.
+    """
     with (engine or api.get_engine()).connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not sa.inspect(conn).has_table(VERSION_TABLE):
+            return None
+        versions = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars()
+        return next(iter(versions), None)

@@ -9,17 +9,50 @@ would also turn genuine errors such as truncation into warnings).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from db import models
 
+_MYSQL = ("mysql", "mariadb")
+
 
 def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
+
+
+@functools.cache
+def _insert(dialect: str) -> Callable[..., Any]:
+    """The dialect's own ``insert``, imported when first needed.
+
+    Importing all three dialects up front cost the agent's start-up more
+    than the one it uses.
+    """
+    if dialect in _MYSQL:
+        from sqlalchemy.dialects import mysql
+        return mysql.insert
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+        return postgresql.insert
+    from sqlalchemy.dialects import sqlite
+    return sqlite.insert
+
+
+@functools.cache
+def _insert_if_absent_statement(dialect: str, model: Any, key: tuple[str, ...]) -> Any:
+    """``INSERT`` of one row that does nothing on a ``key`` clash, built once.
+
+    The row's values are bound at execution, so every call reuses the
+    compiled statement.
+    """
+    table = getattr(model, "__table__", model)
+    if dialect in _MYSQL:
+        return _insert(dialect)(table).on_duplicate_key_update(
+            **{key[0]: table.c[key[0]]})
+    return _insert(dialect)(table).on_conflict_do_nothing(index_elements=list(key))
 
 
 def upsert(session: Session, model: Any, rows: Sequence[dict[str, Any]],
@@ -38,13 +71,13 @@ def upsert(session: Session, model: Any, rows: Sequence[dict[str, Any]],
     now = models.utcnow()
     values = [{"created_at": now, **row} for row in rows]
     statement: Any
-    if _dialect(session) in ("mysql", "mariadb"):
-        statement = mysql.insert(model).values(values)
+    dialect = _dialect(session)
+    if dialect in _MYSQL:
+        statement = _insert(dialect)(model).values(values)
         statement = statement.on_duplicate_key_update(
             updated_at=now, **{column: statement.inserted[column] for column in update})
     else:
-        insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
-        statement = insert(model).values(values)
+        statement = _insert(dialect)(model).values(values)
         statement = statement.on_conflict_do_update(
             index_elements=list(key),
             set_={"updated_at": now, **{column: statement.excluded[column] for column in update}})
@@ -55,16 +88,7 @@ def insert_if_absent(session: Session, model: Any, row: dict[str, Any],
                      key: Sequence[str]) -> None:
     """Insert ``row`` unless a row with the same ``key`` exists; never overwrite."""
     values = {"created_at": models.utcnow(), **row}
-    statement: Any
-    if _dialect(session) in ("mysql", "mariadb"):
-        column = key[0]
-        statement = mysql.insert(model).values(**values)
-        statement = statement.on_duplicate_key_update(**{column: getattr(model, column)})
-    else:
-        insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
-        statement = insert(model).values(**values).on_conflict_do_nothing(
-            index_elements=list(key))
-    session.execute(statement)
+    session.execute(_insert_if_absent_statement(_dialect(session), model, tuple(key)), values)
 
 
 def rowcount(result: Any) -> int:

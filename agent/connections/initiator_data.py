@@ -20,13 +20,16 @@ from db.models import DriverInitiatorData
 
 _CONFLICT_COLUMNS = ["initiator", "namespace", "key"]
 
+_TABLE = DriverInitiatorData.__table__
+# Built once; each read binds its parameters to the cached compiled form.
+_READ = (sa.select(_TABLE.c.key, _TABLE.c.value)
+         .where(_TABLE.c.initiator == sa.bindparam("initiator"),
+                _TABLE.c.namespace == sa.bindparam("namespace")))
+
 
 def read(session: Session, initiator: str, namespace: str) -> dict[str, str]:
     """Return ``{key: value}`` of one initiator in one namespace ({} when none)."""
-    rows = session.execute(
-        sa.select(DriverInitiatorData.key, DriverInitiatorData.value)
-        .where(DriverInitiatorData.initiator == initiator,
-               DriverInitiatorData.namespace == namespace))
+    rows = session.execute(_READ, {"initiator": initiator, "namespace": namespace})
     return {key: value if value is not None else "" for key, value in rows}
 
 

@@ -81,7 +81,7 @@ class ConnectionEndpoint(Endpoint):
             request.session, request.context, volume, connector, backend, bool(force))
         request.notify("connection.terminate", detached.payload())
 
-    @rpc_method()
+    @rpc_method(readonly=True)
     def initiator_data_get(self, request: Request, initiator: Any,
                            namespace: Any) -> dict[str, str]:
         """Return an initiator's ``{key: value}`` in ``namespace``."""

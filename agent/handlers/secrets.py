@@ -67,7 +67,7 @@ class SecretEndpoint(Endpoint):
         _notify(request, "secret.define", info)
         return info.uuid
 
-    @rpc_method()
+    @rpc_method(readonly=True)
     def secret_get_xml_desc(self, request: Request, uuid: Any) -> str:
         """Return a secret's definition as libvirt XML, never its value.
 
@@ -89,7 +89,7 @@ class SecretEndpoint(Endpoint):
         info = self.store.set_value(request.session, _scope(request), secret_uuid, raw)
         _notify(request, "secret.value_change", info)
 
-    @rpc_method()
+    @rpc_method(readonly=True)
     def secret_get_value(self, request: Request, uuid: Any) -> str:
         """Return a secret's value as base64.
 
@@ -111,7 +111,7 @@ class SecretEndpoint(Endpoint):
                                    validation.uuid("uuid", uuid))
         _notify(request, "secret.undefine", info)
 
-    @rpc_method()
+    @rpc_method(readonly=True)
     def secret_list(self, request: Request, ephemeral: Any = None, private: Any = None,
                     usage_type: Any = None) -> list[dict[str, Any]]:
         """List the caller's secrets (the administrator's: all), filtered.
@@ -127,7 +127,7 @@ class SecretEndpoint(Endpoint):
                                          sorted(definition.USAGE_TYPES), nullable=True))
         return [info.summary() for info in found]
 
-    @rpc_method()
+    @rpc_method(readonly=True)
     def secret_lookup_by_usage(self, request: Request, usage_type: Any, usage_id: Any) -> str:
         """Return the UUID of the secret holding a usage.
 

@@ -57,6 +57,17 @@ MAX_VALUE_BYTES = wire.MAX_SECRET_VALUE_BYTES
 
 _UsageKey = tuple[str, str]
 
+#: A secret as read: its ORM object, or a row of the table read with Core
+#: (same attribute names), which reads that change nothing use.
+SecretRecord = models.Secret | sa.Row[Any]
+
+_TABLE = models.Secret.__table__
+# Built once: a read only binds its parameters to a statement whose
+# compiled form SQLAlchemy has cached.
+_BY_UUID = sa.select(_TABLE).where(_TABLE.c.uuid == sa.bindparam("uuid"))
+_BY_USAGE = sa.select(_TABLE).where(_TABLE.c.usage_type == sa.bindparam("usage_type"),
+                                    _TABLE.c.usage_id == sa.bindparam("usage_id"))
+
 
 @dataclasses.dataclass(frozen=True)
 class SecretInfo:
@@ -97,7 +108,7 @@ class SecretInfo:
                 "private": defn.private, "generated": self.generated}
 
 
-def _info_of_row(row: models.Secret) -> SecretInfo:
+def _info_of_row(row: SecretRecord) -> SecretInfo:
     return SecretInfo(
         definition=SecretDefinition(uuid=row.uuid, ephemeral=False, private=bool(row.private),
                                     description=row.description, usage_type=row.usage_type,
@@ -179,7 +190,7 @@ class SecretStore:
                 return self.ephemeral.get_value(uuid)
             except exception.SecretNoValue:
                 raise exception.SecretNoValue(uuid=EPHEMERAL) from None
-        row = self._row(session, uuid)
+        row = self._read(session, uuid)
         if row is None:
             raise exception.SecretNotFound(secret=uuid)
         return self._open(row)
@@ -260,15 +271,15 @@ class SecretStore:
         return self._visible(session, scope, uuid)[0]
 
     def _visible(self, session: Session, scope: Scope,
-                 uuid: str) -> tuple[SecretInfo, models.Secret | None]:
-        """Return a visible secret and its row (None for an ephemeral one).
+                 uuid: str) -> tuple[SecretInfo, SecretRecord | None]:
+        """Return a visible secret and its row as read (None for an ephemeral one).
 
         :raises SecretNotFound: no such secret, or not the caller's.
         """
         row = None
         info = self._ephemeral_info(uuid)
         if info is None:
-            row = self._row(session, uuid)
+            row = self._read(session, uuid)
             if row is None:
                 raise exception.SecretNotFound(secret=uuid)
             info = _info_of_row(row)
@@ -390,10 +401,14 @@ class SecretStore:
                                .where(models.Secret.uuid == uuid)).one_or_none()
 
     @staticmethod
-    def _row_for_usage(session: Session, usage_type: str, usage_id: str) -> models.Secret | None:
-        return session.scalars(sa.select(models.Secret)
-                               .where(models.Secret.usage_type == usage_type,
-                                      models.Secret.usage_id == usage_id)).one_or_none()
+    def _read(session: Session, uuid: str) -> sa.Row[Any] | None:
+        """Read a secret's row with Core: no ORM object, no flush."""
+        return session.execute(_BY_UUID, {"uuid": uuid}).one_or_none()
+
+    @staticmethod
+    def _row_for_usage(session: Session, usage_type: str, usage_id: str) -> sa.Row[Any] | None:
+        return session.execute(_BY_USAGE, {"usage_type": usage_type,
+                                           "usage_id": usage_id}).one_or_none()
 
     @staticmethod
     def _check_redefinition(old: SecretDefinition, new: SecretDefinition, *,
@@ -420,7 +435,7 @@ class SecretStore:
         row.wrapped_key = sealed.wrapped_key
         row.master_key_id = sealed.master_key_id
 
-    def _open(self, row: models.Secret) -> bytes:
+    def _open(self, row: SecretRecord) -> bytes:
         if row.value is None or row.wrapped_key is None or row.master_key_id is None:
             raise exception.SecretNoValue(uuid=row.uuid)
         return envelope.open_sealed(self.ring, KIND, row.uuid, envelope.Sealed(

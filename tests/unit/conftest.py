@@ -84,7 +84,12 @@ class Harness:
         return self.service.runtime
 
     def notifications(self, event_type: str | None = None) -> list[dict[str, Any]]:
-        """Notifications sent so far: ``{event_type, priority, payload, context}``."""
+        """Notifications sent so far: ``{event_type, priority, payload, context}``.
+
+        The agent publishes them from its own thread after the reply; this
+        waits until it has published what was queued.
+        """
+        assert self.runtime.notifications.flush(10), "notifications still queued"
         found = [{"context": ctxt, "event_type": message["event_type"],
                   "priority": priority.lower(), "payload": message["payload"],
                   "publisher_id": message["publisher_id"]}
