@@ -6,6 +6,8 @@ context and the message's keyword arguments. A method decorated with
 
 1. the argument check: a missing or unexpected argument is
    :class:`~agent.exception.InvalidInput` naming it, before anything else;
+   so is a request context whose ids or roles are not bounded strings
+   (:func:`agent.validation.request_context`);
 2. the policy check of ``custos:<method>`` (:mod:`agent.policy`);
 3. one database session in one transaction, retried as a whole on a
    deadlock or a lost connection (:func:`db.api.run_in_transaction`);
@@ -29,7 +31,7 @@ from typing import Any, TypeVar
 import oslo_messaging as messaging
 from sqlalchemy.orm import Session
 
-from agent import exception, policy
+from agent import exception, policy, validation
 from db import api as db_api
 
 LOG = logging.getLogger(__name__)
@@ -104,6 +106,7 @@ def rpc_method(transactional: bool = True) -> Callable[[F], F]:
         def wrapper(self: Any, ctxt: Any, **kwargs: Any) -> Any:
             try:
                 _check_arguments(names, required, kwargs)
+                validation.request_context(ctxt)
                 policy.authorize(ctxt, name)
                 if transactional:
                     holder: list[Request] = []
@@ -134,7 +137,7 @@ def rpc_method(transactional: bool = True) -> Callable[[F], F]:
 class Endpoint:
     """Base of the agent's RPC endpoints; each holds the shared runtime."""
 
-    target = messaging.Target(version="1.0")
+    target = messaging.Target(version="1.1")
 
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
@@ -147,7 +150,7 @@ class UnknownMethodEndpoint:
     which reaches a caller as an untyped ``RemoteError``.
     """
 
-    target = messaging.Target(version="1.0")
+    target = messaging.Target(version="1.1")
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         # oslo_* names are oslo.messaging's own probes (oslo_rpc_server_ping).

@@ -114,6 +114,17 @@ class SecretUsageConflict(CustosException):
     code = "secret_usage_conflict"
 
 
+class SecretOwnedElsewhere(CustosException):
+    """An administrator defined or set the value of a UUID another owner holds.
+
+    Members get :class:`SecretNotFound` instead, which says nothing of the
+    other owner; the administrator may know the UUID exists, never whose.
+    """
+
+    msg_fmt = "Secret %(uuid)s is held outside your project; nothing was changed"
+    code = "secret_owned_elsewhere"
+
+
 class SecretPrivateChange(CustosException):
     msg_fmt = "Secret %(uuid)s is private and cannot be made public"
     code = "secret_private_change"

@@ -11,6 +11,9 @@ named rules, so an override can reuse them:
     ``project_operator`` also on the project of the target (admin: any).
 ``service``
     An ``[auth] service_roles`` role in the *service* token.
+``service_caller``
+    ``service``, or an ``[auth] service_roles`` role in the user token: a
+    service calling with its own token (cinder-volume attaching a volume).
 ``composite``
     ``project_operator`` AND ``service``: both tokens, neither alone
     (Swift's service-prefix accounts).
@@ -50,13 +53,14 @@ PROJECT_OPERATOR = "rule:project_operator"
 ADMIN = "rule:context_is_admin"
 COMPOSITE = "rule:composite"
 SERVICE_OR_ADMIN = "rule:service or rule:context_is_admin"
+SERVICE_CALLER_OR_ADMIN = "rule:service_caller or rule:context_is_admin"
 COMPOSITE_OR_AUDIT = "rule:composite or rule:audit"
 
 # RPC method -> (default check string, description).
 METHOD_RULES: dict[str, tuple[str, str]] = {
     "health": (ANYONE, "Report the agent's version and the state of its parts."),
-    "initialize_connection": (PROJECT_OPERATOR, "Attach a volume to a connector."),
-    "terminate_connection": (PROJECT_OPERATOR, "Detach a volume from a connector."),
+    "initialize_connection": (SERVICE_CALLER_OR_ADMIN, "Attach a volume to a connector."),
+    "terminate_connection": (SERVICE_CALLER_OR_ADMIN, "Detach a volume from a connector."),
     "initiator_data_get": (ADMIN, "Read a driver's private data for an initiator."),
     "initiator_data_update": (COMPOSITE, "Change a driver's private data for an initiator."),
     "secret_define_xml": (PROJECT_OPERATOR, "Define or redefine a secret."),
@@ -99,6 +103,11 @@ def _base_rules(conf: cfg.ConfigOpts) -> list[oslo_policy.RuleDefault]:
         oslo_policy.RuleDefault(
             "service", _any_role("service_roles", conf.auth.service_roles),
             "A service role in the service token."),
+        oslo_policy.RuleDefault(
+            "service_caller",
+            "rule:service or " + _any_role("role", conf.auth.service_roles),
+            "A service role in the service token, or in the user token of a "
+            "service calling with its own token."),
         oslo_policy.RuleDefault(
             "audit", _any_role("service_roles", conf.auth.audit_roles),
             "An audit role in the service token (read-only)."),
@@ -183,6 +192,34 @@ def _decide(rule: str, target: dict[str, Any], creds: MutableMapping[str, Any]) 
     return allowed
 
 
+def _target(ctx: Any, target: dict[str, Any] | None) -> dict[str, Any]:
+    """Return the policy target: ``project_id`` only when there is a project.
+
+    A missing key fails ``project_id:%(project_id)s``; a None would be
+    formatted as the string ``'None'`` and match a context whose project is
+    None as well.
+    """
+    values: dict[str, Any] = {}
+    if ctx.project_id:
+        values["project_id"] = ctx.project_id
+    for key, value in (target or {}).items():
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = value
+    return values
+
+
+def _creds(ctx: Any) -> dict[str, Any]:
+    """Return the context's policy values without the ones it does not have.
+
+    oslo.policy compares ``str()`` of a credential, so a None project would
+    match a target project that is the text ``'None'``.
+    """
+    return {key: value for key, value in ctx.to_policy_values().items()
+            if value is not None and value != ""}
+
+
 def authorize(ctx: Any, method: str, target: dict[str, Any] | None = None) -> None:
     """Check that ``ctx`` may run RPC method ``method`` on ``target``.
 
@@ -193,12 +230,10 @@ def authorize(ctx: Any, method: str, target: dict[str, Any] | None = None) -> No
     :raises Forbidden: when the rule does not allow it, or no rule exists.
     """
     rule = method if ":" in method else f"custos:{method}"
-    values = {"project_id": ctx.project_id}
-    if target:
-        values.update(target)
+    values = _target(ctx, target)
     if rule not in get_enforcer().registered_rules:
         raise exception.Forbidden(action=rule)
-    if not _decide(rule, values, ctx.to_policy_values()):
+    if not _decide(rule, values, _creds(ctx)):
         raise exception.Forbidden(action=rule)
 
 
@@ -212,7 +247,5 @@ def check(ctx: Any, rule: str, target: dict[str, Any] | None = None) -> bool:
         with the ``rule:`` prefix of a check string.
     """
     rule = rule.removeprefix("rule:")
-    values = {"project_id": ctx.project_id}
-    if target:
-        values.update(target)
-    return _decide(rule, values, ctx.to_policy_values())
+    values = _target(ctx, target)
+    return _decide(rule, values, _creds(ctx))

@@ -76,13 +76,22 @@ class SecretsAPI(BaseAPI):
                           private=private, usage_type=usage_type)
 
     def secret_lookup_by_usage(self, ctxt: Any, usage_type: str, usage_id: str,
-                               server: str | None = None) -> str:
-        """Return the UUID of the secret holding (usage_type, usage_id).
+                               server: str | None = None,
+                               project_id: str | None = None) -> str:
+        """Return the UUID of the secret holding (usage_type, usage_id) in a project.
 
-        :raises SecretNotFound: no secret of the caller holds it.
+        :param project_id: (1.1) the project to search, for the
+            administrator; the caller's own when None.
+        :raises SecretNotFound: no secret of that project holds it.
+        :raises Forbidden: a member named another project.
+        :raises oslo_messaging.RPCVersionCapError: ``project_id`` given
+            under a version cap below 1.1.
         """
-        return self._call(ctxt, "secret_lookup_by_usage", server=server,
-                          usage_type=usage_type, usage_id=usage_id)
+        if project_id is None:
+            return self._call(ctxt, "secret_lookup_by_usage", server=server,
+                              usage_type=usage_type, usage_id=usage_id)
+        return self._call(ctxt, "secret_lookup_by_usage", version="1.1", server=server,
+                          usage_type=usage_type, usage_id=usage_id, project_id=project_id)
 
     def secret_generate(self, ctxt: Any, usage_type: str, usage_id: str, length: int = 32,
                         private: bool = False, ephemeral: bool = False,

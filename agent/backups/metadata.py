@@ -100,10 +100,14 @@ class Restore:
 
 
 def _caller_project(ctx: Any) -> str:
+    """Return the caller's project.
+
+    :raises agent.exception.Forbidden: the context has none: a project-less
+        (domain- or system-scoped) token owns nothing.
+    """
     project_id = getattr(ctx, "project_id", None)
     if not project_id:
-        raise exception.InvalidInput(
-            field="project_id", reason="the request context names no project")
+        raise exception.Forbidden(action="backup metadata without a project")
     return str(project_id)
 
 
@@ -121,8 +125,9 @@ def export(session: Session, ring: MasterKeyRing, store: BackupStore, ctx: Any, 
     :param base: the volume's own fields, carried unsigned.
     :param metadata: the volume's user metadata, carried unsigned.
     :returns: the document and where it was written.
-    :raises agent.exception.InvalidInput: no project in the context, an
-        unsafe project id, or a document over the size limit.
+    :raises agent.exception.Forbidden: no project in the context.
+    :raises agent.exception.InvalidInput: an unsafe project id, or a
+        document over the size limit.
     :raises agent.exception.BackupMetadataConflict: the backup was
         exported before for another volume or project.
     :raises agent.exception.MasterKeyUnavailable: no master key to open
@@ -130,7 +135,8 @@ def export(session: Session, ring: MasterKeyRing, store: BackupStore, ctx: Any, 
     """
     project_id = _caller_project(ctx)
     account = store.account_for(project_id)
-    volume_glance = glance.get(session, volume_id, project_id)
+    volume_glance = glance.get(session, volume_id, project_id,
+                               ownerless=policy.check(ctx, "context_is_admin"))
     signing.ensure_active(session, ring)
     active = signing.active(session, ring)
     assert active is not None
@@ -178,6 +184,7 @@ def evaluate_import(session: Session, ring: MasterKeyRing, store: BackupStore,
     :raises agent.exception.BackupMetadataUnsupportedVersion: a given,
         unsigned document has a version custos does not know.
     """
+    _caller_project(ctx)
     record = records.get(session, backup_id)
     if record is not None and not _visible(ctx, "backup_metadata_import", record):
         raise exception.BackupNotFound(backup_id=backup_id)
@@ -261,12 +268,15 @@ def read(session: Session, store: BackupStore, ctx: Any, backup_id: str) -> str:
     :raises agent.exception.BackupMetadataDamaged: the stored bytes are not
         UTF-8 text.
     """
+    auditor = policy.check(ctx, "audit")
+    if not auditor:
+        _caller_project(ctx)
     record = records.get(session, backup_id)
     if record is not None:
         if not _visible(ctx, "backup_metadata_get", record):
             raise exception.BackupNotFound(backup_id=backup_id)
         return store.read(record.account, backup_id)
-    if policy.check(ctx, "audit"):
+    if auditor:
         found = store.find(backup_id)
         if found is None:
             raise exception.BackupNotFound(backup_id=backup_id)
@@ -285,9 +295,9 @@ def delete(session: Session, store: BackupStore, ctx: Any, backup_id: str) -> di
     :raises agent.exception.BackupNotFound: the backup belongs to a
         project the caller may not delete in.
     """
+    account = store.account_for(_caller_project(ctx))
     record = records.get(session, backup_id)
     if record is None:
-        account = store.account_for(_caller_project(ctx))
         removed = store.delete(account, backup_id)
         return ({"backup_id": backup_id, "volume_id": None,
                  "project_id": ctx.project_id, "account": account}

@@ -43,12 +43,15 @@ def _check_volume(value: Any) -> tuple[str, dict[str, Any], dict[str, str]]:
     return volume_id, base, user_metadata
 
 
-def _scope(ctx: Any) -> str | None:
-    """The project a caller's glance metadata reads and writes are held to.
+def _glance_owner(ctx: Any) -> tuple[str, bool]:
+    """Return the project a caller's glance metadata reads and writes are
+    held to, and whether it also reads the rows without a project (admin).
 
-    None for the cloud administrator (any project).
+    :raises Forbidden: the context names no project; it owns nothing.
     """
-    return None if policy.check(ctx, "context_is_admin") else ctx.project_id
+    if not ctx.project_id:
+        raise exception.Forbidden(action="glance metadata without a project")
+    return ctx.project_id, policy.check(ctx, "context_is_admin")
 
 
 class BackupEndpoint(Endpoint):
@@ -72,8 +75,8 @@ class BackupEndpoint(Endpoint):
         """
         volume_id = validation.uuid("volume_id", volume_id)
         values = glance.check_metadata("metadata", metadata)
-        glance.update(request.session, volume_id, values,
-                      project_id=_scope(request.context))
+        project_id, _ = _glance_owner(request.context)
+        glance.update(request.session, volume_id, values, project_id=project_id)
         request.notify("glance_metadata.set", {
             "volume_id": volume_id, "project_id": request.context.project_id,
             "keys": sorted(values), "operation": "set"})
@@ -82,7 +85,8 @@ class BackupEndpoint(Endpoint):
     def volume_glance_metadata_get(self, request: Request, volume_id: Any) -> dict[str, str]:
         """Return a volume's glance metadata (``{}`` when none)."""
         volume_id = validation.uuid("volume_id", volume_id)
-        return glance.get(request.session, volume_id, _scope(request.context))
+        project_id, ownerless = _glance_owner(request.context)
+        return glance.get(request.session, volume_id, project_id, ownerless=ownerless)
 
     @rpc_method()
     def volume_glance_metadata_copy(self, request: Request, src_volume_id: Any,
@@ -90,8 +94,9 @@ class BackupEndpoint(Endpoint):
         """Give the destination exactly the source's glance metadata."""
         src_volume_id = validation.uuid("src_volume_id", src_volume_id)
         dst_volume_id = validation.uuid("dst_volume_id", dst_volume_id)
+        project_id, ownerless = _glance_owner(request.context)
         copied = glance.copy(request.session, src_volume_id, dst_volume_id,
-                             project_id=_scope(request.context))
+                             project_id=project_id, ownerless=ownerless)
         request.notify("glance_metadata.set", {
             "volume_id": dst_volume_id, "source_volume_id": src_volume_id,
             "project_id": request.context.project_id, "keys": sorted(copied),

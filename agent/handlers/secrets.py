@@ -25,12 +25,11 @@ from agent.secrets.store import MAX_VALUE_BYTES, Scope, SecretInfo, SecretStore
 
 def _scope(request: Request) -> Scope:
     ctx = request.context
-    if policy.check(ctx, "context_is_admin"):
-        return Scope(ctx.project_id, all_projects=True)
     if not ctx.project_id:
-        # Secrets belong to a project: without one there is nothing to own.
+        # Secrets belong to a project: without one there is nothing to own,
+        # for the administrator too.
         raise exception.Forbidden(action="secrets without a project")
-    return Scope(ctx.project_id)
+    return Scope(ctx.project_id, all_projects=policy.check(ctx, "context_is_admin"))
 
 
 def _usage(usage_type: Any, usage_id: Any) -> tuple[str, str]:
@@ -64,6 +63,8 @@ class SecretEndpoint(Endpoint):
         :returns: the secret's UUID (generated when the XML has none).
         :raises InvalidSecretXML: the document is refused (field ``xml``).
         :raises SecretUsageConflict, SecretPrivateChange, SecretNotFound.
+        :raises SecretOwnedElsewhere: the administrator named a UUID that
+            another project holds; nothing changed.
         """
         defn = definition.parse(xml)
         info, before = self.store.define(request.session, _scope(request), defn)
@@ -87,6 +88,8 @@ class SecretEndpoint(Endpoint):
         """Set a secret's value, given as base64 of at most 64 KiB once decoded.
 
         :raises SecretNotFound: no such secret, or another project's.
+        :raises SecretOwnedElsewhere: the administrator named another
+            project's secret; nothing changed.
         """
         secret_uuid = validation.uuid("uuid", uuid)
         raw = validation.base64_bytes("value", value, MAX_VALUE_BYTES)
@@ -132,14 +135,23 @@ class SecretEndpoint(Endpoint):
         return [info.summary() for info in found]
 
     @rpc_method()
-    def secret_lookup_by_usage(self, request: Request, usage_type: Any, usage_id: Any) -> str:
-        """Return the UUID of the secret holding a usage.
+    def secret_lookup_by_usage(self, request: Request, usage_type: Any, usage_id: Any,
+                               project_id: Any = None) -> str:
+        """Return the UUID of the secret of a project holding a usage.
 
-        :raises SecretNotFound: no secret holds it, or another project's does.
+        :param project_id: (API 1.1) the project to search, the caller's
+            own by default; another project's needs the administrator.
+        :raises SecretNotFound: no secret of the project holds it.
+        :raises Forbidden: a member named another project.
         """
         usage_type, usage_id = _usage(usage_type, usage_id)
-        return self.store.lookup_by_usage(request.session, _scope(request),
-                                          usage_type, usage_id).uuid
+        project_id = validation.string("project_id", project_id, nullable=True)
+        scope = _scope(request)
+        if project_id is not None and project_id != scope.project_id:
+            policy.authorize(request.context, "secret_lookup_by_usage",
+                             {"project_id": project_id})
+        return self.store.lookup_by_usage(request.session, scope, usage_type, usage_id,
+                                          project_id=project_id).uuid
 
     @rpc_method()
     def secret_generate(self, request: Request, usage_type: Any, usage_id: Any,
