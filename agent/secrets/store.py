@@ -216,8 +216,10 @@ class SecretStore:
             with session.begin_nested():
                 session.add(row)
         except sa_exc.IntegrityError:
-            raise exception.SecretUsageConflict(usage_type=usage_type, usage_id=usage_id,
-                                                holder="(driver)") from None
+            held = self._driver_row(session, namespace, usage_type, usage_id)
+            raise exception.SecretUsageConflict(
+                usage_type=usage_type, usage_id=usage_id,
+                holder=held.uuid if held is not None else row.uuid) from None
         self._seal_into(row, value)
         session.flush()
         return row.uuid
