@@ -86,6 +86,14 @@ class MasterKeyUnavailable(CustosException):
     code = "master_key_unavailable"
 
 
+class MasterKeyPermissions(CustosException):
+    """A master key file that group or others can reach, refused as ssh refuses a loose key."""
+
+    msg_fmt = ("The master key file %(path)s has mode %(mode)s; group and others must "
+               "have no access (chmod 600 it)")
+    code = "master_key_permissions"
+
+
 class MasterKeyExists(CustosException):
     msg_fmt = "A master key already exists at %(path)s; it was left untouched"
     code = "master_key_exists"

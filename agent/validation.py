@@ -159,7 +159,8 @@ def base64_bytes(field: str, value: Any, max_bytes: int = 65536) -> bytes:
 
 
 #: Context fields that name a caller, each a string of at most MAX_STRING.
-CONTEXT_IDS = ("project_id", "user_id", "service_user_id", "service_project_id")
+CONTEXT_IDS = ("project_id", "user_id", "service_user_id", "service_project_id",
+               "domain_id", "user_domain_id", "project_domain_id", "system_scope")
 #: Context fields that list roles.
 CONTEXT_ROLES = ("roles", "service_roles")
 MAX_CONTEXT_ROLES = 100
