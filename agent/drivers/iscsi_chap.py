@@ -1,10 +1,10 @@
 """The reference iSCSI driver: one CHAP identity per initiator.
 
 On an initiator's first attach the driver makes a CHAP username and a
-random password, stores the password as its own secret (usage type
-``iscsi``, usage id the initiator IQN, in the backend's namespace) and
-keeps the username in the initiator's data. Later attaches of the same
-initiator find the password again by that usage, in process, and reply
+random password and stores both as its own secret (usage type ``iscsi``,
+usage id the initiator IQN, in the backend's namespace); the username is
+also written to the initiator's data for operators. Later attaches of the
+same initiator find the pair again by that usage, in process, and reply
 with the same credentials.
 
 CHAP credentials belong to the infrastructure, not to a project: every
@@ -41,6 +41,9 @@ KEY_ROTATE = "chap_rotate"
 #: Written by the driver only. ``chap_secret_uuid`` is what releases before
 #: usage lookups kept; it is still refused and removed on the next attach.
 OWN_KEYS = frozenset({KEY_USERNAME, KEY_SECRET})
+# The secret holds "<username>\n<password>": one row read gives a matching
+# pair, whatever a concurrent rotation does to the initiator's data.
+SEPARATOR = "\n"
 
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 
@@ -126,28 +129,30 @@ class ISCSIChapDriver(VolumeDriver):
     def _credentials(self, initiator: str, data: dict[str, str], request: DriverRequest,
                      store: SecretStore) -> tuple[str, str, dict[str, Any] | None]:
         session = request.session
+        rotate = _truthy(data.get(KEY_ROTATE))
         usage = {"namespace": request.namespace, "usage_type": USAGE_TYPE,
                  "usage_id": initiator}
-        if not _truthy(data.get(KEY_ROTATE)):
-            stored = store.driver_secret(session, **usage)
-            if stored is not None:
-                username = data.get(KEY_USERNAME)
-                if not username:
-                    # Under READ COMMITTED the secret may have committed
-                    # after the agent read the rows; read them again before
-                    # deciding the secret is an orphan.
-                    fresh = request.read_initiator_data(initiator)
-                    if not _truthy(fresh.get(KEY_ROTATE)):
-                        username = fresh.get(KEY_USERNAME)
-                if username:
-                    return username, stored.decode(), None
-        store.delete_driver_secret(session, **usage)
+        stored = store.driver_secret(session, **usage)
+        if stored is not None:
+            held, value = stored
+            username, password = _unpack(value.decode())
+            if username is None and not rotate:
+                # A secret from before the username was kept with it: the
+                # username is in the initiator's data.
+                username = data.get(KEY_USERNAME) or None
+            if username and not rotate:
+                if data.get(KEY_USERNAME) == username:
+                    return username, password, None
+                # The initiator's data lost or changed its copy: write it back.
+                return username, password, {"set_values": {KEY_USERNAME: username}}
+            # Rotation, or an orphan: replace exactly the secret read here.
+            store.delete_driver_secret(session, namespace=request.namespace, uuid=held)
         username = "chap-" + random.token_hex(8)
         password = "".join(random.choice(PASSWORD_ALPHABET)
                            for _ in range(self.password_length))
         try:
             store.create_driver_secret(
-                session, value=password.encode(),
+                session, value=f"{username}{SEPARATOR}{password}".encode(),
                 description=f"CHAP password of {initiator[:120]} for {request.namespace[:60]}",
                 **usage)
         except exception.SecretUsageConflict:
@@ -157,3 +162,11 @@ class ISCSIChapDriver(VolumeDriver):
         if stale:
             update["remove_values"] = stale
         return username, password, update
+
+
+def _unpack(text: str) -> tuple[str | None, str]:
+    """Return ``(username or None, password)`` from a stored CHAP secret."""
+    username, separator, password = text.partition(SEPARATOR)
+    if not separator:
+        return None, text
+    return username, password

@@ -225,22 +225,24 @@ class SecretStore:
         return row.uuid
 
     def driver_secret(self, session: Session, *, namespace: str, usage_type: str,
-                      usage_id: str) -> bytes | None:
-        """Return the value of a driver's secret, or None when it has none.
+                      usage_id: str) -> tuple[str, bytes] | None:
+        """Return ``(uuid, value)`` of a driver's secret, or None when there is none.
 
         :raises DecryptionFailed: the stored value failed its integrity check.
         """
         row = self._driver_row(session, namespace, usage_type, usage_id)
         if row is None or row.value is None:
             return None
-        return self._open(row)
+        return row.uuid, self._open(row)
 
-    def delete_driver_secret(self, session: Session, *, namespace: str, usage_type: str,
-                             usage_id: str) -> None:
-        """Delete a driver's secret with its data key; nothing happens if it is gone."""
+    def delete_driver_secret(self, session: Session, *, namespace: str, uuid: str) -> None:
+        """Delete one of a driver's secrets, by the UUID it read; nothing if it is gone.
+
+        Deleting by UUID rather than by usage never removes a secret that a
+        concurrent request created after this one looked.
+        """
         session.execute(sa.delete(models.Secret).where(
-            models.Secret.driver_namespace == namespace,
-            models.Secret.usage_type == usage_type, models.Secret.usage_id == usage_id))
+            models.Secret.driver_namespace == namespace, models.Secret.uuid == uuid))
 
     # -- the RPC operations ---------------------------------------------------
 

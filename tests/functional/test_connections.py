@@ -8,9 +8,10 @@ import threading
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from agent import exception
-from tests.common import admin, member, member_with_service
+from tests.common import admin, member_with_service, service_only
 from tests.functional.agentproc import AgentProcess, run_script
 from tests.functional.conftest import agent_sections
 
@@ -26,7 +27,7 @@ def start_chap_agent(start_agent, database_url=None, host="agent-1"):
 
 
 def attach(api, initiator=INITIATOR):
-    return api.initialize_connection(member(), {"id": str(uuid.uuid4())},
+    return api.initialize_connection(service_only(), {"id": str(uuid.uuid4())},
                                      {"initiator": initiator, "host": "compute"})["data"]
 
 
@@ -34,8 +35,16 @@ def credentials(data):
     return data["auth_username"], data["auth_password"]
 
 
-def chap_secret_uuids(api):
-    return sorted(s["uuid"] for s in api.secret_list(admin(), usage_type="iscsi"))
+def chap_secrets(database_url):
+    """The driver's secrets as the agent stored them: ``{initiator: uuid}``."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.text(
+                "SELECT usage_id, uuid FROM secrets WHERE driver_namespace = 'lvm'"
+                " AND project_id IS NULL AND usage_type = 'iscsi'")).all())
+    finally:
+        engine.dispose()
 
 
 def test_an_initiator_keeps_its_chap_credentials_and_another_gets_its_own(
@@ -53,9 +62,10 @@ def test_an_initiator_keeps_its_chap_credentials_and_another_gets_its_own(
     assert other["auth_username"] != first["auth_username"]
     assert other["auth_password"] != first["auth_password"]
     data = api.initiator_data_get(admin(), INITIATOR, "lvm")
-    assert set(data) == {"chap_username", "chap_secret_uuid"}
+    assert set(data) == {"chap_username"}
     assert first["auth_password"] not in json.dumps(data)
-    assert len(chap_secret_uuids(api)) == 2
+    assert set(chap_secrets(database_url)) == {INITIATOR, OTHER_INITIATOR}
+    assert api.secret_list(admin(), usage_type="iscsi") == []
     log = proc.log()
     assert "serving topic" in log
     for password in (first["auth_password"], other["auth_password"]):
@@ -92,7 +102,7 @@ def test_concurrent_first_attaches_on_two_agents_share_one_secret(start_agent, a
 
     assert len({credentials(reply) for reply in replies}) == 1
     data = api.initiator_data_get(admin(), INITIATOR, "lvm")
-    assert chap_secret_uuids(api) == [data["chap_secret_uuid"]]
+    assert list(chap_secrets(database_url)) == [INITIATOR]
     assert data["chap_username"] == replies[0]["auth_username"]
     logs = "".join(proc.log() for proc in agents)
     assert logs.count("serving topic") == 2
@@ -133,7 +143,7 @@ def test_unknown_backend_over_the_bus_is_a_named_error(start_agent, api):
     start_chap_agent(start_agent)
 
     with pytest.raises(exception.BackendNotFound):
-        api.initialize_connection(member(), {"id": str(uuid.uuid4())},
+        api.initialize_connection(service_only(), {"id": str(uuid.uuid4())},
                                   {"initiator": INITIATOR}, backend="nope")
 
 

@@ -135,14 +135,31 @@ def test_chap_rotate_replaces_the_credentials_on_the_next_attach(chap_backend, h
     assert secret["uuid"] != old_secret["uuid"]
 
 
-def test_lost_username_gets_new_credentials_not_a_conflict(chap_backend, harness, store):
+def test_a_lost_username_row_is_written_back_with_the_same_credentials(chap_backend, harness,
+                                                                       store):
     old = attach(harness)["data"]
     forget(key="chap_username")
 
     new = attach(harness)["data"]
 
-    assert new["auth_password"] != old["auth_password"]
+    assert (new["auth_username"], new["auth_password"]) == (
+        old["auth_username"], old["auth_password"])
+    assert harness.api.initiator_data_get(admin(), INITIATOR, "lvm") == {
+        "chap_username": old["auth_username"]}
     assert len(chap_secrets(harness)) == 1
+
+
+def test_a_secret_from_before_the_username_was_kept_with_it_still_serves(chap_backend,
+                                                                         harness, store):
+    with db_api.transaction() as session:
+        store.create_driver_secret(session, namespace="lvm", usage_type="iscsi",
+                                   usage_id=INITIATOR, value=b"LegacyPassw0rd")
+        session.add(DriverInitiatorData(initiator=INITIATOR, namespace="lvm",
+                                        key="chap_username", value="chap-legacy"))
+
+    data = attach(harness)["data"]
+
+    assert (data["auth_username"], data["auth_password"]) == ("chap-legacy", "LegacyPassw0rd")
 
 
 def test_a_lost_chap_secret_gets_new_credentials(chap_backend, harness, store):

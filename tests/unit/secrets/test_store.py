@@ -32,8 +32,9 @@ def _create(store: SecretStore, usage_id: str = "iqn.1993-08.org.debian:01:abc",
 
 def _driver_value(store: SecretStore, session, usage_id: str = "iqn.1993-08.org.debian:01:abc",
                   namespace: str = "lvm") -> bytes | None:
-    return store.driver_secret(session, namespace=namespace, usage_type="iscsi",
-                               usage_id=usage_id)
+    found = store.driver_secret(session, namespace=namespace, usage_type="iscsi",
+                                usage_id=usage_id)
+    return None if found is None else found[1]
 
 
 def test_a_driver_secret_is_private_generated_and_of_no_project(store):
@@ -170,12 +171,16 @@ def test_a_value_copied_onto_another_row_does_not_decrypt(store):
 
 
 def test_delete_is_idempotent_and_the_driver_then_finds_nothing(store):
-    _create(store)
+    uuid = _create(store)
 
     for _ in range(2):
         with db_api.transaction() as session:
-            store.delete_driver_secret(session, namespace="lvm", usage_type="iscsi",
-                                       usage_id="iqn.1993-08.org.debian:01:abc")
+            store.delete_driver_secret(session, namespace="other", uuid=uuid)
+    with db_api.transaction() as session:
+        assert _driver_value(store, session) == b"chap-secret"
+    for _ in range(2):
+        with db_api.transaction() as session:
+            store.delete_driver_secret(session, namespace="lvm", uuid=uuid)
 
     with db_api.transaction() as session:
         assert _driver_value(store, session) is None
