@@ -5,33 +5,25 @@ with oslo.context's ``to_dict()`` plus the service-token fields
 (``service_roles``, ``service_user_id``, ``service_project_id``) that
 composite rules need. Tokens are part of oslo.context's dictionary, so the
 context is never logged whole: :func:`redacted` is the form for logs.
+
+The context class and its serializer live in :mod:`agent.wire`, which the
+client shares; this module adds what only the agent needs.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import oslo_messaging as messaging
 from oslo_context import context as oslo_context
+
+from agent.wire import RequestContext, RequestContextSerializer
+
+__all__ = ["SENSITIVE_KEYS", "RequestContext", "RequestContextSerializer",
+           "get_admin_context", "redacted"]
 
 # Keys of a context dictionary that hold credentials.
 SENSITIVE_KEYS = frozenset({"auth_token", "service_token", "auth_token_info",
                             "auth_plugin"})
-
-
-class RequestContext(oslo_context.RequestContext):
-    """oslo.context's context with the service-token identity on the wire."""
-
-    FROM_DICT_EXTRA_KEYS = ["service_roles", "service_user_id",
-                            "service_project_id"]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the wire form: ``to_dict()`` plus the service fields."""
-        values = super().to_dict()
-        values.update(service_roles=list(self.service_roles or []),
-                      service_user_id=self.service_user_id,
-                      service_project_id=self.service_project_id)
-        return values
 
 
 def get_admin_context() -> RequestContext:
@@ -49,30 +41,3 @@ def redacted(ctx: oslo_context.RequestContext | dict[str, Any] | None) -> dict[s
         if values[key]:
             values[key] = "***"
     return values
-
-
-class RequestContextSerializer(messaging.Serializer):
-    """Turns :class:`RequestContext` into a dict on the wire and back.
-
-    Entities (arguments and results) are JSON-safe already and pass
-    through unchanged.
-    """
-
-    def serialize_entity(self, ctxt: Any, entity: Any) -> Any:
-        return entity
-
-    def deserialize_entity(self, ctxt: Any, entity: Any) -> Any:
-        return entity
-
-    def serialize_context(self, ctxt: Any) -> dict[str, Any]:
-        if isinstance(ctxt, dict):
-            return ctxt
-        values = ctxt.to_dict()
-        # A caller may hand a plain oslo.context context, whose to_dict()
-        # leaves the service-token identity out.
-        for key in RequestContext.FROM_DICT_EXTRA_KEYS:
-            values.setdefault(key, getattr(ctxt, key, None))
-        return values
-
-    def deserialize_context(self, ctxt: dict[str, Any]) -> RequestContext:
-        return RequestContext.from_dict(ctxt or {})

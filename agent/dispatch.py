@@ -11,12 +11,20 @@ context and the message's keyword arguments. A method decorated with
 2. the policy check of ``custos:<method>`` (:mod:`agent.policy`);
 3. one database session in one transaction, retried as a whole on a
    deadlock or a lost connection (:func:`db.api.run_in_transaction`);
-   the handler receives it in a :class:`Request`;
+   the handler receives it in a :class:`Request`. A method declared with
+   a ``retry_deadline`` is also run again in a fresh transaction when it
+   raises :class:`~agent.drivers.base.RetryRequest`, until the deadline;
 4. after the commit, the notifications the handler queued are sent;
 5. an expected failure (any :class:`~agent.exception.CustosException`)
-   goes back to the caller without a traceback in the agent's log; anything
-   else is logged with its traceback and reaches the caller as
-   oslo.messaging's ``RemoteError``. Either way the worker keeps serving.
+   goes back to the caller without a traceback in the agent's log, after
+   the rollback and after sending the notifications the handler queued
+   with ``even_on_failure``; anything else is logged with its traceback
+   and reaches the caller as oslo.messaging's ``RemoteError``. Either way
+   the worker keeps serving.
+
+Handlers open no transaction and send no notification themselves: what a
+request needs beyond this is added here, once, as an option that changes
+nothing for the methods that do not ask for it.
 """
 
 from __future__ import annotations
@@ -24,19 +32,34 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import oslo_messaging as messaging
 from sqlalchemy.orm import Session
 
 from agent import exception, policy, validation
+from agent.drivers.base import RetryRequest
 from db import api as db_api
+from rpcapi import RPC_API_VERSION
+
+if TYPE_CHECKING:
+    from agent.service import Runtime
 
 LOG = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+Notification = tuple[str, dict[str, Any], str]
+
+# Pauses between runs of a request whose handler asked to run again: the
+# request that won the race may not have committed yet.
+FIRST_PAUSE = 0.01
+MAX_PAUSE = 0.25
 
 
 @dataclass
@@ -44,11 +67,15 @@ class Request:
     """What a handler works with for one RPC request.
 
     :ivar context: the caller's :class:`agent.context.RequestContext`.
+    :ivar method: the RPC method being served.
     """
 
     context: Any
     db_session: Session | None = None
-    notifications: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
+    method: str | None = None
+    notifications: list[Notification] = field(default_factory=list)
+    #: The queued notifications that also go out when the request fails.
+    failure_notifications: list[Notification] = field(default_factory=list)
 
     @property
     def session(self) -> Session:
@@ -61,13 +88,42 @@ class Request:
             raise RuntimeError("this RPC method runs without a request transaction")
         return self.db_session
 
-    def notify(self, event_type: str, payload: dict[str, Any], priority: str = "info") -> None:
+    @functools.cached_property
+    def scope(self) -> policy.Scope:
+        """Which projects' resources the caller sees (:func:`agent.policy.scope`)."""
+        return policy.scope(self.context, self.method)
+
+    def notify(self, event_type: str, payload: dict[str, Any], priority: str = "info", *,
+               even_on_failure: bool = False) -> None:
         """Queue a notification, sent only once the transaction commits.
 
         The payload names what changed; it must never hold a secret value,
         password, token or key.
+
+        :param even_on_failure: also send it when the request then fails
+            with an expected error (after the rollback): for events about
+            the failure itself, which the operator must hear either way.
         """
-        self.notifications.append((event_type, payload, priority))
+        event = (event_type, payload, priority)
+        self.notifications.append(event)
+        if even_on_failure:
+            self.failure_notifications.append(event)
+
+    def run_in_transaction(self, work: Callable[[Session], T]) -> T:
+        """Run ``work(session)`` in a short transaction of its own.
+
+        For a method declared ``transactional=False`` that needs the
+        database only now and then, and must not hold a connection for the
+        rest of the request. Retried as a whole as a request's transaction is.
+
+        :returns: what ``work`` returned, after the commit.
+        :raises DatabaseUnavailable: when the database stays out of reach.
+        :raises RuntimeError: in a method that has a request transaction,
+            where a second one would not commit or fail with it.
+        """
+        if self.db_session is not None:
+            raise RuntimeError("this RPC method already runs in a request transaction")
+        return db_api.run_in_transaction(work)
 
 
 def _parameters(signature: inspect.Signature) -> tuple[frozenset[str], tuple[str, ...]]:
@@ -88,13 +144,40 @@ def _check_arguments(names: frozenset[str], required: tuple[str, ...],
             raise exception.InvalidInput(field=name, reason="missing argument")
 
 
-def rpc_method(transactional: bool = True) -> Callable[[F], F]:
+def _run_transaction(name: str, work: Callable[[Session], T], retry_deadline: float) -> T:
+    """Run ``work`` in a transaction; again in a fresh one on RetryRequest.
+
+    :raises: the retry request's ``give_up`` error once ``retry_deadline``
+        seconds have passed; the RetryRequest itself when it names none or
+        the method has no deadline.
+    """
+    if retry_deadline <= 0:
+        return db_api.run_in_transaction(work)
+    deadline = time.monotonic() + retry_deadline
+    pause = FIRST_PAUSE
+    while True:
+        try:
+            return db_api.run_in_transaction(work)
+        except RetryRequest as retry:
+            if time.monotonic() + pause > deadline:
+                if retry.give_up is None:
+                    raise
+                raise retry.give_up from None
+            LOG.debug("%s lost a race (%s); running it again", name, retry)
+            time.sleep(pause * random.uniform(0.5, 1.5))
+            pause = min(pause * 2, MAX_PAUSE)
+
+
+def rpc_method(transactional: bool = True, retry_deadline: float = 0.0) -> Callable[[F], F]:
     """Make an endpoint method an RPC method behind the dispatch boundary.
 
     The decorated function is written as ``handler(self, request, **args)``;
     on the bus it is called as ``method(context, **args)``.
 
     :param transactional: open a database session for the handler.
+    :param retry_deadline: seconds during which a handler raising
+        :class:`~agent.drivers.base.RetryRequest` is run again in a fresh
+        transaction (0: a RetryRequest is an unexpected error).
     """
 
     def decorator(func: F) -> F:
@@ -104,28 +187,29 @@ def rpc_method(transactional: bool = True) -> Callable[[F], F]:
 
         @functools.wraps(func)
         def wrapper(self: Any, ctxt: Any, **kwargs: Any) -> Any:
+            holder: list[Request] = []
             try:
                 _check_arguments(names, required, kwargs)
                 validation.request_context(ctxt)
                 policy.authorize(ctxt, name)
                 if transactional:
-                    holder: list[Request] = []
 
                     def work(session: Session) -> Any:
                         # A retry starts from a clean queue: notifications
                         # of a rolled-back attempt must never be sent.
-                        holder[:] = [Request(ctxt, session)]
+                        holder[:] = [Request(ctxt, session, name)]
                         return func(self, holder[0], **kwargs)
 
-                    result = db_api.run_in_transaction(work)
-                    request = holder[0]
+                    result = _run_transaction(name, work, retry_deadline)
                 else:
-                    request = Request(ctxt)
-                    result = func(self, request, **kwargs)
-                self.runtime.send_notifications(ctxt, request.notifications)
+                    holder[:] = [Request(ctxt, method=name)]
+                    result = func(self, holder[0], **kwargs)
+                self.runtime.send_notifications(ctxt, holder[0].notifications)
                 return result
             except exception.CustosException as error:
                 LOG.info("%s refused: %s (%s)", name, error.code, error.msg)
+                if holder and holder[0].failure_notifications:
+                    self.runtime.send_notifications(ctxt, holder[0].failure_notifications)
                 raise messaging.ExpectedException() from error
 
         wrapper.rpc_method = True  # type: ignore[attr-defined]
@@ -135,11 +219,14 @@ def rpc_method(transactional: bool = True) -> Callable[[F], F]:
 
 
 class Endpoint:
-    """Base of the agent's RPC endpoints; each holds the shared runtime."""
+    """Base of the agent's RPC endpoints; each holds the shared runtime.
 
-    target = messaging.Target(version="1.1")
+    An endpoint reads the runtime's parts and never adds to it.
+    """
 
-    def __init__(self, runtime: Any) -> None:
+    target = messaging.Target(version=RPC_API_VERSION)
+
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
 
@@ -150,7 +237,7 @@ class UnknownMethodEndpoint:
     which reaches a caller as an untyped ``RemoteError``.
     """
 
-    target = messaging.Target(version="1.1")
+    target = messaging.Target(version=RPC_API_VERSION)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         # oslo_* names are oslo.messaging's own probes (oslo_rpc_server_ping).

@@ -63,6 +63,14 @@ class Forbidden(CustosException):
     code = "forbidden"
 
 
+class RPCVersionCapped(CustosException):
+    """Raised by the client, before sending, when its version cap is too low."""
+
+    msg_fmt = ("%(method)s needs RPC API version %(version)s, above this "
+               "client's cap %(cap)s ([upgrade_levels] custos); nothing was sent")
+    code = "rpc_version_capped"
+
+
 class ConfigurationError(CustosException):
     msg_fmt = "Configuration error: %(reason)s"
     code = "configuration_error"

@@ -13,11 +13,6 @@ from oslo_config import cfg
 from oslo_log import log as oslo_log
 from oslo_utils import strutils
 
-QUIET_LOGGERS = ["amqp=WARN", "kombu=WARN", "oslo.messaging=INFO",
-                 "oslo_messaging=INFO", "oslo_policy=WARN", "urllib3=WARN",
-                 "keystoneauth=WARN", "stevedore=WARN", "alembic=WARN",
-                 "sqlalchemy=WARN", "iso8601=WARN"]
-
 
 class MaskCredentialsFilter(logging.Filter):
     """Rewrites a record's message with credentials masked."""
@@ -35,10 +30,7 @@ class MaskCredentialsFilter(logging.Filter):
 
 def register_options(conf: cfg.ConfigOpts) -> None:
     """Register oslo.log's options (before the configuration is parsed)."""
-    from agent.conf.opts import set_defaults
-
     oslo_log.register_options(conf)
-    set_defaults()
 
 
 def setup(conf: cfg.ConfigOpts, name: str = "custos") -> None:

@@ -24,6 +24,7 @@ named rules, so an override can reuse them:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Mapping, MutableMapping
@@ -249,3 +250,110 @@ def check(ctx: Any, rule: str, target: dict[str, Any] | None = None) -> bool:
     rule = rule.removeprefix("rule:")
     values = _target(ctx, target)
     return _decide(rule, values, _creds(ctx))
+
+
+@dataclasses.dataclass(frozen=True)
+class Scope:
+    """Which projects' resources a caller sees: every domain asks this.
+
+    Built by :func:`scope` from a request context; the rules that decide
+    visibility live in this class and that function only.
+
+    :param project_id: the caller's project; what it creates belongs to it.
+    :param all_projects: the caller sees every project's resources (the
+        cloud administrator).
+    :param context: the request context, for the decisions that depend on
+        a method's policy rule (None: those fall back to :meth:`sees`).
+    :param method: the RPC method the scope was made for.
+    """
+
+    project_id: str | None
+    all_projects: bool = False
+    context: Any = dataclasses.field(default=None, compare=False, repr=False)
+    method: str | None = None
+
+    def sees(self, owner: str | None) -> bool:
+        """True when a resource owned by project ``owner`` is visible.
+
+        Its own project's; for the administrator (with a project) every
+        project's and those that have none.
+        """
+        if not self.project_id:
+            return False
+        return self.all_projects or owner == self.project_id
+
+    def writes(self, owner: str | None) -> bool:
+        """True when the caller may change a resource of project ``owner``.
+
+        Only in its own project, the administrator too; the administrator
+        also writes what has no project (kept from before ownership was
+        recorded), which is nobody else's.
+        """
+        if not self.project_id:
+            return False
+        return owner == self.project_id or (self.all_projects and owner is None)
+
+    def refuse_write(self, uuid: str) -> exception.CustosException:
+        """The refusal of a write to a secret held elsewhere; it names nothing of the holder.
+
+        A member learns nothing (not found); the administrator, who may
+        read every project, is told the secret is held elsewhere.
+        """
+        if self.all_projects:
+            return exception.SecretOwnedElsewhere(uuid=uuid)
+        return exception.SecretNotFound(secret=uuid)
+
+    @property
+    def owner(self) -> str:
+        """The caller's project, which owns what it creates.
+
+        :raises Forbidden: a caller without a project owns nothing.
+        """
+        if not self.project_id:
+            raise exception.Forbidden(action="this without a project")
+        return self.project_id
+
+    @property
+    def project_filter(self) -> str | None:
+        """The project a query is held to; None for any project."""
+        return None if self.all_projects else self.project_id
+
+    def may_act_on(self, owner: str | None) -> bool:
+        """True when the method's rule allows the caller on ``owner``'s resource.
+
+        Unlike :meth:`sees`, this follows the method's policy rule (an
+        operator's override, a service or audit role).
+        """
+        if self.context is None or self.method is None:
+            return self.sees(owner)
+        return check(self.context, f"custos:{self.method}", {"project_id": owner})
+
+    @property
+    def audits(self) -> bool:
+        """True for an auditor, who reads every project's service account."""
+        return self.context is not None and check(self.context, "audit")
+
+    def require_project(self, action: str) -> Scope:
+        """Return this scope when it names a project.
+
+        A context without a project (a domain- or system-scoped token)
+        owns nothing and acts on no project's resources, the
+        administrator's included: only an administrator acting from a
+        project reaches across projects.
+
+        :param action: what the caller tried, for the error.
+        :raises Forbidden: a caller without a project.
+        """
+        if not self.project_id:
+            raise exception.Forbidden(action=action)
+        return self
+
+
+def scope(ctx: Any, method: str | None = None) -> Scope:
+    """Return the :class:`Scope` of a request context.
+
+    :param ctx: the request context.
+    :param method: the RPC method being served, for :meth:`Scope.may_act_on`.
+    """
+    return Scope(ctx.project_id, all_projects=check(ctx, "context_is_admin"),
+                 context=ctx, method=method)

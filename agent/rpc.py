@@ -2,8 +2,12 @@
 
 :func:`init` builds the RPC and notification transports from the global
 ``CONF`` (oslo.messaging registers its options there, see SPEC §2);
-:func:`cleanup` tears them down. Clients and the agent share
-:data:`ALLOWED_EXMODS`, so custos errors cross the bus as their own classes.
+:func:`cleanup` tears them down. The addresses and the exception modules
+allowed over the bus come from :mod:`agent.wire`, which clients share: the
+RPC server names exchange ``custos`` in its own ``Target``, as clients do,
+so it answers them whatever ``control_exchange`` says. ``control_exchange``
+(default ``custos``, set by :func:`agent.conf.opts.set_defaults` at start-up)
+decides where the notifier publishes.
 """
 
 from __future__ import annotations
@@ -14,19 +18,19 @@ from typing import Any
 import oslo_messaging as messaging
 from oslo_config import cfg
 
-from agent import context
+from agent import context, wire
 
 CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
 
-TOPIC = "custos-agent"
-NOTIFICATION_TOPIC = "notifications"
+TOPIC = wire.TOPIC
+NOTIFICATION_TOPIC = wire.NOTIFICATION_TOPIC
 # The rabbit driver names a listener pool's queue after the pool and an RPC
 # server's topic queue after the topic: a pool named like the topic would
 # share the RPC queue, and the listener would swallow RPC calls.
 LISTENER_POOL = "custos-agent-events"
-ALLOWED_EXMODS = ["agent.exception"]
-CONTROL_EXCHANGE = "custos"
+ALLOWED_EXMODS = wire.ALLOWED_EXMODS
+CONTROL_EXCHANGE = wire.EXCHANGE
 
 TRANSPORT: messaging.Transport | None = None
 NOTIFICATION_TRANSPORT: messaging.Transport | None = None
@@ -42,22 +46,19 @@ class NotificationSerializer(context.RequestContextSerializer):
         return values
 
 
-def set_defaults(conf: cfg.ConfigOpts | None = None) -> None:
-    """Register oslo.messaging's options on ``conf`` and give it custos' exchange.
+def register_opts(conf: cfg.ConfigOpts | None = None) -> None:
+    """Register oslo.messaging's transport options on ``conf``.
 
     Registering up front lets commands and tests set ``transport_url``
-    before any transport exists.
+    before any transport exists. Defaults are left alone.
     """
-    conf = conf or CONF
-    messaging.TransportURL.parse(conf)  # registers transport_url and friends
-    messaging.set_transport_defaults(control_exchange=CONTROL_EXCHANGE)
+    messaging.TransportURL.parse(conf or CONF)  # registers transport_url and friends
 
 
 def init(conf: cfg.ConfigOpts | None = None) -> None:
     """Build the RPC and notification transports from ``conf``."""
     global TRANSPORT, NOTIFICATION_TRANSPORT
     conf = conf or CONF
-    set_defaults()
     TRANSPORT = messaging.get_rpc_transport(conf, allowed_remote_exmods=ALLOWED_EXMODS)
     NOTIFICATION_TRANSPORT = messaging.get_notification_transport(
         conf, allowed_remote_exmods=ALLOWED_EXMODS)
@@ -78,14 +79,14 @@ def cleanup() -> None:
 
 
 def get_rpc_server(host: str, endpoints: list[Any]) -> messaging.RPCServer:
-    """Return an RPC server on topic ``custos-agent`` named ``host``.
+    """Return an RPC server on exchange ``custos``, topic ``custos-agent``, named ``host``.
 
     The executor argument is left out on purpose: without eventlet
     monkey-patching oslo.messaging picks its threading executor, sized by
     ``executor_thread_pool_size``.
     """
     assert TRANSPORT is not None, "agent.rpc.init() was not called"
-    target = messaging.Target(topic=TOPIC, server=host)
+    target = messaging.Target(exchange=wire.EXCHANGE, topic=TOPIC, server=host)
     return messaging.get_rpc_server(
         TRANSPORT, target, endpoints,
         serializer=context.RequestContextSerializer(),

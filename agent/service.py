@@ -1,8 +1,10 @@
 """The running agent: its shared runtime, RPC server and listener.
 
 :class:`AgentService` starts in this order: database engine and schema
-check, master key, endpoints (which load the volume drivers), RPC server
-on topic ``custos-agent``, notification listener. :meth:`stop` stops taking
+check, the shared :class:`Runtime` (master key, secret store, volume
+backends, backup store, vendordata lookup: :func:`build_runtime`), the
+endpoints over it, RPC server on topic ``custos-agent``, notification
+listener. :meth:`stop` stops taking
 new messages; :meth:`wait` returns once in-flight requests have finished.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import oslo_messaging as messaging
@@ -19,8 +22,14 @@ from sqlalchemy import exc as sa_exc
 
 from agent import exception, rpc
 from agent.dispatch import UnknownMethodEndpoint
+from agent.backups import store as backup_store
+from agent.backups.store import BackupStore
+from agent.connections.backends import load_backends
+from agent.connections.manager import ConnectionManager
 from agent.handlers import build_endpoints, build_listener_endpoints
 from agent.keystore import masterkey, signing
+from agent.secrets.store import SecretStore
+from agent.vendordata.lookup import VendordataLookup
 from db import api as db_api
 from db import migration
 
@@ -28,25 +37,39 @@ CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
 
 
+@dataclass
 class Runtime:
-    """What every endpoint of one agent shares.
+    """What every endpoint of one agent shares, built by :func:`build_runtime`.
 
-    :ivar host: the agent's name (its RPC server name).
+    Endpoints and the listener read these fields and never add to them; a
+    new domain becomes a new field here and a new step of
+    :func:`build_runtime`.
+
+    :ivar conf: the agent's configuration.
     :ivar ring: the master key ring.
-    :ivar notifier: the oslo.messaging notifier, or None in tests that
-        do not send notifications.
-    :ivar vendordata: the agent's vendordata lookup (targets, fetcher,
-        cache), set by its endpoint; the listener purges its cache.
+    :ivar secrets: the secret store (persistent and ephemeral secrets),
+        also what the volume drivers use.
+    :ivar connections: the enabled volume backends and their drivers.
+    :ivar backups: the backup metadata document store.
+    :ivar vendordata: the vendordata lookup (targets, fetcher, cache); the
+        listener purges its cache.
+    :ivar notifier: the oslo.messaging notifier, or None in tests that do
+        not send notifications.
+    :ivar host: the agent's name (its RPC server name).
     """
 
-    def __init__(self, conf: cfg.ConfigOpts, notifier: messaging.Notifier | None,
-                 ring: masterkey.MasterKeyRing | None = None) -> None:
-        self.conf = conf
-        self.host: str = conf.host
-        self.started_at = time.monotonic()
-        self.ring = ring or masterkey.get_ring()
-        self.notifier = notifier
-        self.vendordata: Any = None
+    conf: cfg.ConfigOpts
+    ring: masterkey.MasterKeyRing
+    secrets: SecretStore
+    connections: ConnectionManager
+    backups: BackupStore
+    vendordata: VendordataLookup
+    notifier: messaging.Notifier | None = None
+    host: str = ""
+    started_at: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.host = self.host or self.conf.host
 
     def send_notifications(self, ctxt: Any,
                            notifications: Iterable[tuple[str, dict[str, Any], str]]) -> None:
@@ -62,6 +85,41 @@ class Runtime:
                 getattr(self.notifier, priority)(ctxt, event_type, payload)
             except Exception:  # noqa: BLE001 - see docstring
                 LOG.exception("Could not send notification %s", event_type)
+
+    def close(self) -> None:
+        """Release what the parts hold beyond the process (fetcher threads)."""
+        self.vendordata.close()
+
+
+def build_runtime(conf: cfg.ConfigOpts, notifier: messaging.Notifier | None,
+                  ring: masterkey.MasterKeyRing | None = None) -> Runtime:
+    """Build the agent's parts in order: each may use those before it.
+
+    The key ring is loaded when its key file exists; without one the agent
+    still starts and secrets and backup signing fail until it is created.
+
+    :param conf: the agent's configuration.
+    :param notifier: where notifications go (None: nowhere).
+    :param ring: the master key ring; the process's own when omitted.
+    :returns: the runtime the endpoints share.
+    :raises ConfigurationError: a bad backend section, backup store or
+        vendordata option, which stops start-up.
+    :raises MasterKeyPermissions: the key file is open to group or others;
+        the agent refuses to start on it.
+    """
+    ring = ring or masterkey.get_ring()
+    try:
+        ring.load()
+    except exception.MasterKeyUnavailable as error:
+        LOG.warning("%s; secrets and backup signing will fail until it is "
+                    "created with 'custos-manage keys init'", error.msg)
+    secrets = SecretStore(ring)
+    # The drivers get the secret store, so it is built before them.
+    connections = ConnectionManager(load_backends(conf), secrets)
+    backups = backup_store.from_conf(conf)
+    vendordata = VendordataLookup(conf)
+    return Runtime(conf=conf, ring=ring, secrets=secrets, connections=connections,
+                   backups=backups, vendordata=vendordata, notifier=notifier)
 
 
 def check_schema() -> None:
@@ -101,13 +159,8 @@ class AgentService:
         db_api.configure()
         check_schema()
         rpc.init(self.conf)
-        runtime = Runtime(self.conf, rpc.get_notifier(self.conf.host))
-        try:
-            runtime.ring.load()
-        except exception.MasterKeyUnavailable as error:
-            LOG.warning("%s; secrets and backup signing will fail until it is "
-                        "created with 'custos-manage keys init'", error.msg)
-        else:
+        runtime = build_runtime(self.conf, rpc.get_notifier(self.conf.host))
+        if runtime.ring.loaded:
             self._ensure_signing_key(runtime)
         endpoints = build_endpoints(runtime) + [UnknownMethodEndpoint()]
         self.runtime = runtime
@@ -140,7 +193,7 @@ class AgentService:
         for part in (self.server, self.listener):
             if part is not None:
                 part.wait()
-        if self.runtime is not None and self.runtime.vendordata is not None:
-            self.runtime.vendordata.close()
+        if self.runtime is not None:
+            self.runtime.close()
         rpc.cleanup()
         db_api.dispose()

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "set_permissions", "-p", name, "guest", ".*", ".*", ".*")
     if vhost:
         url = url.rstrip("/") + "/" + name
-    rpc.set_defaults(CONF)
+    rpc.register_opts(CONF)
     CONF([], project="custos", default_config_files=[])
     CONF.set_override("control_exchange", name)
     transport = messaging.get_rpc_transport(CONF, url=url,

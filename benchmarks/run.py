@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(vendordata.close)
         url = stack.enter_context(broker.private_vhost(args.rabbit_url))
         database_url = stack.enter_context(database(args.database, workdir))
-        rpc.set_defaults(CONF)
+        rpc.register_opts(CONF)
         CONF([], project="custos", default_config_files=[])
         CONF.set_override("control_exchange", exchange)
         transport = messaging.get_rpc_transport(CONF, url=url,

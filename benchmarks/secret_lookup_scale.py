@@ -97,7 +97,7 @@ def main() -> None:
 
     exchange = f"custos-bench-{uuid_lib.uuid4().hex[:12]}"
     agent_log.register_options(CONF)
-    rpc.set_defaults(CONF)
+    rpc.register_opts(CONF)
     CONF([], project="custos", default_config_files=[])
     CONF.set_override("control_exchange", exchange)
     transport = messaging.get_rpc_transport(CONF, url=args.rabbit_url,

@@ -1,11 +1,12 @@
 """Client side of the custos-agent RPC API.
 
 Callers (cinder-volume, nova-api, the ``custos`` CLI) import
-:class:`CustosAPI`; its docstring is the version history.
+:class:`CustosAPI`; its docstring is the version history. This package
+imports only :mod:`agent.exception`, :mod:`agent.wire` and oslo libraries.
 """
 
-RPC_API_VERSION = "1.0"
+from rpcapi.client import CustosAPI
 
-from rpcapi.client import CustosAPI  # noqa: E402
+RPC_API_VERSION = CustosAPI.RPC_API_VERSION
 
 __all__ = ["CustosAPI", "RPC_API_VERSION"]

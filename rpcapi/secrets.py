@@ -76,16 +76,15 @@ class SecretsAPI(BaseAPI):
                           private=private, usage_type=usage_type)
 
     def secret_lookup_by_usage(self, ctxt: Any, usage_type: str, usage_id: str,
-                               server: str | None = None,
-                               project_id: str | None = None) -> str:
-        """Return the UUID of the secret holding (usage_type, usage_id) in a project.
+                               project_id: str | None = None,
+                               server: str | None = None) -> str:
+        """Return the UUID of the secret holding (usage_type, usage_id).
 
-        :param project_id: (1.1) the project to search, for the
-            administrator; the caller's own when None.
-        :raises SecretNotFound: no secret of that project holds it.
-        :raises Forbidden: a member named another project.
-        :raises oslo_messaging.RPCVersionCapError: ``project_id`` given
-            under a version cap below 1.1.
+        :param project_id: (API 1.1, administrators) search this project
+            instead of the caller's; None searches the caller's.
+        :raises SecretNotFound: no secret of the searched project holds it.
+        :raises RPCVersionCapped: ``project_id`` given while the version
+            cap is 1.0 (nothing is sent).
         """
         if project_id is None:
             return self._call(ctxt, "secret_lookup_by_usage", server=server,

@@ -14,6 +14,7 @@ import agent.cmd  # noqa: F401  library deprecation notices off, as for the comm
 import agent.conf  # noqa: F401  registers custos options
 from agent import log as agent_log
 from agent import policy, rpc
+from agent.conf import opts as conf_opts
 from agent.keystore import masterkey
 from db import api as db_api
 
@@ -22,7 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPUS = REPO_ROOT.parent / "shared" / "corpus"
 
 agent_log.register_options(CONF)
-rpc.set_defaults()
+rpc.register_opts(CONF)
+conf_opts.set_defaults()  # as the agent's start-up does
 
 
 @pytest.fixture

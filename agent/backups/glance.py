@@ -27,7 +27,7 @@ Values may be licence keys: nothing here logs them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -152,3 +152,20 @@ def delete(session: Session, volume_id: str) -> int:
     """
     return upsert.rowcount(session.execute(
         sa.delete(_TABLE).where(_TABLE.volume_id == volume_id)))
+
+
+def set_payload(volume_id: str, project_id: str | None, keys: Iterable[str], *,
+                source_volume_id: str | None = None) -> dict[str, Any]:
+    """Return the ``glance_metadata.set`` payload: key names, never values.
+
+    :param volume_id: the volume written.
+    :param project_id: the caller's project.
+    :param keys: the keys written.
+    :param source_volume_id: the volume copied from, for a copy; None for
+        a set.
+    """
+    payload: dict[str, Any] = {"volume_id": volume_id, "project_id": project_id,
+                               "keys": sorted(keys), "operation": "set"}
+    if source_volume_id is not None:
+        payload.update(source_volume_id=source_volume_id, operation="copy")
+    return payload

@@ -51,11 +51,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from agent import exception, policy
+from agent import exception
 from agent.backups import document, glance, records
 from agent.backups.store import BackupStore
 from agent.keystore import signing
 from agent.keystore.masterkey import MasterKeyRing
+from agent.policy import Scope
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +70,13 @@ class Exported:
     account: str
     key_id: str
     glance_keys: list[str]
+
+    def payload(self) -> dict[str, Any]:
+        """Return the ``backup.metadata.export`` payload (ids and key names)."""
+        return {"backup_id": self.backup_id, "volume_id": self.volume_id,
+                "project_id": self.project_id, "account": self.account,
+                "key_id": self.key_id, "glance_keys": self.glance_keys,
+                "version": document.FORMAT_VERSION}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,24 +106,36 @@ class Restore:
         """True when the target gets glance metadata (it came from an image)."""
         return bool(self.glance)
 
+    def payload(self, volume_id: str) -> dict[str, Any]:
+        """Return the ``backup.metadata.import`` payload for target ``volume_id``.
 
-def _caller_project(ctx: Any) -> str:
+        Key names only: glance metadata values never go into a notification.
+        """
+        return {"backup_id": self.backup_id, "volume_id": volume_id,
+                "source_volume_id": self.source_volume_id,
+                "project_id": self.project_id, "key_id": self.key_id,
+                "version": self.version, "glance_verified": self.glance_verified,
+                "bootable": self.bootable, "glance_keys": sorted(self.glance),
+                "metadata_keys": sorted(self.metadata)}
+
+    def tampered_payload(self, volume_id: str, tamper_policy: str) -> dict[str, Any]:
+        """Return the ``backup.metadata.tampered`` payload."""
+        return {"backup_id": self.backup_id, "volume_id": volume_id,
+                "source_volume_id": self.source_volume_id,
+                "project_id": self.project_id, "key_id": self.key_id,
+                "reason": self.reason, "tamper_policy": tamper_policy}
+
+
+def _caller_project(scope: Scope) -> str:
     """Return the caller's project.
 
     :raises agent.exception.Forbidden: the context has none: a project-less
         (domain- or system-scoped) token owns nothing.
     """
-    project_id = getattr(ctx, "project_id", None)
-    if not project_id:
-        raise exception.Forbidden(action="backup metadata without a project")
-    return str(project_id)
+    return scope.require_project("backup metadata without a project").owner
 
 
-def _visible(ctx: Any, method: str, record: Any) -> bool:
-    return policy.check(ctx, f"custos:{method}", {"project_id": record.project_id})
-
-
-def export(session: Session, ring: MasterKeyRing, store: BackupStore, ctx: Any, *,
+def export(session: Session, ring: MasterKeyRing, store: BackupStore, scope: Scope, *,
            backup_id: str, volume_id: str, base: dict[str, Any],
            metadata: dict[str, Any]) -> Exported:
     """Sign a backup's metadata, record it and write it to the store.
@@ -133,10 +153,10 @@ def export(session: Session, ring: MasterKeyRing, store: BackupStore, ctx: Any, 
     :raises agent.exception.MasterKeyUnavailable: no master key to open
         the signing key with.
     """
-    project_id = _caller_project(ctx)
+    project_id = _caller_project(scope)
     account = store.account_for(project_id)
     volume_glance = glance.get(session, volume_id, project_id,
-                               ownerless=policy.check(ctx, "context_is_admin"))
+                               ownerless=scope.all_projects)
     signing.ensure_active(session, ring)
     active = signing.active(session, ring)
     assert active is not None
@@ -164,7 +184,7 @@ def _claims_signature(text: str) -> bool:
 
 
 def evaluate_import(session: Session, ring: MasterKeyRing, store: BackupStore,
-                    ctx: Any, *, backup_id: str, text: str | None,
+                    scope: Scope, *, backup_id: str, text: str | None,
                     accept_unsigned: bool) -> Restore:
     """Read and check a backup's document; decide what an import restores.
 
@@ -184,9 +204,9 @@ def evaluate_import(session: Session, ring: MasterKeyRing, store: BackupStore,
     :raises agent.exception.BackupMetadataUnsupportedVersion: a given,
         unsigned document has a version custos does not know.
     """
-    _caller_project(ctx)
+    _caller_project(scope)
     record = records.get(session, backup_id)
-    if record is not None and not _visible(ctx, "backup_metadata_import", record):
+    if record is not None and not scope.may_act_on(record.project_id):
         raise exception.BackupNotFound(backup_id=backup_id)
 
     def outcome(parsed: document.ParsedDocument | None, *, glance_metadata: dict[str, str],
@@ -198,7 +218,7 @@ def evaluate_import(session: Session, ring: MasterKeyRing, store: BackupStore,
             glance=glance_metadata, glance_verified=verified, tampered=tampered,
             reason=reason, version=parsed.version if parsed else None,
             source_volume_id=record.volume_id if record else None,
-            project_id=record.project_id if record else getattr(ctx, "project_id", None),
+            project_id=record.project_id if record else scope.project_id,
             key_id=record.key_id if record else None)
 
     def tampered(parsed: document.ParsedDocument | None, reason: str) -> Restore:
@@ -248,15 +268,15 @@ def evaluate_import(session: Session, ring: MasterKeyRing, store: BackupStore,
                    tampered=False, reason=result.reason)
 
 
-def apply_import(session: Session, restore: Restore, volume_id: str, ctx: Any) -> None:
+def apply_import(session: Session, restore: Restore, volume_id: str, scope: Scope) -> None:
     """Give the target volume exactly the glance metadata ``restore`` names.
 
     The rows belong to the caller's project, as the restored volume does.
     """
-    glance.replace(session, volume_id, restore.glance, project_id=_caller_project(ctx))
+    glance.replace(session, volume_id, restore.glance, project_id=_caller_project(scope))
 
 
-def read(session: Session, store: BackupStore, ctx: Any, backup_id: str) -> str:
+def read(session: Session, store: BackupStore, scope: Scope, backup_id: str) -> str:
     """Return a backup's stored document, for its project's service or an auditor.
 
     The record names the document's account.  Without a record, an auditor
@@ -268,23 +288,30 @@ def read(session: Session, store: BackupStore, ctx: Any, backup_id: str) -> str:
     :raises agent.exception.BackupMetadataDamaged: the stored bytes are not
         UTF-8 text.
     """
-    auditor = policy.check(ctx, "audit")
-    if not auditor:
-        _caller_project(ctx)
+    if not scope.audits:
+        _caller_project(scope)
     record = records.get(session, backup_id)
     if record is not None:
-        if not _visible(ctx, "backup_metadata_get", record):
+        if not scope.may_act_on(record.project_id):
             raise exception.BackupNotFound(backup_id=backup_id)
         return store.read(record.account, backup_id)
-    if auditor:
+    if scope.audits:
         found = store.find(backup_id)
         if found is None:
             raise exception.BackupNotFound(backup_id=backup_id)
         return store.read(found[0], backup_id)
-    return store.read(store.account_for(_caller_project(ctx)), backup_id)
+    return store.read(store.account_for(_caller_project(scope)), backup_id)
 
 
-def delete(session: Session, store: BackupStore, ctx: Any, backup_id: str) -> dict[str, Any] | None:
+def _deleted_payload(backup_id: str, volume_id: str | None, project_id: str | None,
+                     account: str) -> dict[str, Any]:
+    """Return the ``backup.metadata.delete`` payload."""
+    return {"backup_id": backup_id, "volume_id": volume_id, "project_id": project_id,
+            "account": account}
+
+
+def delete(session: Session, store: BackupStore, scope: Scope,
+           backup_id: str) -> dict[str, Any] | None:
     """Forget a backup: its record and its stored document.
 
     Deleting a backup custos does not hold is not an error, so a delete
@@ -295,17 +322,15 @@ def delete(session: Session, store: BackupStore, ctx: Any, backup_id: str) -> di
     :raises agent.exception.BackupNotFound: the backup belongs to a
         project the caller may not delete in.
     """
-    account = store.account_for(_caller_project(ctx))
+    account = store.account_for(_caller_project(scope))
     record = records.get(session, backup_id)
     if record is None:
         removed = store.delete(account, backup_id)
-        return ({"backup_id": backup_id, "volume_id": None,
-                 "project_id": ctx.project_id, "account": account}
-                if removed else None)
-    if not _visible(ctx, "backup_metadata_delete", record):
+        return _deleted_payload(backup_id, None, scope.project_id, account) if removed else None
+    if not scope.may_act_on(record.project_id):
         raise exception.BackupNotFound(backup_id=backup_id)
-    removed_info = {"backup_id": backup_id, "volume_id": record.volume_id,
-                    "project_id": record.project_id, "account": record.account}
+    removed_info = _deleted_payload(backup_id, record.volume_id, record.project_id,
+                                    record.account)
     account = record.account
     records.delete(session, record)
     store.delete(account, backup_id)

@@ -28,6 +28,7 @@ import re
 import stat
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from agent import exception
 
@@ -300,3 +301,12 @@ class BackupStore:
             if stat.S_ISREG(info.st_mode):
                 return entry.name, candidate
         return None
+
+
+def from_conf(conf: Any) -> BackupStore:
+    """Return the backup store ``[backup]`` describes.
+
+    :raises agent.exception.ConfigurationError: a bad account prefix.
+    """
+    root = conf.backup.store_path or os.path.join(conf.state_path, "backups")
+    return BackupStore(root, conf.backup.service_account_prefix)

@@ -10,6 +10,11 @@ The request context is built from the options: ``--project-id``,
 ``--user-id``, ``--roles`` (user token) and ``--service-roles`` (service
 token). Whoever can publish on the bus can claim any context, so the bus
 credentials are the real boundary, as for every OpenStack RPC service.
+
+The client loads :mod:`rpcapi`, :mod:`agent.exception`, :mod:`agent.wire`
+and oslo libraries only (no database, cryptography, policy or drivers), so
+it starts quickly; it reads ``transport_url`` and ``[upgrade_levels]
+custos`` from the configuration file and leaves ``control_exchange`` alone.
 """
 
 from __future__ import annotations
@@ -24,12 +29,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import agent.cmd  # noqa: F401  silences library deprecation notices first
-import oslo_messaging as messaging
-from oslo_config import cfg
 
-from agent import context, exception, rpc
-from agent.cmd import commands, common
-from agent.cmd.commands import argtypes
+# The client never monkey-patches, so eventlet's DNS resolver (which
+# oslo.messaging imports through oslo.service) would only cost start-up
+# time: dnspython and, through it, cryptography.
+os.environ.setdefault("EVENTLET_NO_GREENDNS", "yes")
+
+import oslo_messaging as messaging  # noqa: E402
+from oslo_config import cfg  # noqa: E402
+
+from agent import exception, wire  # noqa: E402
+from agent.cmd import commands  # noqa: E402
+from agent.cmd.commands import argtypes  # noqa: E402
+from rpcapi import CustosAPI  # noqa: E402
 
 CONF = cfg.CONF
 
@@ -77,20 +89,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                         stream=sys.stderr)
     logging.captureWarnings(True)
     try:
-        common.parse_args([], name="custos", default_config_files=args.config_file)
-    except (cfg.Error, OSError) as error:
+        CONF([], project="custos", prog="custos", default_config_files=args.config_file)
+        transport = messaging.get_rpc_transport(
+            CONF, allowed_remote_exmods=wire.ALLOWED_EXMODS)
+    except (cfg.Error, OSError, messaging.MessagingException) as error:
         return _fail("configuration_error", str(error))
-    from rpcapi import CustosAPI
 
-    ctxt = context.RequestContext(project_id=args.project_id, user_id=args.user_id,
-                                  roles=args.roles, service_roles=args.service_roles,
-                                  overwrite=False)
+    ctxt = wire.RequestContext(project_id=args.project_id, user_id=args.user_id,
+                               roles=args.roles, service_roles=args.service_roles,
+                               overwrite=False)
     outcome: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            outcome["result"] = args.handler(CustosAPI(timeout=args.timeout, retry=2),
-                                             ctxt, args)
+            api = CustosAPI(transport=transport, timeout=args.timeout, retry=2)
+            outcome["result"] = args.handler(api, ctxt, args)
         except BaseException as error:  # noqa: BLE001 - handed to the main thread
             outcome["error"] = error
 
@@ -105,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"the message broker did not answer within {args.timeout + BROKER_GRACE:g} s")
         sys.stderr.flush()
         os._exit(code)
-    rpc.cleanup()
+    transport.cleanup()
     raised = outcome.get("error")
     if raised is None:
         print(json.dumps(outcome["result"], indent=2, sort_keys=True))

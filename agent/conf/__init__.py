@@ -7,9 +7,9 @@ is why custos never uses a private ``ConfigOpts``.
 
 from oslo_config import cfg
 
-from agent.conf import auth, backup, database, default, keystore, vendordata
+from agent.conf import opts
 
 CONF = cfg.CONF
 
-for _module in (default, database, keystore, auth, backup, vendordata):
+for _module in opts.MODULES:
     _module.register_opts(CONF)

@@ -27,6 +27,19 @@ class InitiatorUpdate:
     def __bool__(self) -> bool:
         return bool(self.set_values or self.remove_values)
 
+    def keys_set(self) -> list[str]:
+        """The names of the keys set, sorted."""
+        return sorted(self.set_values)
+
+    def keys_removed(self) -> list[str]:
+        """The names of the keys removed, sorted, each once."""
+        return sorted(set(self.remove_values))
+
+    def payload(self, initiator: str | None, namespace: str) -> dict[str, Any]:
+        """Return the ``initiator_data.update`` payload: key names, never values."""
+        return {"initiator": initiator, "namespace": namespace,
+                "keys_set": self.keys_set(), "keys_removed": self.keys_removed()}
+
 
 def _check_key(backend: str, where: str, key: Any) -> str:
     if not isinstance(key, str) or not key or len(key) > MAX_STRING:

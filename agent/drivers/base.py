@@ -47,7 +47,15 @@ class RetryRequest(Exception):
     REPEATABLE READ). The agent rolls the request back and runs it again in
     a fresh transaction, which sees the winner's rows. It never reaches a
     caller.
+
+    :ivar give_up: the named error the caller gets when the request still
+        conflicts at the agent's deadline; the agent sets it where it
+        calls the driver.
     """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.give_up: Exception | None = None
 
 
 @dataclass

@@ -31,13 +31,13 @@ from typing import Any
 
 from oslo_config import cfg
 
-from agent import exception
+from agent import exception, wire
 from agent.drivers.base import DriverRequest, RetryRequest, SecretStore, VolumeDriver
 
 USAGE_TYPE = "iscsi"
-KEY_USERNAME = "chap_username"
-KEY_SECRET = "chap_secret_uuid"
-KEY_ROTATE = "chap_rotate"
+KEY_USERNAME = wire.CHAP_KEY_USERNAME
+KEY_SECRET = wire.CHAP_KEY_SECRET
+KEY_ROTATE = wire.CHAP_KEY_ROTATE
 #: Written by the driver only. ``chap_secret_uuid`` is what releases before
 #: usage lookups kept; it is still refused and removed on the next attach.
 OWN_KEYS = frozenset({KEY_USERNAME, KEY_SECRET})

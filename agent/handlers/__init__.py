@@ -6,17 +6,16 @@ list the agent's RPC server dispatches to, in this order.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.handlers import backups, connections, events, secrets, service, vendordata
 
+if TYPE_CHECKING:
+    from agent.service import Runtime
 
-def build_endpoints(runtime: Any) -> list[Any]:
-    """Return one instance of every RPC endpoint, sharing ``runtime``.
 
-    :raises ConfigurationError: when an endpoint's configuration is wrong
-        (for example an unknown volume driver), which stops start-up.
-    """
+def build_endpoints(runtime: Runtime) -> list[Any]:
+    """Return one instance of every RPC endpoint, sharing ``runtime``."""
     return [service.ServiceEndpoint(runtime),
             secrets.SecretEndpoint(runtime),
             connections.ConnectionEndpoint(runtime),

@@ -8,12 +8,11 @@ licence keys, and notifications reach every consumer of the bus.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from agent import exception, policy, validation
+from agent import exception, validation
 from agent.backups import glance, metadata
-from agent.backups.document import FORMAT_VERSION, MAX_DOCUMENT_BYTES
+from agent.backups.document import MAX_DOCUMENT_BYTES
 from agent.backups.store import BackupStore
 from agent.dispatch import Endpoint, Request, rpc_method
 
@@ -22,15 +21,6 @@ _VOLUME_FIELDS = frozenset({"id", "base", "metadata"})
 _USER_METADATA_LENGTH = 255
 # A character is at least one byte; parse() applies the exact byte limit.
 _MAX_DOCUMENT_LENGTH = MAX_DOCUMENT_BYTES
-
-
-def store_from_conf(conf: Any) -> BackupStore:
-    """Return the backup store ``[backup]`` describes.
-
-    :raises agent.exception.ConfigurationError: a bad account prefix.
-    """
-    root = conf.backup.store_path or os.path.join(conf.state_path, "backups")
-    return BackupStore(root, conf.backup.service_account_prefix)
 
 
 def _check_volume(value: Any) -> tuple[str, dict[str, Any], dict[str, str]]:
@@ -43,23 +33,12 @@ def _check_volume(value: Any) -> tuple[str, dict[str, Any], dict[str, str]]:
     return volume_id, base, user_metadata
 
 
-def _glance_owner(ctx: Any) -> tuple[str, bool]:
-    """Return the project a caller's glance metadata reads and writes are
-    held to, and whether it also reads the rows without a project (admin).
-
-    :raises Forbidden: the context names no project; it owns nothing.
-    """
-    if not ctx.project_id:
-        raise exception.Forbidden(action="glance metadata without a project")
-    return ctx.project_id, policy.check(ctx, "context_is_admin")
-
-
 class BackupEndpoint(Endpoint):
     """Glance metadata and backup metadata (SPEC §3.3)."""
 
-    def __init__(self, runtime: Any) -> None:
-        super().__init__(runtime)
-        self.store = store_from_conf(runtime.conf)
+    @property
+    def store(self) -> BackupStore:
+        return self.runtime.backups
 
     # -- glance metadata -----------------------------------------------------
 
@@ -75,18 +54,18 @@ class BackupEndpoint(Endpoint):
         """
         volume_id = validation.uuid("volume_id", volume_id)
         values = glance.check_metadata("metadata", metadata)
-        project_id, _ = _glance_owner(request.context)
-        glance.update(request.session, volume_id, values, project_id=project_id)
-        request.notify("glance_metadata.set", {
-            "volume_id": volume_id, "project_id": request.context.project_id,
-            "keys": sorted(values), "operation": "set"})
+        scope = request.scope.require_project("glance metadata without a project")
+        glance.update(request.session, volume_id, values, project_id=scope.owner)
+        request.notify("glance_metadata.set",
+                       glance.set_payload(volume_id, scope.owner, values))
 
     @rpc_method()
     def volume_glance_metadata_get(self, request: Request, volume_id: Any) -> dict[str, str]:
         """Return a volume's glance metadata (``{}`` when none)."""
         volume_id = validation.uuid("volume_id", volume_id)
-        project_id, ownerless = _glance_owner(request.context)
-        return glance.get(request.session, volume_id, project_id, ownerless=ownerless)
+        scope = request.scope.require_project("glance metadata without a project")
+        return glance.get(request.session, volume_id, scope.owner,
+                          ownerless=scope.all_projects)
 
     @rpc_method()
     def volume_glance_metadata_copy(self, request: Request, src_volume_id: Any,
@@ -94,13 +73,12 @@ class BackupEndpoint(Endpoint):
         """Give the destination exactly the source's glance metadata."""
         src_volume_id = validation.uuid("src_volume_id", src_volume_id)
         dst_volume_id = validation.uuid("dst_volume_id", dst_volume_id)
-        project_id, ownerless = _glance_owner(request.context)
+        scope = request.scope.require_project("glance metadata without a project")
         copied = glance.copy(request.session, src_volume_id, dst_volume_id,
-                             project_id=project_id, ownerless=ownerless)
-        request.notify("glance_metadata.set", {
-            "volume_id": dst_volume_id, "source_volume_id": src_volume_id,
-            "project_id": request.context.project_id, "keys": sorted(copied),
-            "operation": "copy"})
+                             project_id=scope.owner, ownerless=scope.all_projects)
+        request.notify("glance_metadata.set",
+                       glance.set_payload(dst_volume_id, scope.owner, copied,
+                                          source_volume_id=src_volume_id))
 
     # -- backup metadata -----------------------------------------------------
 
@@ -113,13 +91,9 @@ class BackupEndpoint(Endpoint):
         backup_id = validation.uuid("backup_id", backup_id)
         volume_id, base, user_metadata = _check_volume(volume)
         exported = metadata.export(
-            request.session, self.runtime.ring, self.store, request.context,
+            request.session, self.runtime.ring, self.store, request.scope,
             backup_id=backup_id, volume_id=volume_id, base=base, metadata=user_metadata)
-        request.notify("backup.metadata.export", {
-            "backup_id": backup_id, "volume_id": volume_id,
-            "project_id": exported.project_id, "account": exported.account,
-            "key_id": exported.key_id, "glance_keys": exported.glance_keys,
-            "version": FORMAT_VERSION})
+        request.notify("backup.metadata.export", exported.payload())
         return exported.text
 
     @rpc_method()
@@ -140,49 +114,35 @@ class BackupEndpoint(Endpoint):
                                  nullable=True)
         conf = self.runtime.conf.backup
         restore = metadata.evaluate_import(
-            request.session, self.runtime.ring, self.store, request.context,
+            request.session, self.runtime.ring, self.store, request.scope,
             backup_id=backup_id, text=text,
             accept_unsigned=conf.accept_unsigned_glance_metadata)
         if restore.tampered:
-            event = ("backup.metadata.tampered",
-                     self._tampered_payload(restore, volume_id, conf.tamper_policy), "error")
-            if conf.tamper_policy == "fail":
-                # Nothing is written, so the event goes out now: the
-                # refusal below rolls the transaction back.
-                self.runtime.send_notifications(request.context, [event])
+            refuse = conf.tamper_policy == "fail"
+            # Under "fail" the refusal rolls everything back, and the event
+            # still goes out: it is about that refusal.
+            request.notify("backup.metadata.tampered",
+                           restore.tampered_payload(volume_id, conf.tamper_policy),
+                           "error", even_on_failure=refuse)
+            if refuse:
                 raise exception.BackupMetadataTampered(backup_id=backup_id,
                                                        reason=restore.reason)
-            request.notify(*event)
-        metadata.apply_import(request.session, restore, volume_id, request.context)
-        request.notify("backup.metadata.import", {
-            "backup_id": backup_id, "volume_id": volume_id,
-            "source_volume_id": restore.source_volume_id,
-            "project_id": restore.project_id, "key_id": restore.key_id,
-            "version": restore.version, "glance_verified": restore.glance_verified,
-            "bootable": restore.bootable, "glance_keys": sorted(restore.glance),
-            "metadata_keys": sorted(restore.metadata)})
+        metadata.apply_import(request.session, restore, volume_id, request.scope)
+        request.notify("backup.metadata.import", restore.payload(volume_id))
         return {"metadata": restore.metadata, "glance_metadata": restore.glance,
                 "bootable": restore.bootable, "glance_verified": restore.glance_verified,
                 "base": restore.base}
-
-    @staticmethod
-    def _tampered_payload(restore: metadata.Restore, volume_id: str,
-                          policy: str) -> dict[str, Any]:
-        return {"backup_id": restore.backup_id, "volume_id": volume_id,
-                "source_volume_id": restore.source_volume_id,
-                "project_id": restore.project_id, "key_id": restore.key_id,
-                "reason": restore.reason, "tamper_policy": policy}
 
     @rpc_method()
     def backup_metadata_get(self, request: Request, backup_id: Any) -> str:
         """Return a backup's stored document (JSON text), as stored."""
         backup_id = validation.uuid("backup_id", backup_id)
-        return metadata.read(request.session, self.store, request.context, backup_id)
+        return metadata.read(request.session, self.store, request.scope, backup_id)
 
     @rpc_method()
     def backup_metadata_delete(self, request: Request, backup_id: Any) -> None:
         """Forget a backup's record and stored document; absent is fine."""
         backup_id = validation.uuid("backup_id", backup_id)
-        removed = metadata.delete(request.session, self.store, request.context, backup_id)
+        removed = metadata.delete(request.session, self.store, request.scope, backup_id)
         if removed is not None:
             request.notify("backup.metadata.delete", removed)

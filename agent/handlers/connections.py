@@ -6,8 +6,8 @@ from typing import Any
 
 from agent import exception, policy, validation
 from agent.connections import initiator_data
-from agent.connections.backends import load_backends
-from agent.connections.manager import ConnectionManager
+from agent.connections.manager import RETRY_DEADLINE, ConnectionManager
+from agent.connections.updates import InitiatorUpdate
 from agent.dispatch import Endpoint, Request, rpc_method
 
 MAX_OBJECT_ITEMS = 100
@@ -34,15 +34,12 @@ def _connector(value: Any) -> dict[str, Any]:
 class ConnectionEndpoint(Endpoint):
     """Connections and driver initiator data (SPEC §3.1).
 
-    Loading the backends here makes a bad backend section stop start-up.
-
-    :raises ConfigurationError: naming the backend section that is wrong.
+    Works on the agent's :class:`ConnectionManager` (``runtime.connections``).
     """
 
-    def __init__(self, runtime: Any) -> None:
-        super().__init__(runtime)
-        self.connections = ConnectionManager(
-            load_backends(runtime.conf), lambda: getattr(runtime, "secrets", None))
+    @property
+    def connections(self) -> ConnectionManager:
+        return self.runtime.connections
 
     def _authorize_volume(self, request: Request, method: str, volume: dict[str, Any]) -> None:
         # The method rule ran on the caller's project; a volume that names
@@ -51,19 +48,25 @@ class ConnectionEndpoint(Endpoint):
         if project_id and project_id != request.context.project_id:
             policy.authorize(request.context, method, {"project_id": project_id})
 
-    @rpc_method(transactional=False)
+    @rpc_method(retry_deadline=RETRY_DEADLINE)
     def initialize_connection(self, request: Request, volume: Any, connector: Any,
                               backend: Any = None) -> dict[str, Any]:
-        """Return ``connection_info`` for ``volume`` on ``connector``."""
+        """Return ``connection_info`` for ``volume`` on ``connector``.
+
+        A driver that lost a race to a concurrent attach has the request
+        run again in a fresh transaction, for up to ``RETRY_DEADLINE`` seconds.
+        """
         volume = _volume(volume)
         connector = _connector(connector)
         backend = validation.string("backend", backend, nullable=True)
         self._authorize_volume(request, "initialize_connection", volume)
-        info, notifications = self.connections.initialize_connection(
-            request.context, volume, connector, backend)
-        for event_type, payload, priority in notifications:
-            request.notify(event_type, payload, priority)
-        return info
+        attached = self.connections.initialize_connection(
+            request.session, request.context, volume, connector, backend)
+        request.notify("connection.initialize", attached.payload())
+        if attached.update:
+            request.notify("initiator_data.update",
+                           attached.update.payload(attached.initiator, attached.namespace))
+        return attached.info
 
     @rpc_method()
     def terminate_connection(self, request: Request, volume: Any, connector: Any,
@@ -74,9 +77,9 @@ class ConnectionEndpoint(Endpoint):
         backend = validation.string("backend", backend, nullable=True)
         force = validation.boolean("force", force)
         self._authorize_volume(request, "terminate_connection", volume)
-        assert request.session is not None
-        request.notify(*self.connections.terminate_connection(
-            request.session, request.context, volume, connector, backend, bool(force)))
+        detached = self.connections.terminate_connection(
+            request.session, request.context, volume, connector, backend, bool(force))
+        request.notify("connection.terminate", detached.payload())
 
     @rpc_method()
     def initiator_data_get(self, request: Request, initiator: Any,
@@ -84,7 +87,6 @@ class ConnectionEndpoint(Endpoint):
         """Return an initiator's ``{key: value}`` in ``namespace``."""
         initiator = validation.required_string("initiator", initiator)
         namespace = validation.required_string("namespace", namespace)
-        assert request.session is not None
         return initiator_data.read(request.session, initiator, namespace)
 
     @rpc_method()
@@ -107,8 +109,6 @@ class ConnectionEndpoint(Endpoint):
                     reason="the namespace's volume driver keeps this key for itself")
         if not values and not removals:
             return
-        assert request.session is not None
         initiator_data.update(request.session, initiator, namespace, values, removals)
         request.notify("initiator_data.update",
-                       {"initiator": initiator, "namespace": namespace,
-                        "keys_set": sorted(values), "keys_removed": sorted(set(removals))})
+                       InitiatorUpdate(values, removals).payload(initiator, namespace))

@@ -17,19 +17,17 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from agent import exception, policy, validation
+from agent import exception, validation
 from agent.dispatch import Endpoint, Request, rpc_method
+from agent.policy import Scope
 from agent.secrets import definition, passphrase
-from agent.secrets.store import MAX_VALUE_BYTES, Scope, SecretInfo, SecretStore
+from agent.secrets.store import MAX_VALUE_BYTES, SecretInfo, SecretStore
 
 
 def _scope(request: Request) -> Scope:
-    ctx = request.context
-    if not ctx.project_id:
-        # Secrets belong to a project: without one there is nothing to own,
-        # for the administrator too.
-        raise exception.Forbidden(action="secrets without a project")
-    return Scope(ctx.project_id, all_projects=policy.check(ctx, "context_is_admin"))
+    # Secrets belong to a project: without one there is nothing to own, for
+    # the administrator too.
+    return request.scope.require_project("secrets without a project")
 
 
 def _usage(usage_type: Any, usage_id: Any) -> tuple[str, str]:
@@ -47,14 +45,13 @@ def _notify(request: Request, event_type: str, info: SecretInfo) -> None:
 class SecretEndpoint(Endpoint):
     """libvirt secrets: define, describe, value, undefine, list, lookup, generate.
 
-    Builds the agent's :class:`SecretStore` as ``runtime.secrets``, where
-    the agent's drivers (built after this endpoint) find it.
+    Works on the agent's :class:`SecretStore` (``runtime.secrets``), the
+    one its volume drivers use too.
     """
 
-    def __init__(self, runtime: Any) -> None:
-        super().__init__(runtime)
-        self.store = SecretStore(runtime.ring)
-        runtime.secrets = self.store
+    @property
+    def store(self) -> SecretStore:
+        return self.runtime.secrets
 
     @rpc_method()
     def secret_define_xml(self, request: Request, xml: Any) -> str:
@@ -147,9 +144,8 @@ class SecretEndpoint(Endpoint):
         usage_type, usage_id = _usage(usage_type, usage_id)
         project_id = validation.string("project_id", project_id, nullable=True)
         scope = _scope(request)
-        if project_id is not None and project_id != scope.project_id:
-            policy.authorize(request.context, "secret_lookup_by_usage",
-                             {"project_id": project_id})
+        if project_id is not None and not scope.may_act_on(project_id):
+            raise exception.Forbidden(action="custos:secret_lookup_by_usage")
         return self.store.lookup_by_usage(request.session, scope, usage_type, usage_id,
                                           project_id=project_id).uuid
 

@@ -8,7 +8,6 @@ from typing import Any
 from agent import exception, validation
 from agent.dispatch import Endpoint, Request, rpc_method
 from agent.vendordata import bootroles, lookup
-from db import api as db_api
 
 LOG = logging.getLogger(__name__)
 
@@ -18,18 +17,14 @@ FETCH_ERROR = "vendordata.fetch.error"
 class VendordataEndpoint(Endpoint):
     """Boot roles and dynamic vendordata (SPEC §3.5).
 
-    The endpoint owns the agent's :class:`~agent.vendordata.lookup.VendordataLookup`
-    and shares it as ``runtime.vendordata``, so the notification listener
-    can purge the cache of a deleted instance.
-
-    :raises agent.exception.ConfigurationError: on bad ``[vendordata]``
-        targets or ``[vendordata_auth]`` options, which stops start-up.
+    Works on the agent's :class:`~agent.vendordata.lookup.VendordataLookup`
+    (``runtime.vendordata``), whose cache the notification listener purges
+    when an instance is deleted.
     """
 
-    def __init__(self, runtime: Any) -> None:
-        super().__init__(runtime)
-        self.vendordata = lookup.VendordataLookup(runtime.conf)
-        runtime.vendordata = self.vendordata
+    @property
+    def vendordata(self) -> lookup.VendordataLookup:
+        return self.runtime.vendordata
 
     @rpc_method()
     def instance_boot_roles_set(self, request: Request, instance_uuid: Any,
@@ -47,7 +42,6 @@ class VendordataEndpoint(Endpoint):
         checked = validation.string_list("roles", roles, nullable=True, max_items=100)
         if checked is None:
             checked = list(request.context.roles or [])
-        assert request.session is not None
         bootroles.store_once(request.session, instance_uuid, checked)
         LOG.debug("Boot roles of instance %s recorded unless already kept",
                   instance_uuid)
@@ -57,7 +51,10 @@ class VendordataEndpoint(Endpoint):
         """Return the dynamic vendordata of an instance.
 
         Runs without a request transaction: a fully cached answer needs no
-        database, and no connection is held while targets are asked.
+        database, and no connection is held while targets are asked; the
+        boot roles are read in a short transaction of their own. A failed
+        target is announced (``vendordata.fetch.error``) whether or not the
+        call then fails.
 
         :param instance: dict with ``uuid``, ``project_id``, ``image_id``,
             ``hostname``, ``user_data``, ``metadata``.
@@ -73,7 +70,7 @@ class VendordataEndpoint(Endpoint):
         instance_uuid = checked["uuid"]
 
         def load_roles() -> list[str] | None:
-            return db_api.run_in_transaction(
+            return request.run_in_transaction(
                 lambda session: bootroles.load(session, instance_uuid))
 
         outcome = self.vendordata.lookup(checked, load_roles)
@@ -85,12 +82,8 @@ class VendordataEndpoint(Endpoint):
                 "reason": failure.reason,
                 "status": failure.status,
                 "fatal": self.vendordata.failure_fatal,
-            }, priority="error")
+            }, priority="error", even_on_failure=True)
         if outcome.failures and self.vendordata.failure_fatal:
-            # The dispatch boundary only sends notifications on success;
-            # the operator must hear about the failed target either way.
-            self.runtime.send_notifications(request.context, request.notifications)
-            request.notifications.clear()
             first = outcome.failures[0]
             reason = first.reason or "failed"
             if len(outcome.failures) > 1:

@@ -83,7 +83,7 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml
 import defusedxml.ElementTree as defused_et
 
-from agent import exception
+from agent import exception, wire
 
 __all__ = [
     "MAX_DESCRIPTION_CHARS",
@@ -98,7 +98,7 @@ __all__ = [
 ]
 
 #: Largest document :func:`parse` accepts, in bytes of UTF-8.
-MAX_XML_BYTES = 64 * 1024
+MAX_XML_BYTES = wire.MAX_SECRET_XML_BYTES
 #: Size of the ``usage_id`` column.
 MAX_USAGE_ID_CHARS = 255
 #: Size of the ``description`` column.

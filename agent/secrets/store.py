@@ -18,10 +18,11 @@ rules:
   :class:`~agent.exception.SecretUsageConflict`), may change its
   description, make it private (never public again) and move it between
   the homes (``ephemeral`` changed) with its value;
-* a secret is seen by its own project only (:class:`Scope`); another
-  project gets :class:`~agent.exception.SecretNotFound`; the administrator
-  reads across projects but defines or sets values in its own project
-  only (:class:`~agent.exception.SecretOwnedElsewhere` elsewhere);
+* a secret is seen as the caller's :class:`agent.policy.Scope` decides:
+  its own project's; the administrator's, all; another project gets
+  :class:`~agent.exception.SecretNotFound`; the administrator reads
+  across projects but defines or sets values in its own project only
+  (:class:`~agent.exception.SecretOwnedElsewhere` elsewhere);
 * a volume driver's secrets (``driver_namespace`` set) belong to no
   project: no RPC operation here returns, lists, finds or changes them,
   whoever asks; drivers reach them by usage through the ``driver_*``
@@ -45,9 +46,10 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from agent import exception
+from agent import exception, wire
 from agent.keystore import envelope
 from agent.keystore.masterkey import MasterKeyRing
+from agent.policy import Scope
 from agent.secrets import outcome, passphrase
 from agent.secrets.definition import SecretDefinition
 from agent.secrets.ephemeral import EphemeralSecret, EphemeralSecretStore
@@ -58,41 +60,11 @@ __all__ = ["KIND", "MAX_VALUE_BYTES", "Scope", "SecretInfo", "SecretStore"]
 #: Envelope kind of secret values (part of their associated data).
 KIND = "secret"
 #: Largest value a secret holds, in bytes.
-MAX_VALUE_BYTES = 64 * 1024
+MAX_VALUE_BYTES = wire.MAX_SECRET_VALUE_BYTES
 
 _UsageKey = tuple[str, str]
 # A project's usage as reserved in memory: (project, usage type, usage id).
 _ProjectUsage = tuple[str, str, str]
-
-
-@dataclasses.dataclass(frozen=True)
-class Scope:
-    """Which secrets a caller sees.
-
-    :param project_id: the caller's project; secrets it defines belong to it.
-    :param all_projects: the caller sees every project's secrets (admin).
-    """
-
-    project_id: str
-    all_projects: bool = False
-
-    def sees(self, owner: str | None) -> bool:
-        """True when a secret owned by ``owner`` is visible to this caller."""
-        return self.all_projects or owner == self.project_id
-
-    def writes(self, owner: str | None) -> bool:
-        """True when this caller may redefine or set the value of ``owner``'s secret.
-
-        Its own project's; for the administrator also the secrets that
-        have no project (defined before ownership was recorded).
-        """
-        return owner == self.project_id or (self.all_projects and owner is None)
-
-    def refuse_write(self, uuid: str) -> exception.CustosException:
-        """The refusal for a write to a secret held elsewhere: nothing of it is named."""
-        if self.all_projects:
-            return exception.SecretOwnedElsewhere(uuid=uuid)
-        return exception.SecretNotFound(secret=uuid)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,7 +243,7 @@ class SecretStore:
             return self._make_persistent(session, scope, defn)
         row = self._row(session, uuid)
         if row is None:
-            row = self._insert(session, defn, scope.project_id, generated=False)
+            row = self._insert(session, defn, scope.owner, generated=False)
             return _info_of_row(row), None
         self._check_writable(scope, row.project_id, row.driver_namespace, uuid)
         before = _info_of_row(row)
@@ -401,7 +373,7 @@ class SecretStore:
         :raises SecretNotFound: no secret of that project holds it, or the
             caller may not search there.
         """
-        target = scope.project_id if project_id is None else project_id
+        target = scope.owner if project_id is None else project_id
         if not scope.sees(target):
             raise exception.SecretNotFound(secret="with usage %s '%s'" % (usage_type, usage_id))
         holder = self.ephemeral.usage_holder(target, usage_type, usage_id)
@@ -430,7 +402,7 @@ class SecretStore:
             info, _ = self._define_ephemeral(session, scope, defn)
             self.ephemeral.set_value(info.uuid, value)
             return dataclasses.replace(info, has_value=True)
-        row = self._insert(session, defn, scope.project_id, generated=True)
+        row = self._insert(session, defn, scope.owner, generated=True)
         self._seal_into(row, value)
         session.flush()
         return _info_of_row(row)
@@ -555,7 +527,7 @@ class SecretStore:
             row = self._row(session, uuid)
             if row is not None:
                 return self._make_ephemeral(session, scope, defn, row)
-            key = _project_usage(scope.project_id, defn)
+            key = _project_usage(scope.owner, defn)
             if key is not None:
                 # The usage is read first so that SQLite's read snapshot
                 # starts after any insert of it that ended while we waited
@@ -569,7 +541,7 @@ class SecretStore:
                 ephemeral_holder = self.ephemeral.usage_holder(*key)
                 if ephemeral_holder is not None:
                     raise _ephemeral_conflict(key[1:], ephemeral_holder)
-            record = self.ephemeral.define(defn, scope.project_id)
+            record = self.ephemeral.define(defn, scope.owner)
             return _info_of_record(record), None
 
     def _make_ephemeral(self, session: Session, scope: Scope, defn: SecretDefinition,

@@ -94,7 +94,7 @@ def rabbit_url(exchange: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def transport(exchange: str, rabbit_url: str) -> Iterator[messaging.Transport]:
     """An RPC transport on the real RabbitMQ, in this session's virtual host."""
-    rpc.set_defaults(CONF)
+    rpc.register_opts(CONF)
     CONF([], project="custos", default_config_files=[])
     CONF.set_override("control_exchange", exchange)
     transport = messaging.get_rpc_transport(CONF, url=rabbit_url,

@@ -41,10 +41,10 @@ def test_bad_calls_come_back_as_named_errors_and_agent_keeps_serving(start_agent
 
 
 def test_cli_reports_a_timeout_in_one_line(tmp_path, rabbit_url):
-    config = write_config(tmp_path / "c.conf", {"DEFAULT": {
-        "transport_url": rabbit_url, "control_exchange": "custos-nobody-listens"}})
+    config = write_config(tmp_path / "c.conf", {"DEFAULT": {"transport_url": rabbit_url}})
 
-    result = run_script("custos", config, "--timeout", "1", "health", check=False)
+    result = run_script("custos", config, "--timeout", "1", "--server", "custos-nobody-listens",
+                        "health", check=False)
 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [

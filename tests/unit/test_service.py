@@ -16,7 +16,7 @@ def test_health_reports_version_database_and_key(harness):
     result = harness.api.health(nobody())
 
     assert result["version"] == agent.__version__
-    assert result["rpc_api_version"] == RPC_API_VERSION == "1.0"
+    assert result["rpc_api_version"] == RPC_API_VERSION == "1.1"
     assert result["database"] == "ok"
     assert result["master_key"] == "ok"
     assert result["host"] == "unit-agent"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from agent import wire
 from agent.cmd.commands import argtypes
-from agent.drivers import iscsi_chap
 
 
 def _volume_and_connector(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -61,7 +61,7 @@ def _data_update(api: Any, ctxt: Any, args: argparse.Namespace) -> Any:
 
 def _chap_rotate(api: Any, ctxt: Any, args: argparse.Namespace) -> Any:
     return api.initiator_data_update(ctxt, args.initiator, args.namespace,
-                                     set_values={iscsi_chap.KEY_ROTATE: "true"},
+                                     set_values={wire.CHAP_KEY_ROTATE: "true"},
                                      server=args.server)
 
 

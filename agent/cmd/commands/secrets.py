@@ -14,7 +14,7 @@ import base64
 import sys
 from typing import Any
 
-from agent.secrets.store import MAX_VALUE_BYTES
+from agent import wire
 
 
 def _read_input(path: str | None, limit: int) -> bytes:
@@ -36,12 +36,12 @@ def _yes_no(text: str) -> bool:
 
 
 def _define(api: Any, ctxt: Any, args: argparse.Namespace) -> Any:
-    xml = _read_input(args.file, 64 * 1024 + 1).decode("utf-8", errors="replace")
+    xml = _read_input(args.file, wire.MAX_SECRET_XML_BYTES + 1).decode("utf-8", errors="replace")
     return api.secret_define_xml(ctxt, xml, server=args.server)
 
 
 def _set_value(api: Any, ctxt: Any, args: argparse.Namespace) -> Any:
-    value = _read_input(args.file, MAX_VALUE_BYTES)
+    value = _read_input(args.file, wire.MAX_SECRET_VALUE_BYTES)
     return api.secret_set_value(ctxt, args.uuid, value, server=args.server)
 
 

@@ -223,7 +223,7 @@ def test_driver_failure_after_creating_credentials_leaves_nothing(chap_backend, 
 
 
 def test_no_store_is_a_named_driver_error(chap_backend, harness):
-    harness.runtime.secrets = None
+    harness.runtime.connections.secrets = None
 
     with pytest.raises(exception.VolumeDriverError) as caught:
         attach(harness)
