@@ -34,6 +34,7 @@ from oslo_config import cfg
 from oslo_policy import policy as oslo_policy
 
 from agent import exception
+from agent.conf import auth as auth_conf
 
 CONF = cfg.CONF
 
@@ -119,6 +120,13 @@ def _base_rules(conf: cfg.ConfigOpts) -> list[oslo_policy.RuleDefault]:
     ]
 
 
+def _register_auth_options(conf: cfg.ConfigOpts) -> None:
+    # oslopolicy-sample-generator and oslopolicy-checker call list_rules and
+    # get_enforcer on a configuration that never imported agent.conf.
+    if "auth" not in conf:
+        auth_conf.register_opts(conf)
+
+
 def list_rules(conf: cfg.ConfigOpts | None = None) -> list[oslo_policy.RuleDefault]:
     """Return every default rule: the building blocks, then one per method.
 
@@ -126,6 +134,7 @@ def list_rules(conf: cfg.ConfigOpts | None = None) -> list[oslo_policy.RuleDefau
         the global ``CONF`` when omitted.
     """
     conf = conf or CONF
+    _register_auth_options(conf)
     rules = _base_rules(conf)
     for method, (check, description) in METHOD_RULES.items():
         rules.append(oslo_policy.DocumentedRuleDefault(

@@ -55,6 +55,14 @@ def register_opts(conf: cfg.ConfigOpts | None = None) -> None:
     messaging.TransportURL.parse(conf or CONF)  # registers transport_url and friends
 
 
+def broker_hosts(conf: cfg.ConfigOpts | None = None) -> list[tuple[str, int]]:
+    """Return the ``(host, port)`` of every broker node in ``transport_url``."""
+    conf = conf or CONF
+    url = messaging.TransportURL.parse(conf)
+    return [(host.hostname or "127.0.0.1", host.port or 5672) for host in url.hosts] or [
+        ("127.0.0.1", 5672)]
+
+
 def init(conf: cfg.ConfigOpts | None = None) -> None:
     """Build the RPC and notification transports from ``conf``."""
     global TRANSPORT, NOTIFICATION_TRANSPORT

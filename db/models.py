@@ -37,7 +37,9 @@ class Base(DeclarativeBase):
 
 
 class TimestampMixin:
-    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    # Nullable in the schema (migration 0001), always filled by the default.
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow,
+                                                          nullable=True)
     updated_at: Mapped[datetime.datetime | None] = mapped_column(
         DateTime, onupdate=utcnow)
 

@@ -8,21 +8,7 @@ CONFIG=${CUSTOS_CONFIG:-etc/custos/custos.conf}
 if [ ! -f .state/master.key ]; then
     .venv/bin/custos-manage --config-file "$CONFIG" keys init >/dev/null
 fi
-if ! .venv/bin/python - "$CONFIG" <<'PY'
-import socket, sys
-from oslo_config import cfg
-import oslo_messaging as messaging
-conf = cfg.ConfigOpts()
-conf([], default_config_files=[sys.argv[1]])
-for host in messaging.TransportURL.parse(conf).hosts:
-    try:
-        socket.create_connection((host.hostname or "127.0.0.1", host.port or 5672), 3).close()
-        sys.exit(0)
-    except OSError:
-        pass
-sys.exit(1)
-PY
-then
+if ! .venv/bin/python -m agent.cmd.probe --config-file "$CONFIG"; then
     echo "No message broker answers at the transport_url of $CONFIG." >&2
     echo "Start RabbitMQ (for example: rabbitmq-server -detached) or point" >&2
     echo "transport_url in $CONFIG at a running broker, then run this again." >&2

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from oslo_config import cfg
 
-from agent import exception, log
+from agent import exception, log, reports
 from agent.cmd import common
 from agent.service import AgentService
 
@@ -29,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     common.parse_args(sys.argv[1:] if argv is None else argv, name="custos-agent")
     log.setup(CONF, "custos")
+    reports.setup(CONF)
     stop_requested = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:

@@ -20,7 +20,6 @@ custos`` from the configuration file and leaves ``control_exchange`` alone.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -39,7 +38,7 @@ import oslo_messaging as messaging  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 
 from agent import exception, wire  # noqa: E402
-from agent.cmd import commands  # noqa: E402
+from agent.cmd import commands, output  # noqa: E402
 from agent.cmd.commands import argtypes  # noqa: E402
 from rpcapi import CustosAPI  # noqa: E402
 
@@ -57,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="log what the client and oslo.messaging do to standard error")
     parser.add_argument("--server", help="address one agent by its host name")
+    parser.add_argument("--format", "-f", choices=output.FORMATS,
+                        help="how to print the answer (default: table on a terminal, "
+                             "json otherwise)")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds to wait for a reply (default 30)")
     parser.add_argument("--project-id", default=os.environ.get("OS_PROJECT_ID"))
@@ -69,7 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     for module in commands.MODULES:
         module.register(subparsers)
+    _name_policies(subparsers)
     return parser
+
+
+def _name_policies(subparsers: argparse._SubParsersAction) -> None:
+    """Say in each command's ``--help`` which policy rule it must pass."""
+    for parser in subparsers.choices.values():
+        method = parser.get_default("method")
+        if method:
+            parser.epilog = (f"Policy: custos:{method} (its default and any override: "
+                             "etc/custos/policy.yaml.sample, [oslo_policy] policy_file).")
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _name_policies(action)
 
 
 def _fail(code: str, message: str) -> int:
@@ -121,7 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     transport.cleanup()
     raised = outcome.get("error")
     if raised is None:
-        print(json.dumps(outcome["result"], indent=2, sort_keys=True))
+        fmt = args.format or output.default_format(sys.stdout.isatty())
+        text = output.render(outcome["result"], fmt)
+        if text:
+            print(text)
         return 0
     try:
         raise raised

@@ -20,6 +20,10 @@ opts: list[cfg.Opt] = [
     cfg.IntOpt(
         "graceful_shutdown_timeout", default=30, min=0,
         help="Seconds an agent waits for in-flight requests on SIGTERM."),
+    cfg.StrOpt(
+        "report_signal", default="SIGUSR2", choices=["SIGUSR1", "SIGUSR2"],
+        help="Signal that makes custos-agent log a Guru Meditation report "
+             "(threads, configuration with secrets masked, versions)."),
 ]
 
 

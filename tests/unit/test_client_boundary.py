@@ -28,6 +28,7 @@ FORBIDDEN = ("sqlalchemy", "alembic", "cryptography", "oslo_policy", "defusedxml
              "keystoneauth1", "requests", "db")
 # The only custos modules the client may load.
 CLIENT_MODULES = ("agent", "agent.exception", "agent.wire", "agent.cmd", "agent.cmd.client",
+                  "agent.cmd.output",
                   "agent.cmd.commands")
 
 

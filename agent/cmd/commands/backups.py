@@ -52,7 +52,7 @@ def _register_backup(subparsers: Any) -> None:
                         help="the volume's own fields, a JSON object")
     export.add_argument("--metadata", type=argtypes.json_object, default={},
                         help="the volume's user metadata, a JSON object of strings")
-    export.set_defaults(handler=_export)
+    export.set_defaults(method="backup_metadata_export", handler=_export)
 
     restore = actions.add_parser("import", help="verify and restore a backup's metadata")
     restore.add_argument("backup_id")
@@ -60,16 +60,18 @@ def _register_backup(subparsers: Any) -> None:
     restore.add_argument("--document-file",
                          help="the document kept with the backup (default: "
                               "custos' own copy)")
-    restore.set_defaults(handler=_import)
+    restore.set_defaults(method="backup_metadata_import", handler=_import)
 
     get = actions.add_parser("get", help="print a stored document")
     get.add_argument("backup_id")
-    get.set_defaults(handler=lambda api, ctxt, args: api.backup_metadata_get(
+    get.set_defaults(method="backup_metadata_get",
+                     handler=lambda api, ctxt, args: api.backup_metadata_get(
         ctxt, args.backup_id))
 
     delete = actions.add_parser("delete", help="forget a backup's document")
     delete.add_argument("backup_id")
-    delete.set_defaults(handler=lambda api, ctxt, args: api.backup_metadata_delete(
+    delete.set_defaults(method="backup_metadata_delete",
+                        handler=lambda api, ctxt, args: api.backup_metadata_delete(
         ctxt, args.backup_id))
 
 
@@ -82,18 +84,19 @@ def _register_glance(subparsers: Any) -> None:
     set_.add_argument("volume_id")
     set_.add_argument("property", nargs="+", type=argtypes.key_value, metavar="KEY=VALUE")
     set_.add_argument("--no-wait", action="store_true", help="cast and return at once")
-    set_.set_defaults(handler=_glance_set)
+    set_.set_defaults(method="volume_glance_metadata_set", handler=_glance_set)
 
     get = actions.add_parser("get", help="print a volume's glance metadata")
     get.add_argument("volume_id")
-    get.set_defaults(handler=lambda api, ctxt, args: api.volume_glance_metadata_get(
+    get.set_defaults(method="volume_glance_metadata_get",
+                     handler=lambda api, ctxt, args: api.volume_glance_metadata_get(
         ctxt, args.volume_id))
 
     copy = actions.add_parser("copy", help="give a volume another's glance metadata")
     copy.add_argument("src_volume_id")
     copy.add_argument("dst_volume_id")
     copy.add_argument("--no-wait", action="store_true", help="cast and return at once")
-    copy.set_defaults(handler=_glance_copy)
+    copy.set_defaults(method="volume_glance_metadata_copy", handler=_glance_copy)
 
 
 def register(subparsers: Any) -> None:

@@ -72,11 +72,11 @@ def register(subparsers: Any) -> None:
     actions.required = True
     initialize = actions.add_parser("initialize", help="initialize_connection")
     _add_connection_arguments(initialize)
-    initialize.set_defaults(handler=_initialize)
+    initialize.set_defaults(method="initialize_connection", handler=_initialize)
     terminate = actions.add_parser("terminate", help="terminate_connection")
     _add_connection_arguments(terminate)
     terminate.add_argument("--force", action="store_true")
-    terminate.set_defaults(handler=_terminate)
+    terminate.set_defaults(method="terminate_connection", handler=_terminate)
 
     data = subparsers.add_parser("initiator-data", help="drivers' private data per initiator")
     data_actions = data.add_subparsers(dest="action", metavar="ACTION")
@@ -92,6 +92,6 @@ def register(subparsers: Any) -> None:
                         help="a key to set (repeatable)")
     update.add_argument("--remove", action="append", metavar="KEY",
                         help="a key to remove (repeatable)")
-    get.set_defaults(handler=_data_get)
-    update.set_defaults(handler=_data_update)
-    rotate.set_defaults(handler=_chap_rotate)
+    get.set_defaults(method="initiator_data_get", handler=_data_get)
+    update.set_defaults(method="initiator_data_update", handler=_data_update)
+    rotate.set_defaults(method="initiator_data_update", handler=_chap_rotate)

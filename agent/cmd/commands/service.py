@@ -8,4 +8,5 @@ from typing import Any
 def register(subparsers: Any) -> None:
     """Add the ``health`` sub-command."""
     parser = subparsers.add_parser("health", help="ask an agent how it is")
-    parser.set_defaults(handler=lambda api, ctxt, args: api.health(ctxt, server=args.server))
+    parser.set_defaults(method="health",
+                        handler=lambda api, ctxt, args: api.health(ctxt, server=args.server))

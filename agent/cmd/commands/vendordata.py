@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
                            help="comma-separated roles (default: the --roles of the request)")
     roles_set.add_argument("--wait", action="store_true",
                            help="wait until the roles are stored (a call, not a cast)")
-    roles_set.set_defaults(handler=_roles_set)
+    roles_set.set_defaults(method="instance_boot_roles_set", handler=_roles_set)
 
     get = actions.add_parser("get", help="fetch an instance's dynamic vendordata")
     get.add_argument("instance_uuid")
@@ -45,4 +45,4 @@ def register(subparsers: Any) -> None:
     get.add_argument("--user-data", help="user data as base64 text")
     get.add_argument("--meta", type=argtypes.key_value, action="append", default=[],
                      metavar="KEY=VALUE", help="instance metadata (repeatable)")
-    get.set_defaults(handler=_get)
+    get.set_defaults(method="vendordata_get", handler=_get)

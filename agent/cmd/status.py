@@ -1,0 +1,158 @@
+"""custos-status: checks an operator runs before and after an upgrade.
+
+``custos-status --config-file FILE upgrade check [--json]`` looks at what
+this node's agent needs and prints one result per check, as
+``cinder-status`` and ``nova-status`` do (oslo.upgradecheck). The exit
+status is the worst result: 0 success, 1 warning, 2 failure, 255 when a
+check itself broke.
+
+The checks read the database, the files and the broker directly; none of
+them changes anything or needs a running agent.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import sys
+from collections.abc import Sequence
+
+from oslo_config import cfg
+from oslo_policy import opts as policy_opts
+from oslo_upgradecheck import common_checks, upgradecheck
+from sqlalchemy import exc as sa_exc
+
+import agent.cmd  # noqa: F401  silences library deprecation notices first
+from agent import exception, log, policy, rpc
+from agent.connections.backends import load_backends
+from agent.keystore import masterkey
+from db import api as db_api
+from db import migration
+
+CONF = cfg.CONF
+Result = upgradecheck.Result
+Code = upgradecheck.Code
+
+# Seconds to wait for one broker node to accept a TCP connection.
+BROKER_CONNECT_TIMEOUT = 3.0
+
+
+def check_schema() -> Result:
+    """The database is reachable and at the newest revision."""
+    try:
+        db_api.configure()
+        current = migration.db_version()
+    except sa_exc.DBAPIError as error:
+        return Result(Code.FAILURE, "the database is not reachable "
+                                    f"({type(error.orig).__name__})")
+    finally:
+        db_api.dispose()
+    expected = migration.head_revision()
+    if current != expected:
+        return Result(Code.FAILURE, f"the schema is at {current or 'no revision'}, "
+                                    f"not {expected}: run 'custos-manage db sync'")
+    return Result(Code.SUCCESS)
+
+
+def check_master_key() -> Result:
+    """The master key file exists, holds a key and no one else can read it."""
+    path = masterkey.default_path()
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return Result(Code.FAILURE, f"no master key at {path}: run 'custos-manage keys init' "
+                                    "or copy the deployment's key to this node")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return Result(Code.FAILURE, f"{path} is open to group or others "
+                                    f"(mode {stat.S_IMODE(mode):04o}); make it 0600")
+    try:
+        masterkey.MasterKeyRing(path).load()
+    except exception.MasterKeyUnavailable as error:
+        return Result(Code.FAILURE, error.msg)
+    return Result(Code.SUCCESS)
+
+
+def check_backends() -> Result:
+    """Every backend in ``enabled_backends`` names a driver that loads."""
+    try:
+        backends = load_backends(CONF)
+    except exception.CustosException as error:
+        return Result(Code.FAILURE, error.msg)
+    if not backends:
+        return Result(Code.SUCCESS, "no volume backend is enabled")
+    return Result(Code.SUCCESS, "loaded: " + ", ".join(sorted(backends)))
+
+
+def check_broker() -> Result:
+    """At least one broker node of ``transport_url`` accepts connections.
+
+    A node that does not answer while another does is a warning: the
+    agent and its callers fail over, but the cluster is degraded.
+    """
+    hosts = rpc.broker_hosts(CONF)
+    down = [f"{host}:{port}" for host, port in hosts
+            if not _accepts(host, port)]
+    if len(down) == len(hosts):
+        return Result(Code.FAILURE, "no broker node answers: " + ", ".join(down))
+    if down:
+        return Result(Code.WARNING, "broker nodes not answering: " + ", ".join(down))
+    return Result(Code.SUCCESS)
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), BROKER_CONNECT_TIMEOUT).close()
+    except OSError:
+        return False
+    return True
+
+
+def check_policy_file() -> Result:
+    """The policy file, when there is one, parses and names known rules."""
+    path = CONF.find_file(CONF.oslo_policy.policy_file)
+    if path is None:
+        return Result(Code.SUCCESS, "no policy file: the defaults in code apply")
+    policy.reset()
+    try:
+        enforcer = policy.get_enforcer()
+        enforcer.load_rules(force_reload=True)
+        valid = enforcer.check_rules(raise_on_violation=False)
+    except Exception as error:  # noqa: BLE001 - any parse error is the finding
+        return Result(Code.FAILURE, f"{path} cannot be read as a policy file "
+                                    f"({type(error).__name__})")
+    finally:
+        policy.reset()
+    if not valid:
+        return Result(Code.FAILURE, f"{path} refers to rules that do not exist "
+                                    "(see the agent log for which)")
+    return Result(Code.SUCCESS)
+
+
+class Checks(upgradecheck.UpgradeCommands):
+    """The checks of ``custos-status upgrade check``, in the order they run."""
+
+    _upgrade_checks = (
+        ("Database schema", lambda self: check_schema()),
+        ("Master key", lambda self: check_master_key()),
+        ("Volume backends", lambda self: check_backends()),
+        ("Message broker", lambda self: check_broker()),
+        ("Policy file", lambda self: check_policy_file()),
+        ("Policy file format", (common_checks.check_policy_json, {"conf": CONF})),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run custos-status.
+
+    :returns: the worst check result (0, 1 or 2), or 255 on an error.
+    """
+    log.register_options(CONF)
+    rpc.register_opts(CONF)
+    policy_opts.set_defaults(CONF)
+    return upgradecheck.main(CONF, project="custos", upgrade_command=Checks(),
+                             argv=list(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
