@@ -6,8 +6,11 @@ The CHAP passwords the iSCSI driver generated before this revision
 become its own: a secret that an initiator's ``chap_secret_uuid`` names,
 that belongs to no project, is private, generated, and holds exactly the
 usage the driver gave it (``chap:<namespace>:<initiator>`` or its hashed
-form) moves to the driver's namespace with the initiator as usage id, and
-the pointer row is removed. Anything else stays where it is.
+form) moves to the driver's namespace with the initiator as usage id.
+Anything else stays where it is. The pointer rows stay too: the new
+driver never reads them, while agents of the previous release, still
+serving during a rolling upgrade, keep finding the same credentials
+through them.
 
 Glance metadata: unique per (project, volume id, key), so one project's
 write never meets another project's rows for the same volume id.
@@ -40,7 +43,7 @@ def _legacy_chap_usage(namespace: str, initiator: str) -> str:
 
 def _adopt_chap_secrets() -> None:
     bind = op.get_bind()
-    data = sa.table("driver_initiator_data", sa.column("id", sa.Integer),
+    data = sa.table("driver_initiator_data",
                     sa.column("initiator", sa.String), sa.column("namespace", sa.String),
                     sa.column("key", sa.String), sa.column("value", sa.String))
     secrets = sa.table("secrets", sa.column("id", sa.Integer), sa.column("uuid", sa.String),
@@ -48,21 +51,18 @@ def _adopt_chap_secrets() -> None:
                        sa.column("driver_namespace", sa.String),
                        sa.column("usage_type", sa.String), sa.column("usage_id", sa.String),
                        sa.column("private", sa.Boolean), sa.column("generated", sa.Boolean))
-    pointers = bind.execute(sa.select(data.c.id, data.c.initiator, data.c.namespace,
-                                      data.c.value)
+    pointers = bind.execute(sa.select(data.c.initiator, data.c.namespace, data.c.value)
                             .where(data.c.key == "chap_secret_uuid")).all()
-    for pointer_id, initiator, namespace, secret_uuid in pointers:
+    for initiator, namespace, secret_uuid in pointers:
         if len(initiator) > _MAX_USAGE_ID:
             continue
-        adopted = bind.execute(
+        bind.execute(
             sa.update(secrets)
             .where(secrets.c.uuid == secret_uuid, secrets.c.project_id.is_(None),
                    secrets.c.driver_namespace.is_(None), secrets.c.usage_type == "iscsi",
                    secrets.c.usage_id == _legacy_chap_usage(namespace, initiator),
                    secrets.c.private == sa.true(), secrets.c.generated == sa.true())
             .values(driver_namespace=namespace, usage_id=initiator))
-        if adopted.rowcount:
-            bind.execute(sa.delete(data).where(data.c.id == pointer_id))
 
 
 def upgrade() -> None:
