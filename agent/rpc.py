@@ -17,8 +17,10 @@ from typing import Any
 
 import oslo_messaging as messaging
 from oslo_config import cfg
+from oslo_messaging.notify import listener as notify_listener
 
 from agent import context, wire
+from agent.events.dispatcher import EventDispatcher
 
 CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
@@ -26,8 +28,8 @@ LOG = logging.getLogger(__name__)
 TOPIC = wire.TOPIC
 NOTIFICATION_TOPIC = wire.NOTIFICATION_TOPIC
 # The rabbit driver names a listener pool's queue after the pool and an RPC
-# server's topic queue after the topic: a pool named like the topic would
-# share the RPC queue, and the listener would swallow RPC calls.
+# server's queues after the topic and topic.host: a pool named like either
+# would share an RPC queue, and the listener would swallow RPC calls.
 LISTENER_POOL = "custos-agent-events"
 ALLOWED_EXMODS = wire.ALLOWED_EXMODS
 CONTROL_EXCHANGE = wire.EXCHANGE
@@ -109,13 +111,70 @@ def get_notifier(host: str) -> messaging.Notifier:
                               serializer=NotificationSerializer())
 
 
-def get_notification_listener(endpoints: list[Any], pool: str) -> Any:
-    """Return a listener on topic ``notifications`` that requeues on failure.
+def event_targets(conf: cfg.ConfigOpts | None = None) -> list[messaging.Target]:
+    """Return one target per (exchange, topic) of ``[events]``.
+
+    As ceilometer's notification agent does, the listener names each
+    service's exchange in its targets; the agent's own ``control_exchange``
+    plays no part.
+    """
+    conf = conf or CONF
+    return [messaging.Target(exchange=exchange, topic=topic)
+            for exchange in conf.events.exchanges for topic in conf.events.topics]
+
+
+def memory_pool(host: str) -> str:
+    """Return the listener pool of one agent: every agent gets every event there."""
+    return f"{LISTENER_POOL}.{host}"
+
+
+def get_notification_listener(endpoints: list[Any], pool: str,
+                              conf: cfg.ConfigOpts | None = None, quiet: bool = False) -> Any:
+    """Return a listener on every ``[events]`` exchange and topic.
+
+    Its dispatcher is :class:`~agent.events.dispatcher.EventDispatcher`:
+    a message that can never be handled is acknowledged and logged once,
+    one whose endpoint asks for it is requeued, at most ``[events]
+    max_redeliveries`` times.
 
     :param pool: listener pool; agents in one pool share the events, so
         each event is handled by one of them.
+    :param quiet: leave reporting unreadable messages to the shared pool,
+        which sees the same ones.
+    :returns: the listener, not started, or None when ``[events]`` names
+        no exchange or no topic.
     """
     assert NOTIFICATION_TRANSPORT is not None, "agent.rpc.init() was not called"
-    return messaging.get_notification_listener(
-        NOTIFICATION_TRANSPORT, [messaging.Target(topic=NOTIFICATION_TOPIC)], endpoints,
-        allow_requeue=True, pool=pool, serializer=context.RequestContextSerializer())
+    conf = conf or CONF
+    targets = event_targets(conf)
+    if not targets:
+        return None
+    event_dispatcher = EventDispatcher(endpoints, conf.events.max_redeliveries, quiet=quiet)
+    return notify_listener.NotificationServer(NOTIFICATION_TRANSPORT, targets, event_dispatcher,
+                                              allow_requeue=True, pool=pool)
+
+
+def get_event_listeners(host: str, shared_endpoints: list[Any], own_endpoints: list[Any],
+                        conf: cfg.ConfigOpts | None = None) -> list[Any]:
+    """Return the agent's two listeners on the ``[events]`` exchanges and topics.
+
+    :param host: the agent's name; its own pool is named after it.
+    :param shared_endpoints: endpoints of the pool every agent shares,
+        where each event is handled once (database purges).
+    :param own_endpoints: endpoints of this agent's own pool, where every
+        agent gets every event (purges of its memory).
+    :returns: the listeners, not started; none when ``[events]`` names no
+        exchange or topic (logged as a warning).
+    """
+    conf = conf or CONF
+    listeners = [listener for listener in (
+        get_notification_listener(shared_endpoints, LISTENER_POOL, conf),
+        get_notification_listener(own_endpoints, memory_pool(host), conf, quiet=True),
+    ) if listener is not None]
+    if listeners:
+        LOG.info("Purging on events from exchanges %s, topics %s",
+                 ",".join(conf.events.exchanges), ",".join(conf.events.topics))
+    else:
+        LOG.warning("[events] names no exchange or topic: deleted instances and "
+                    "volumes will not be purged")
+    return listeners

@@ -3,8 +3,8 @@
 :class:`AgentService` starts in this order: database engine and schema
 check, the shared :class:`Runtime` (master key, secret store, volume
 backends, backup store, vendordata lookup: :func:`build_runtime`), the
-endpoints over it, RPC server on topic ``custos-agent``, notification
-listener. :meth:`stop` stops taking
+endpoints over it, RPC server on topic ``custos-agent``, the two event
+listeners (:func:`agent.rpc.get_event_listeners`). :meth:`stop` stops taking
 new messages; :meth:`wait` returns once in-flight requests have finished.
 """
 
@@ -26,7 +26,8 @@ from agent.backups import store as backup_store
 from agent.backups.store import BackupStore
 from agent.connections.backends import load_backends
 from agent.connections.manager import ConnectionManager
-from agent.handlers import build_endpoints, build_listener_endpoints
+from agent.handlers import (build_endpoints, build_listener_endpoints,
+                            build_memory_listener_endpoints)
 from agent.keystore import masterkey, signing
 from agent.secrets.store import SecretStore
 from agent.vendordata.lookup import VendordataLookup
@@ -142,12 +143,12 @@ def check_schema() -> None:
 
 
 class AgentService:
-    """custos-agent: RPC server plus notification listener."""
+    """custos-agent: RPC server plus event listeners (a shared pool and its own)."""
 
     def __init__(self, conf: cfg.ConfigOpts | None = None) -> None:
         self.conf = conf or CONF
         self.server: messaging.RPCServer | None = None
-        self.listener: Any = None
+        self.listeners: list[Any] = []
         self.runtime: Runtime | None = None
 
     def start(self) -> None:
@@ -166,11 +167,12 @@ class AgentService:
         self.runtime = runtime
         self.server = rpc.get_rpc_server(self.conf.host, endpoints)
         self.server.start()
-        listener_endpoints = build_listener_endpoints(runtime)
-        if listener_endpoints:
-            self.listener = rpc.get_notification_listener(listener_endpoints,
-                                                          pool=rpc.LISTENER_POOL)
-            self.listener.start()
+        self.listeners = rpc.get_event_listeners(self.conf.host,
+                                                 build_listener_endpoints(runtime),
+                                                 build_memory_listener_endpoints(runtime),
+                                                 self.conf)
+        for listener in self.listeners:
+            listener.start()
         LOG.info("custos-agent %s serving topic %s", self.conf.host, rpc.TOPIC)
 
     @staticmethod
@@ -184,13 +186,13 @@ class AgentService:
 
     def stop(self) -> None:
         """Stop taking new requests and events."""
-        for part in (self.server, self.listener):
+        for part in (self.server, *self.listeners):
             if part is not None:
                 part.stop()
 
     def wait(self) -> None:
         """Wait for in-flight requests, then close the transports."""
-        for part in (self.server, self.listener):
+        for part in (self.server, *self.listeners):
             if part is not None:
                 part.wait()
         if self.runtime is not None:

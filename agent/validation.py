@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid as uuid_lib
 from collections.abc import Iterable
 from typing import Any
@@ -16,6 +17,10 @@ from typing import Any
 from agent.exception import InvalidInput
 
 MAX_STRING = 255
+
+_HEX = "[0-9a-fA-F]"
+_UUID_FORMS = re.compile(f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}"
+                         f"|{_HEX}{{32}}")
 
 
 def string(field: str, value: Any, max_length: int = MAX_STRING, *,
@@ -42,13 +47,19 @@ def required_string(field: str, value: Any, max_length: int = MAX_STRING) -> str
 
 
 def uuid(field: str, value: Any) -> str:
-    """Return ``value`` as a canonical lowercase UUID string."""
+    """Return ``value`` as a canonical lowercase UUID string.
+
+    The forms libvirt accepts: 36 characters with hyphens, or 32 hex
+    digits, in any case.  Python's ``uuid.UUID`` also takes ``{...}`` and
+    ``urn:uuid:``, which libvirt (and custos' secret XML) refuse.
+
+    :raises InvalidInput: when ``value`` is not a string in either form.
+    """
     if not isinstance(value, str):
         raise InvalidInput(field=field, reason=f"must be a UUID string, not {_kind(value)}")
-    try:
-        return str(uuid_lib.UUID(value))
-    except ValueError:
-        raise InvalidInput(field=field, reason="is not a valid UUID") from None
+    if _UUID_FORMS.fullmatch(value) is None:
+        raise InvalidInput(field=field, reason="is not a valid UUID")
+    return str(uuid_lib.UUID(value))
 
 
 def boolean(field: str, value: Any, *, nullable: bool = False) -> bool | None:
@@ -143,8 +154,13 @@ def choice(field: str, value: Any, choices: Iterable[str], *,
     return value
 
 
-def base64_bytes(field: str, value: Any, max_bytes: int = 65536) -> bytes:
-    """Decode ``value`` from strict base64 text, at most ``max_bytes`` once decoded."""
+def base64_bytes(field: str, value: Any, max_bytes: int = 65536, *,
+                 allow_empty: bool = True) -> bytes:
+    """Decode ``value`` from strict base64 text, at most ``max_bytes`` once decoded.
+
+    :param allow_empty: accept text that decodes to nothing.
+    :raises InvalidInput: not base64 text, too long, or empty when not allowed.
+    """
     if not isinstance(value, str):
         raise InvalidInput(field=field, reason=f"must be base64 text, not {_kind(value)}")
     if len(value) > (max_bytes // 3 + 1) * 4:
@@ -155,6 +171,8 @@ def base64_bytes(field: str, value: Any, max_bytes: int = 65536) -> bytes:
         raise InvalidInput(field=field, reason="is not valid base64") from None
     if len(decoded) > max_bytes:
         raise InvalidInput(field=field, reason=f"decodes to more than {max_bytes} bytes")
+    if not decoded and not allow_empty:
+        raise InvalidInput(field=field, reason="must not be empty")
     return decoded
 
 

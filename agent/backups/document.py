@@ -97,6 +97,8 @@ BASE = "volume-base-metadata"
 METADATA = "volume-metadata"
 GLANCE = "volume-glance-metadata"
 SIGNATURE = "signature"
+# Where a chunked backup driver's metadata object keeps the document.
+CHUNKED_DOCUMENT = "volume_meta"
 
 # Cinder's restore factories: the base fields that go back onto the volume.
 # Version 3 follows Cinder's version 2.
@@ -370,10 +372,22 @@ def _shown_version(version: Any) -> str:
     return shown if len(shown) <= 20 else shown[:17] + "..."
 
 
+def _chunked_driver_object(decoded: dict[str, Any]) -> bool:
+    """True for the ``<prefix>_metadata`` object of a Cinder chunked backup driver.
+
+    Those drivers (posix, NFS, Swift, S3, GCS) write the backup's own
+    record with the driver's version as a string (``"1.0.0"``) and the
+    volume's metadata document, as JSON text, under ``volume_meta``.
+    """
+    return CHUNKED_DOCUMENT in decoded and isinstance(decoded.get(VERSION), str)
+
+
 def parse(text: str | bytes, max_bytes: int = MAX_DOCUMENT_BYTES) -> ParsedDocument:
     """Read a backup metadata document of any supported version.
 
-    Nothing is verified here; pass the result to :func:`verify`.
+    Nothing is verified here; pass the result to :func:`verify`.  A Cinder
+    chunked driver's ``<prefix>_metadata`` object is read for the document
+    it carries as text under ``volume_meta``.
 
     :param text: the document, as text or UTF-8 bytes.
     :param max_bytes: refuse documents longer than this many bytes.
@@ -400,6 +414,12 @@ def parse(text: str | bytes, max_bytes: int = MAX_DOCUMENT_BYTES) -> ParsedDocum
         raise _broken(_has_signed_marks(raw), "not valid JSON") from None
     if not isinstance(decoded, dict):
         raise _invalid("not a JSON object")
+    if _chunked_driver_object(decoded):
+        inner = decoded[CHUNKED_DOCUMENT]
+        if not isinstance(inner, str):
+            raise _invalid(f"{CHUNKED_DOCUMENT} of a backup driver's object is not JSON text")
+        parsed = parse(inner, max_bytes)
+        return parsed
 
     claims_signature = SIGNATURE in decoded
     if VERSION not in decoded:
@@ -530,8 +550,9 @@ def restorable_base(base: dict[str, Any], *, version: int = FORMAT_VERSION,
     left out when the backed-up name is empty, or when the target volume
     already has a name of its own (one not starting with
     ``restore_backup_``, the name Cinder gives a volume it creates for a
-    restore).  Matching the volume type of an encrypted volume stays with
-    the caller.
+    restore).  When an encryption key id is restored, ``volume_type_id``
+    comes with it: Cinder restores an encrypted volume only onto the volume
+    type it had, so the caller needs both.
 
     :param base: the document's ``volume-base-metadata`` section.
     :param version: the document's version.
@@ -550,5 +571,8 @@ def restorable_base(base: dict[str, Any], *, version: int = FORMAT_VERSION,
                 target_display_name
                 and not target_display_name.startswith("restore_backup_")):
             excluded = {"display_name", "display_description"}
-    return {name: base[name] for name in fields
-            if name in base and name not in excluded}
+    restored = {name: base[name] for name in fields
+                if name in base and name not in excluded}
+    if restored.get("encryption_key_id") is not None and "volume_type_id" in base:
+        restored["volume_type_id"] = base["volume_type_id"]
+    return restored

@@ -47,9 +47,9 @@ def purge_volume(session: Session, volume_id: str) -> VolumePurge:
     ``volume`` and this volume id go: a secret someone defined with their
     own value is theirs to undefine.  Deleting the row deletes its wrapped
     data key with it, so the value cannot be recovered.  Ephemeral secrets
-    are not touched: they live in the memory of the one agent their caller
-    addresses, while the listener pool hands the event to any agent; they
-    end with that agent's process.
+    are not touched here: they live in one agent's memory, and every agent
+    forgets its own through its own listener pool
+    (:meth:`agent.secrets.store.SecretStore.forget_generated_ephemeral`).
 
     :returns: what was removed.
     """

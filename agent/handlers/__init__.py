@@ -23,6 +23,11 @@ def build_endpoints(runtime: Runtime) -> list[Any]:
             vendordata.VendordataEndpoint(runtime)]
 
 
-def build_listener_endpoints(runtime: Any) -> list[Any]:
-    """Return the endpoints of the notification listener (SPEC §3.6)."""
+def build_listener_endpoints(runtime: Runtime) -> list[Any]:
+    """Return the endpoints of the shared notification listener pool (SPEC §3.6)."""
     return events.build(runtime)
+
+
+def build_memory_listener_endpoints(runtime: Runtime) -> list[Any]:
+    """Return the endpoints of this agent's own listener pool (SPEC §3.6)."""
+    return events.build_memory(runtime)

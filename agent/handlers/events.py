@@ -1,27 +1,31 @@
 """Notification listener endpoints: events the agent acts on (SPEC §3.6).
 
-The agent listens on topic ``notifications`` in pool ``custos-agent``, so
-each event reaches one agent of the deployment.  An event is acknowledged
-once its purge has committed; when the database cannot be reached the
-endpoint asks for a requeue and the event comes back (to this or another
-agent) later.  A payload that names no resource is logged and dropped:
-requeueing it would only bring it back unchanged.
+Nova announces a deleted instance as ``compute.instance.delete.end``
+(legacy, topic ``notifications``) and ``instance.delete.end`` (versioned,
+topic ``versioned_notifications``) on exchange ``nova``; Cinder announces a
+deleted volume as ``volume.delete.end`` on exchange ``cinder``.  The agent
+consumes every exchange and topic of ``[events]`` twice:
 
-Vendordata caches are per agent (see :mod:`agent.vendordata.cache`), and
-only the agent that receives ``instance.delete.end`` can purge its own.
-The database state (boot roles) goes for every agent at once, and the
-other agents' cached answers for the deleted instance simply expire
-within their TTL (``[vendordata] cache_ttl`` or the target's
-``max-age``).  Nothing asks for a deleted instance's vendordata, and a
-UUID is never reused, so those entries are never served; they only hold
-memory until they expire or are evicted.
+* in the pool every agent shares (:func:`build`), so each event reaches
+  one agent, which purges the database once: boot roles, glance metadata,
+  generated volume secrets;
+* in a pool of its own (:func:`build_memory`), so every agent forgets what
+  only its memory holds: cached vendordata answers, ephemeral secrets it
+  generated for the volume.
+
+A database endpoint answers ``HANDLED`` once its purge has committed, and
+the listener acknowledges the event only then; it answers ``REQUEUE`` when
+the database is unreachable or keeps deadlocking, and nothing else: a
+payload naming no resource, or a database error that would recur, is
+logged once and dropped.  :mod:`agent.events.dispatcher` drops what cannot
+be read at all and bounds the redeliveries.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import oslo_messaging as messaging
 from sqlalchemy import exc as sa_exc
@@ -31,91 +35,171 @@ from agent import context, exception, validation
 from agent.events import payloads, purge
 from db import api as db_api
 
+if TYPE_CHECKING:
+    from agent.service import Runtime
+
 LOG = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+HANDLED = messaging.NotificationResult.HANDLED
+REQUEUE = messaging.NotificationResult.REQUEUE
 
-class _PurgeEndpoint:
-    """Runs one purge per event inside a transaction; requeues on failure."""
+INSTANCE_DELETED = messaging.NotificationFilter(
+    event_type=r"^(compute\.)?instance\.delete\.end$")
+VOLUME_DELETED = messaging.NotificationFilter(event_type=r"^volume\.delete\.end$")
 
-    def __init__(self, runtime: Any) -> None:
+
+class _Requeue(Exception):
+    """The purge failed for a reason that may pass: take the event again."""
+
+
+class _Drop(Exception):
+    """The purge failed for a reason that will not pass: forget the event."""
+
+
+def _resource_uuid(payload: Any, key: str, event_type: str, publisher_id: str,
+                   quiet: bool = False) -> str | None:
+    """Return the payload's resource id as a canonical UUID, or None.
+
+    Canonical (lowercase) because that is how custos stores ids; an event
+    naming no valid UUID is logged and dropped, since requeueing it could
+    never succeed.
+
+    :param quiet: do not log; the shared pool's endpoint logs it once.
+    """
+    try:
+        return validation.uuid(key, payloads.resource_id(payload, key))
+    except exception.InvalidInput:
+        if not quiet:
+            LOG.warning("Dropped %s from %s: it names no %s UUID",
+                        event_type, str(publisher_id)[:80], key.split("_")[0])
+        return None
+
+
+def _commit(event_type: str, work: Callable[[Session], T]) -> T:
+    """Run ``work`` in one transaction.
+
+    :raises _Requeue: the database is unreachable or kept deadlocking.
+    :raises _Drop: the database refused the purge for good.
+    """
+    try:
+        return db_api.run_in_transaction(work)
+    except exception.DatabaseUnavailable:
+        LOG.warning("Could not handle %s: %s; requeued", event_type,
+                    exception.DatabaseUnavailable.code)
+        raise _Requeue() from None
+    except sa_exc.DBAPIError as error:
+        LOG.error("Dropped %s: the database refused its purge (%s)", event_type,
+                  type(error.orig).__name__)
+        raise _Drop() from None
+
+
+class InstanceDeleteEndpoint:
+    """A deleted instance: forget its boot roles (database, once per event)."""
+
+    filter_rule = INSTANCE_DELETED
+
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    def _commit(self, event_type: str, work: Callable[[Session], T]) -> T | None:
-        try:
-            return db_api.run_in_transaction(work)
-        except (exception.DatabaseUnavailable, sa_exc.DBAPIError) as error:
-            code = getattr(error, "code", None) or type(error).__name__
-            LOG.warning("Could not handle %s (%s); requeued", event_type, code)
-            return None
-
-    @staticmethod
-    def _resource_uuid(payload: Any, key: str, event_type: str,
-                       publisher_id: str) -> str | None:
-        """Return the payload's resource id as a canonical UUID, or None.
-
-        Canonical (lowercase) because that is how custos stores ids; an
-        event naming no valid UUID is logged and dropped, since requeueing
-        it could never succeed.
-        """
-        try:
-            return validation.uuid(key, payloads.resource_id(payload, key))
-        except exception.InvalidInput:
-            LOG.warning("Dropped %s from %s: it names no %s UUID",
-                        event_type, publisher_id, key.split("_")[0])
-            return None
-
-
-class InstanceDeleteEndpoint(_PurgeEndpoint):
-    """``instance.delete.end``: forget the instance's boot roles and cache."""
-
-    filter_rule = messaging.NotificationFilter(event_type=r"^instance\.delete\.end$")
-
     def info(self, ctxt: Any, publisher_id: str, event_type: str,
-             payload: Any, metadata: Any) -> Any:
-        """Purge the deleted instance; return REQUEUE when that failed."""
-        instance_uuid = self._resource_uuid(payload, "instance_id", event_type,
-                                            publisher_id)
+             payload: Any, metadata: Any) -> str:
+        """Purge the deleted instance; return ``REQUEUE`` on a transient failure."""
+        instance_uuid = _resource_uuid(payload, "instance_id", event_type, publisher_id)
         if instance_uuid is None:
-            return messaging.NotificationResult.HANDLED
-        rows = self._commit(event_type,
-                            lambda s: purge.purge_instance(s, instance_uuid))
-        if rows is None:
-            return messaging.NotificationResult.REQUEUE
-        cached = 0
-        if self.runtime.vendordata is not None:
-            cached = self.runtime.vendordata.forget_instance(instance_uuid)
-        LOG.info("Instance %s deleted: purged %d boot roles row(s) and %d "
-                 "cached vendordata answer(s)", instance_uuid, rows, cached)
-        return messaging.NotificationResult.HANDLED
+            return HANDLED
+        try:
+            rows = _commit(event_type, lambda s: purge.purge_instance(s, instance_uuid))
+        except _Requeue:
+            return REQUEUE
+        except _Drop:
+            return HANDLED
+        LOG.info("Instance %s deleted: purged %d boot roles row(s)", instance_uuid, rows)
+        return HANDLED
 
 
-class VolumeDeleteEndpoint(_PurgeEndpoint):
-    """``volume.delete.end``: forget glance metadata and generated secrets."""
+class VolumeDeleteEndpoint:
+    """A deleted volume: forget its glance metadata and generated secrets."""
 
-    filter_rule = messaging.NotificationFilter(event_type=r"^volume\.delete\.end$")
+    filter_rule = VOLUME_DELETED
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
 
     def info(self, ctxt: Any, publisher_id: str, event_type: str,
-             payload: Any, metadata: Any) -> Any:
-        """Purge the deleted volume; return REQUEUE when that failed."""
-        volume_id = self._resource_uuid(payload, "volume_id", event_type, publisher_id)
+             payload: Any, metadata: Any) -> str:
+        """Purge the deleted volume; return ``REQUEUE`` on a transient failure."""
+        volume_id = _resource_uuid(payload, "volume_id", event_type, publisher_id)
         if volume_id is None:
-            return messaging.NotificationResult.HANDLED
-        removed = self._commit(event_type,
-                               lambda s: purge.purge_volume(s, volume_id))
-        if removed is None:
-            return messaging.NotificationResult.REQUEUE
+            return HANDLED
+        try:
+            removed = _commit(event_type, lambda s: purge.purge_volume(s, volume_id))
+        except _Requeue:
+            return REQUEUE
+        except _Drop:
+            return HANDLED
         self.runtime.send_notifications(
             context.get_admin_context(),
             [("secret.undefine", {**secret, "reason": event_type}, "info")
              for secret in removed.secrets])
         LOG.info("Volume %s deleted: purged %d glance metadata key(s) and "
-                 "%d generated secret(s)", volume_id[:64],
+                 "%d generated secret(s)", volume_id,
                  len(removed.glance_keys), len(removed.secrets))
-        return messaging.NotificationResult.HANDLED
+        return HANDLED
 
 
-def build(runtime: Any) -> list[Any]:
-    """Return the listener endpoints sharing ``runtime``."""
+class InstanceMemoryEndpoint:
+    """A deleted instance: drop this agent's cached vendordata answers."""
+
+    filter_rule = INSTANCE_DELETED
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def info(self, ctxt: Any, publisher_id: str, event_type: str,
+             payload: Any, metadata: Any) -> str:
+        """Forget the instance's cached answers; always ``HANDLED``."""
+        instance_uuid = _resource_uuid(payload, "instance_id", event_type, publisher_id,
+                                       quiet=True)
+        if instance_uuid is None:
+            return HANDLED
+        cached = self.runtime.vendordata.forget_instance(instance_uuid)
+        if cached:
+            LOG.info("Instance %s deleted: dropped %d cached vendordata answer(s)",
+                     instance_uuid, cached)
+        return HANDLED
+
+
+class VolumeMemoryEndpoint:
+    """A deleted volume: undefine the ephemeral secrets this agent generated for it."""
+
+    filter_rule = VOLUME_DELETED
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def info(self, ctxt: Any, publisher_id: str, event_type: str,
+             payload: Any, metadata: Any) -> str:
+        """Forget the volume's generated ephemeral secrets; always ``HANDLED``."""
+        volume_id = _resource_uuid(payload, "volume_id", event_type, publisher_id,
+                                   quiet=True)
+        if volume_id is None:
+            return HANDLED
+        # Ephemeral secrets are announced nowhere, so neither is their end.
+        forgotten = self.runtime.secrets.forget_generated_ephemeral(purge.VOLUME_USAGE,
+                                                                    volume_id)
+        if forgotten:
+            LOG.info("Volume %s deleted: undefined %d generated ephemeral secret(s)",
+                     volume_id, forgotten)
+        return HANDLED
+
+
+def build(runtime: Runtime) -> list[Any]:
+    """Return the endpoints of the shared listener pool (database purges)."""
     return [InstanceDeleteEndpoint(runtime), VolumeDeleteEndpoint(runtime)]
+
+
+def build_memory(runtime: Runtime) -> list[Any]:
+    """Return the endpoints of this agent's own listener pool (memory purges)."""
+    return [InstanceMemoryEndpoint(runtime), VolumeMemoryEndpoint(runtime)]

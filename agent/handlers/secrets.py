@@ -89,7 +89,8 @@ class SecretEndpoint(Endpoint):
             project's secret; nothing changed.
         """
         secret_uuid = validation.uuid("uuid", uuid)
-        raw = validation.base64_bytes("value", value, MAX_VALUE_BYTES)
+        # libvirt refuses an empty secret value too.
+        raw = validation.base64_bytes("value", value, MAX_VALUE_BYTES, allow_empty=False)
         info = self.store.set_value(request.session, _scope(request), secret_uuid, raw)
         _notify(request, "secret.value_change", info)
 

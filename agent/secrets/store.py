@@ -158,6 +158,9 @@ class SecretStore:
         # (until their transaction ends) and ephemeral definitions.
         self._lock = threading.Lock()
         self._reserved: dict[_ProjectUsage, str] = {}
+        # Ephemeral secrets whose value this agent generated: the ones a
+        # volume's deletion takes with it (as the generated column does for rows).
+        self._generated: set[str] = set()
 
     # -- in-process API for the agent's drivers ------------------------------
     #
@@ -215,6 +218,22 @@ class SecretStore:
         """
         session.execute(sa.delete(models.Secret).where(
             models.Secret.driver_namespace == namespace, models.Secret.uuid == uuid))
+
+    def forget_generated_ephemeral(self, usage_type: str, usage_id: str) -> int:
+        """Undefine the ephemeral secrets this agent generated for a usage.
+
+        Only this agent's memory changes; an ephemeral secret defined with
+        the caller's own value stays, as a database row would.
+
+        :returns: how many secrets were undefined.
+        """
+        doomed = [record.uuid for record in self.ephemeral.list()
+                  if record.uuid in self._generated
+                  and record.definition.usage_type == usage_type
+                  and record.definition.usage_id == usage_id]
+        for uuid in doomed:
+            self._forget_ephemeral(uuid)
+        return len(doomed)
 
     # -- the RPC operations ---------------------------------------------------
 
@@ -401,6 +420,7 @@ class SecretStore:
         if ephemeral:
             info, _ = self._define_ephemeral(session, scope, defn)
             self.ephemeral.set_value(info.uuid, value)
+            self._generated.add(info.uuid)
             return dataclasses.replace(info, has_value=True)
         row = self._insert(session, defn, scope.owner, generated=True)
         self._seal_into(row, value)
@@ -575,6 +595,7 @@ class SecretStore:
             self._seal_into(row, value)
         session.flush()
         self.ephemeral.undefine(uuid)
+        self._generated.discard(uuid)
 
         def restore() -> None:
             self.ephemeral.define(record.definition, record.project_id)
@@ -591,6 +612,7 @@ class SecretStore:
             return None
 
     def _forget_ephemeral(self, uuid: str) -> None:
+        self._generated.discard(uuid)
         try:
             self.ephemeral.undefine(uuid)
         except exception.SecretNotFound:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from agent import exception, rpc
 from db import models
+from tests import services
 from tests.common import PROJECT, make_context, service_only
 from tests.functional.agentproc import AgentProcess, run_script
 from tests.unit.vendordata.conftest import server  # noqa: F401  (fixture)
@@ -93,11 +94,19 @@ def notifications(notification_transport: Any) -> Iterator[Collector]:
 
 
 @pytest.fixture
-def publisher(notification_transport: Any) -> messaging.Notifier:
-    """Publishes events as Nova and Cinder do."""
-    return messaging.Notifier(notification_transport, publisher_id="compute.test-host",
-                              driver="messagingv2", topics=[rpc.NOTIFICATION_TOPIC],
-                              serializer=rpc.NotificationSerializer())
+def nova(rabbit_url: str) -> Iterator[services.Service]:
+    """Nova's notifiers, configured as Nova configures them (tests/services.py)."""
+    service = services.nova(rabbit_url)
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def cinder(rabbit_url: str) -> Iterator[services.Service]:
+    """Cinder's notifier, configured as Cinder configures it (tests/services.py)."""
+    service = services.cinder(rabbit_url)
+    yield service
+    service.close()
 
 
 def vendordata(server: StubServer, **targets: str) -> dict[str, Any]:
@@ -272,19 +281,18 @@ def test_targets_get_the_agents_service_token_never_the_users(start_agent, api, 
 
 # -- events -------------------------------------------------------------------
 
-def test_instance_delete_end_empties_cache_and_roles(start_agent, api, server, publisher):
+def test_instance_delete_end_empties_cache_and_roles(start_agent, api, server, nova):
     server.route("/a", json_reply({"x": 1}))
     proc = start_agent(vendordata={**vendordata(server, a="/a"), "cache_ttl": 300})
     vm = instance()
     api.instance_boot_roles_set(service_only(), vm["uuid"], ["member"], wait=True)
     api.vendordata_get(service_only(), vm)
 
-    publisher.info({}, "instance.delete.end",
-                   {"nova_object.name": "InstanceActionPayload",
-                    "nova_object.namespace": "nova", "nova_object.version": "1.8",
-                    "nova_object.data": {"uuid": vm["uuid"], "state": "deleted"}})
+    services.delete_instance(nova, vm["uuid"], "versioned")
     assert eventually(lambda: log_lines(proc, f"Instance {vm['uuid']} deleted: purged 1 "
-                                              "boot roles row(s) and 1 cached"))
+                                              "boot roles row(s)"))
+    assert eventually(lambda: log_lines(proc, f"Instance {vm['uuid']} deleted: dropped 1 "
+                                              "cached vendordata answer(s)"))
     api.vendordata_get(service_only(), vm)
 
     bodies = [s.json() for s in server.seen("/a")]
@@ -292,7 +300,7 @@ def test_instance_delete_end_empties_cache_and_roles(start_agent, api, server, p
 
 
 def test_volume_delete_end_purges_glance_metadata_and_generated_secrets(
-        start_agent, api, publisher, notifications, tmp_path):
+        start_agent, api, cinder, notifications, tmp_path):
     proc = start_agent()
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'state' / 'custos.sqlite'}")
     volume, secret_uuid = str(uuid.uuid4()), str(uuid.uuid4())
@@ -305,7 +313,7 @@ def test_volume_delete_end_purges_glance_metadata_and_generated_secrets(
              "usage_id": volume, "generated": True, "private": False,
              "created_at": models.utcnow()}])
 
-    publisher.info({}, "volume.delete.end", {"volume_id": volume, "status": "deleted"})
+    services.delete_volume(cinder, volume, "legacy")
 
     assert eventually(lambda: notifications.of("secret.undefine", uuid=secret_uuid))
     with engine.connect() as conn:

@@ -1,36 +1,45 @@
-"""The agent's notification listener: instance.delete.end and volume.delete.end.
+"""The agent's notification listener: deleted instances and volumes.
 
-Events are published on the fake transport, as Nova and Cinder publish
-them, and reach the running agent's listener.
+Events are published on the fake transport by notifiers configured as
+Nova and Cinder configure theirs (tests/services.py), on their own
+exchanges, and reach the running agent's listeners.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import oslo_messaging as messaging
 import pytest
 import sqlalchemy as sa
 
-from agent import context, exception, rpc
+from agent import exception
 from agent.events import payloads
 from agent.handlers import events
 from agent.vendordata import bootroles
 from db import api as db_api
 from db import models
+from tests import services
 from tests.common import PROJECT, service_only
 from tests.unit.vendordata.conftest import server  # noqa: F401  (fixture)
 from tests.unit.vendordata.stub_server import json_reply
 
 
-def publish(event_type: str, payload: dict[str, Any], publisher: str = "compute.host-1") -> None:
-    notifier = messaging.Notifier(rpc.NOTIFICATION_TRANSPORT, publisher_id=publisher,
-                                  driver="messagingv2", topics=[rpc.NOTIFICATION_TOPIC],
-                                  serializer=rpc.NotificationSerializer())
-    notifier.info(context.get_admin_context(), event_type, payload)
+@pytest.fixture
+def nova(harness) -> Iterator[services.Service]:
+    service = services.nova("fake:/")
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def cinder(harness) -> Iterator[services.Service]:
+    service = services.cinder("fake:/")
+    yield service
+    service.close()
 
 
 def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -64,18 +73,11 @@ def target(migrated, server):
 # -- instance.delete.end ------------------------------------------------------
 
 def legacy_instance(instance_uuid: str) -> dict[str, Any]:
-    return {"instance_id": instance_uuid, "tenant_id": PROJECT, "state": "deleted"}
+    return services.instance_deleted_legacy(instance_uuid)
 
 
-def versioned_instance(instance_uuid: str) -> dict[str, Any]:
-    return {"nova_object.name": "InstanceActionPayload", "nova_object.namespace": "nova",
-            "nova_object.version": "1.8",
-            "nova_object.data": {"uuid": instance_uuid, "tenant_id": PROJECT,
-                                 "state": "deleted"}}
-
-
-@pytest.mark.parametrize("style", [legacy_instance, versioned_instance])
-def test_instance_delete_purges_roles_and_cache(target, harness, style):
+@pytest.mark.parametrize("style", ["legacy", "versioned"])
+def test_instance_delete_purges_roles_and_cache(target, harness, nova, style):
     vm = {"uuid": str(uuid.uuid4()), "project_id": PROJECT}
     kept = {"uuid": str(uuid.uuid4()), "project_id": PROJECT}
     for instance in (vm, kept):
@@ -83,7 +85,7 @@ def test_instance_delete_purges_roles_and_cache(target, harness, style):
                                             wait=True)
         harness.api.vendordata_get(service_only(), instance)
 
-    publish("instance.delete.end", style(vm["uuid"]))
+    services.delete_instance(nova, vm["uuid"], style)
 
     assert eventually(lambda: roles_of(vm["uuid"]) is None)
     assert eventually(lambda: harness.runtime.vendordata.cache.get("t", vm["uuid"]) is None)
@@ -96,20 +98,45 @@ def test_instance_delete_purges_roles_and_cache(target, harness, style):
     assert bodies[-1] == {**bodies[-1], "instance-id": vm["uuid"], "boot-roles": ""}
 
 
-def test_other_events_are_ignored(harness):
+def test_other_events_are_ignored(harness, nova):
     vm = str(uuid.uuid4())
     harness.api.instance_boot_roles_set(service_only(), vm, ["member"], wait=True)
 
-    publish("instance.delete.start", legacy_instance(vm))
-    publish("instance.delete.end", legacy_instance(str(uuid.uuid4())))
+    nova.legacy.info(services.service_context(), "compute.instance.delete.start",
+                     legacy_instance(vm))
+    services.delete_instance(nova, str(uuid.uuid4()), "legacy")
     marker = str(uuid.uuid4())
     harness.api.instance_boot_roles_set(service_only(), marker, ["x"], wait=True)
-    publish("instance.delete.end", legacy_instance(marker))
+    services.delete_instance(nova, marker, "legacy")
 
     # Events on one queue are taken in order: once the last is handled,
     # the earlier ones have been seen.
     assert eventually(lambda: roles_of(marker) is None)
     assert roles_of(vm) == ["member"]
+
+
+@pytest.fixture
+def one_exchange_one_topic(migrated):
+    migrated.set_override("exchanges", ["openstack"], group="events")
+    migrated.set_override("topics", ["notifications"], group="events")
+
+
+def test_the_listener_consumes_only_the_configured_exchanges_and_topics(
+        one_exchange_one_topic, harness):
+    elsewhere, versioned, consumed = (str(uuid.uuid4()) for _ in range(3))
+    for vm in (elsewhere, versioned, consumed):
+        harness.api.instance_boot_roles_set(service_only(), vm, ["member"], wait=True)
+    default_nova = services.nova("fake:/")
+    renamed_nova = services.nova("fake:/", exchange="openstack")
+
+    services.delete_instance(default_nova, elsewhere, "legacy")
+    services.delete_instance(renamed_nova, versioned, "versioned")
+    services.delete_instance(renamed_nova, consumed, "legacy")
+
+    assert eventually(lambda: roles_of(consumed) is None)
+    time.sleep(0.5)
+    assert roles_of(elsewhere) == ["member"]
+    assert roles_of(versioned) == ["member"]
 
 
 # -- volume.delete.end --------------------------------------------------------
@@ -131,22 +158,16 @@ def add_volume_rows(volume_id: str, generated: bool = True) -> str:
 
 
 def legacy_volume(volume_id: str) -> dict[str, Any]:
-    return {"volume_id": volume_id, "tenant_id": PROJECT, "status": "deleted"}
+    return services.volume_deleted_legacy(volume_id)
 
 
-def versioned_volume(volume_id: str) -> dict[str, Any]:
-    return {"cinder_object.name": "VolumePayload", "cinder_object.namespace": "cinder",
-            "cinder_object.version": "1.0",
-            "cinder_object.data": {"id": volume_id, "project_id": PROJECT}}
-
-
-@pytest.mark.parametrize("style", [legacy_volume, versioned_volume])
-def test_volume_delete_purges_glance_metadata_and_generated_secrets(harness, style):
+@pytest.mark.parametrize("style", ["legacy", "versioned"])
+def test_volume_delete_purges_glance_metadata_and_generated_secrets(harness, cinder, style):
     volume, other = str(uuid.uuid4()), str(uuid.uuid4())
     secret = add_volume_rows(volume)
     other_secret = add_volume_rows(other)
 
-    publish("volume.delete.end", style(volume), publisher="volume.host-1")
+    services.delete_volume(cinder, volume, style)
 
     assert eventually(lambda: count(models.Secret, usage_id=volume) == 0)
     assert count(models.VolumeGlanceMetadata, volume_id=volume) == 0
@@ -158,22 +179,22 @@ def test_volume_delete_purges_glance_metadata_and_generated_secrets(harness, sty
                                "project_id": PROJECT, "reason": "volume.delete.end"}
 
 
-def test_volume_delete_keeps_secrets_defined_by_hand(harness):
+def test_volume_delete_keeps_secrets_defined_by_hand(harness, cinder):
     volume = str(uuid.uuid4())
     add_volume_rows(volume, generated=False)
 
-    publish("volume.delete.end", legacy_volume(volume))
+    services.delete_volume(cinder, volume, "legacy")
 
     assert eventually(lambda: count(models.VolumeGlanceMetadata, volume_id=volume) == 0)
     assert count(models.Secret, usage_id=volume) == 1
     assert harness.notifications("secret.undefine") == []
 
 
-def test_volume_delete_naming_the_volume_in_upper_case_still_purges(harness):
+def test_volume_delete_naming_the_volume_in_upper_case_still_purges(harness, cinder):
     volume = str(uuid.uuid4())
     add_volume_rows(volume)
 
-    publish("volume.delete.end", legacy_volume(volume.upper()))
+    services.delete_volume(cinder, volume.upper(), "legacy")
 
     assert eventually(lambda: count(models.Secret, usage_id=volume) == 0)
     assert count(models.VolumeGlanceMetadata, volume_id=volume) == 0

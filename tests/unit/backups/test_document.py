@@ -388,7 +388,8 @@ def test_cinder_version_2_document_parses_unsigned():
         "document is not signed")
     assert document.restorable_base(parsed.base, version=2) == {
         "display_name": "win", "display_description": "licensed image",
-        "encryption_key_id": "b7c1e2d3-0000-4aaa-8bbb-123456789abc"}
+        "encryption_key_id": "b7c1e2d3-0000-4aaa-8bbb-123456789abc",
+        "volume_type_id": "5f0c8e3a-1d2b-4c6e-9a7f-3b8d2e1c0a94"}
 
 
 def test_cinder_document_without_sections_reads_them_as_empty():
