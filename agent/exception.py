@@ -117,6 +117,28 @@ class DecryptionFailed(CustosException):
     code = "decryption_failed"
 
 
+class NoStagedKey(CustosException):
+    msg_fmt = "No staged master key to promote: %(reason)s"
+    code = "no_staged_key"
+
+
+class StagedKeyNotEverywhere(CustosException):
+    msg_fmt = ("The staged master key is not held by every node yet (missing on: "
+               "%(hosts)s); run 'custos-manage keys stage' there first")
+    code = "staged_key_not_everywhere"
+
+
+class KeyRotationInProgress(CustosException):
+    msg_fmt = "Another master key rotation is running; try again once it has finished"
+    code = "key_rotation_in_progress"
+
+
+class KeyRotationIncomplete(CustosException):
+    msg_fmt = ("%(count)s wrapped key(s) are still under a retiring master key; "
+               "run 'custos-manage keys rotate-master' again to finish")
+    code = "key_rotation_incomplete"
+
+
 # -- secrets ---------------------------------------------------------------
 
 class SecretNotFound(CustosException):
@@ -154,6 +176,16 @@ class SecretPrivate(CustosException):
 class SecretNoValue(CustosException):
     msg_fmt = "Secret %(uuid)s has no value"
     code = "secret_no_value"
+
+
+class QuotaExceeded(CustosException):
+    """A limit of what one agent keeps in memory would be passed.
+
+    Names the limit, never the project or the secret.
+    """
+
+    msg_fmt = "Quota exceeded: %(limit)s (%(allowed)s) would be passed"
+    code = "quota_exceeded"
 
 
 class InvalidSecretXML(InvalidInput):

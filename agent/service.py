@@ -28,7 +28,8 @@ from agent.connections.backends import load_backends
 from agent.connections.manager import ConnectionManager
 from agent.handlers import (build_endpoints, build_listener_endpoints,
                             build_memory_listener_endpoints)
-from agent.keystore import masterkey, signing
+from agent.keystore import keyset, masterkey, signing
+from agent.secrets.ephemeral import EphemeralSecretStore
 from agent.secrets.store import SecretStore
 from agent.vendordata.lookup import VendordataLookup
 from db import api as db_api
@@ -114,7 +115,7 @@ def build_runtime(conf: cfg.ConfigOpts, notifier: messaging.Notifier | None,
     except exception.MasterKeyUnavailable as error:
         LOG.warning("%s; secrets and backup signing will fail until it is "
                     "created with 'custos-manage keys init'", error.msg)
-    secrets = SecretStore(ring)
+    secrets = SecretStore(ring, EphemeralSecretStore.from_conf(conf))
     # The drivers get the secret store, so it is built before them.
     connections = ConnectionManager(load_backends(conf), secrets)
     backups = backup_store.from_conf(conf)
@@ -177,8 +178,15 @@ class AgentService:
 
     @staticmethod
     def _ensure_signing_key(runtime: Runtime) -> None:
+        def work(session: Any) -> None:
+            # Which master keys this node holds, so that a rotation never
+            # promotes one it lacks; and the state row every wrap locks.
+            keyset.state_row(session, runtime.ring)
+            keyset.record_holder(session, runtime.host, runtime.ring.held())
+            signing.ensure_active(session, runtime.ring)
+
         try:
-            db_api.run_in_transaction(lambda s: signing.ensure_active(s, runtime.ring))
+            db_api.run_in_transaction(work)
         except exception.CustosException as error:
             LOG.warning("No backup signing key yet: %s", error.msg)
         except sa_exc.DBAPIError as error:

@@ -38,7 +38,10 @@ _sessionmaker: sessionmaker[Session] | None = None
 
 # SQLSTATE / error numbers that mean "try the whole transaction again".
 _PG_RETRY_CODES = {"40001", "40P01"}
-_MYSQL_RETRY_CODES = {1205, 1213}
+# 1047: a Galera node that is not ready (not yet synced, or cut off from
+# the cluster's primary component); another attempt may reach it ready or
+# another node through the load balancer.
+_MYSQL_RETRY_CODES = {1205, 1213, 1047}
 # MySQL client errors for a server that is gone or refuses connections.
 _MYSQL_GONE_CODES = {2002, 2003, 2006, 2013, 2055, 1927, 1053}
 
@@ -98,7 +101,11 @@ def create_engine(url: str, conf: cfg.ConfigOpts | None = None) -> Engine:
     conf = conf or CONF
     parsed = make_url(url)
     # hide_parameters: an error message must never carry a bound value.
-    kwargs: dict[str, Any] = {"future": True, "hide_parameters": True}
+    # pre-ping: a pooled connection the server dropped (restart, Galera node
+    # failover, idle timeout) is replaced before use instead of failing
+    # the first request that draws it.
+    kwargs: dict[str, Any] = {"future": True, "hide_parameters": True,
+                              "pool_pre_ping": True}
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database

@@ -147,3 +147,33 @@ class InstanceSystemMetadata(TimestampMixin, Base):
     instance_uuid: Mapped[str] = mapped_column(String(36))
     key: Mapped[str] = mapped_column(String(255))
     value: Mapped[str] = mapped_column(Text)
+
+
+class MasterKeyState(TimestampMixin, Base):
+    """Which master key wraps new data keys, which is staged, which retires.
+
+    One row (``id`` 1). Writers that wrap a data key read it with a shared
+    row lock, so promoting the staged key (an update of this row) waits
+    for them: once it commits, nothing wraps under the old key any more.
+    The staged key travels to the other nodes wrapped under the primary
+    one; it is dropped from the row when promoted.
+    """
+
+    __tablename__ = "master_key_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    primary_key_id: Mapped[str] = mapped_column(String(64))
+    staged_key_id: Mapped[str | None] = mapped_column(String(64))
+    staged_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary(1024))
+    staged_wrapped_by: Mapped[str | None] = mapped_column(String(64))
+    previous_key_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class MasterKeyHolder(Base):
+    """A node (agent host) known to hold a master key in its key files."""
+
+    __tablename__ = "master_key_holders"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)

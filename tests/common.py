@@ -1,8 +1,16 @@
-"""Helpers shared by unit and functional tests: contexts and notifications."""
+"""Helpers shared by unit and functional tests: contexts and a notification recorder.
+
+The stub HTTP server that plays vendordata targets and Keystone is
+:mod:`tests.stub_server`; the ``server`` fixture in tests/conftest.py
+starts it for either suite.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from agent.context import RequestContext
@@ -47,3 +55,63 @@ def auditor(project_id: str | None = None, **kwargs: Any) -> RequestContext:
 def nobody(project_id: str = PROJECT, **kwargs: Any) -> RequestContext:
     """A context with no role at all."""
     return make_context(project_id, [], [], **kwargs)
+
+
+class NotificationRecorder:
+    """An oslo.messaging notification endpoint that keeps what it hears.
+
+    Each notification is kept as ``{priority, publisher_id, event_type,
+    payload, context}``.
+
+    :param forward: also hand each one to this function (the log canary).
+    """
+
+    def __init__(self, forward: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.received: list[dict[str, Any]] = []
+        self._forward = forward
+        self._lock = threading.Lock()
+        self._taken = 0
+
+    def _keep(self, priority: str, ctxt: Any, publisher_id: str, event_type: str,
+              payload: Any) -> None:
+        notification = {"priority": priority, "context": ctxt, "publisher_id": publisher_id,
+                        "event_type": event_type, "payload": payload}
+        with self._lock:
+            self.received.append(notification)
+        if self._forward is not None:
+            self._forward(notification)
+
+    def info(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any,
+             metadata: Any) -> None:
+        self._keep("info", ctxt, publisher_id, event_type, payload)
+
+    def warn(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any,
+             metadata: Any) -> None:
+        self._keep("warn", ctxt, publisher_id, event_type, payload)
+
+    def error(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any,
+              metadata: Any) -> None:
+        self._keep("error", ctxt, publisher_id, event_type, payload)
+
+    def of(self, event_type: str, **payload: Any) -> list[dict[str, Any]]:
+        """Notifications so far of ``event_type`` whose payload holds ``payload``."""
+        with self._lock:
+            return [n for n in self.received if n["event_type"] == event_type
+                    and all(n["payload"].get(k) == v for k, v in payload.items())]
+
+    def wait_for(self, event_type: str, timeout: float = 20) -> dict[str, Any]:
+        """Return the next notification of ``event_type`` not returned before.
+
+        :raises AssertionError: when none arrives within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                for index in range(self._taken, len(self.received)):
+                    if self.received[index]["event_type"] == event_type:
+                        self._taken = index + 1
+                        return self.received[index]
+                self._taken = len(self.received)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {event_type} notification")
+            time.sleep(0.02)

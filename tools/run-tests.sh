@@ -2,7 +2,13 @@
 # Install custos with its test extras into .venv and run every test:
 # unit tests (fake transport, SQLite) and functional tests (RabbitMQ,
 # PostgreSQL and MariaDB on 127.0.0.1). Extra arguments go to pytest, so
-# test paths narrow the run (setup.cfg makes tests/ the default).
+# test paths narrow the run (setup.cfg makes tests/ the default). The
+# run's wall time is printed last, whether it passed or not.
 set -eu
 source "$(dirname "$0")/venv.sh"
-exec .venv/bin/python -m pytest "$@"
+started=$(date +%s)
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+elapsed=$(( $(date +%s) - started ))
+printf 'test suite wall time: %dm %02ds (%d s)\n' $((elapsed / 60)) $((elapsed % 60)) "$elapsed"
+exit "$status"

@@ -52,12 +52,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     service.stop()
     waiter = threading.Thread(target=service.wait, daemon=True)
     waiter.start()
-    waiter.join(CONF.graceful_shutdown_timeout)
+    timeout = CONF.graceful_shutdown_timeout
+    # The last seconds are kept for cutting what still waits on the outside
+    # world (a request thread blocked on a vendordata target would hold the
+    # exit, since worker threads are joined then) and for closing the
+    # transports, which takes a few seconds of its own.
+    margin = min(3.0, timeout / 2)
+    waiter.join(timeout - margin)
+    if waiter.is_alive():
+        _cut_outbound(service)
+        waiter.join(margin)
     if waiter.is_alive():
         LOG.warning("In-flight requests did not finish within %ss",
                     CONF.graceful_shutdown_timeout)
     LOG.info("custos-agent stopped")
     return 0
+
+
+def _cut_outbound(service: AgentService) -> None:
+    """End the vendordata exchanges in flight so their requests can finish."""
+    if service.runtime is not None:
+        LOG.warning("Cutting vendordata fetches still in flight")
+        service.runtime.vendordata.close()
 
 
 if __name__ == "__main__":

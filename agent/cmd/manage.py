@@ -6,7 +6,12 @@ Commands::
     custos-manage db version         print the schema revision
     custos-manage keys init          create the master key (never overwrites)
                                      and the first backup-signing key
-    custos-manage keys rotate-master replace the master key, re-wrap data keys
+    custos-manage keys stage         hold the next master key on this node
+                                     (run on every node before rotating)
+    custos-manage keys rotate-master promote the staged key, re-wrap data
+                                     keys, retire the old key
+    custos-manage keys forget-host HOST
+                                     stop waiting for a node that is gone
     custos-manage keys rotate-signing new active signing key; the old one
                                      is deactivated and still verifies
     custos-manage keys list          key ids and states, never material
@@ -30,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from agent import exception, log
 from agent.cmd import common
-from agent.keystore import masterkey, rotation, signing
+from agent.keystore import keyset, masterkey, rotation, signing
 from db import api as db_api
 from db import migration, models
 
@@ -51,13 +56,29 @@ def _keys_init() -> Any:
     key_id = masterkey.init_key_file(path)
     ring = masterkey.get_ring()
     ring.load()
-    signing_key = db_api.run_in_transaction(lambda s: signing.ensure_active(s, ring))
+
+    def work(session: Session) -> str:
+        keyset.state_row(session, ring)
+        keyset.record_holder(session, CONF.host, ring.held())
+        return signing.ensure_active(session, ring)
+
+    signing_key = db_api.run_in_transaction(work)
     return {"master_key_file": path, "master_key_id": key_id,
             "signing_key_id": signing_key}
 
 
+def _keys_stage() -> Any:
+    return rotation.stage(masterkey.default_path(), CONF.host)
+
+
 def _keys_rotate_master() -> Any:
-    return rotation.rotate_master(masterkey.default_path(), grace=CONF.command.grace)
+    return rotation.rotate_master(masterkey.default_path(), CONF.host)
+
+
+def _keys_forget_host() -> Any:
+    host = CONF.command.host
+    dropped = db_api.run_in_transaction(lambda s: keyset.forget_host(s, host))
+    return {"host": host, "forgotten": dropped > 0}
 
 
 def _keys_rotate_signing() -> Any:
@@ -69,9 +90,17 @@ def _keys_rotate_signing() -> Any:
 def _keys_list() -> Any:
     ring = masterkey.get_ring()
     master = ring.load()
-    return {"master_key": {"key_id": master.key_id, "state": "active",
-                           "file": ring.path},
-            "signing_keys": db_api.run_in_transaction(signing.describe)}
+
+    def work(session: Session) -> dict[str, Any]:
+        state = keyset.read_state(session)
+        primary = state.primary_key_id if state else master.key_id
+        return {"master_key": {"key_id": primary, "state": "primary", "file": ring.path},
+                "staged_key_id": state.staged_key_id if state else None,
+                "previous_key_id": state.previous_key_id if state else None,
+                "holders": keyset.holders(session),
+                "signing_keys": signing.describe(session)}
+
+    return db_api.run_in_transaction(work)
 
 
 def _secret_list() -> Any:
@@ -87,8 +116,9 @@ def _secret_list() -> Any:
 
 COMMANDS: dict[str, dict[str, Callable[[], Any]]] = {
     "db": {"sync": _db_sync, "version": _db_version},
-    "keys": {"init": _keys_init, "rotate-master": _keys_rotate_master,
-             "rotate-signing": _keys_rotate_signing, "list": _keys_list},
+    "keys": {"init": _keys_init, "stage": _keys_stage, "rotate-master": _keys_rotate_master,
+             "forget-host": _keys_forget_host, "rotate-signing": _keys_rotate_signing,
+             "list": _keys_list},
     "secret": {"list": _secret_list},
 }
 
@@ -100,9 +130,8 @@ def _add_parsers(subparsers: Any) -> None:
         action_parsers.required = True
         for action in actions:
             sub = action_parsers.add_parser(action)
-            if action == "rotate-master":
-                sub.add_argument("--grace", type=float, default=2.0,
-                                 help="seconds to wait before the last re-wrap pass")
+            if action == "forget-host":
+                sub.add_argument("host", help="the [DEFAULT] host of the node that is gone")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

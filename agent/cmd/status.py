@@ -26,7 +26,7 @@ from sqlalchemy import exc as sa_exc
 import agent.cmd  # noqa: F401  silences library deprecation notices first
 from agent import exception, log, policy, rpc
 from agent.connections.backends import load_backends
-from agent.keystore import masterkey
+from agent.keystore import keyset, masterkey
 from db import api as db_api
 from db import migration
 
@@ -71,6 +71,33 @@ def check_master_key() -> Result:
     except exception.MasterKeyUnavailable as error:
         return Result(Code.FAILURE, error.msg)
     return Result(Code.SUCCESS)
+
+
+def check_staged_key() -> Result:
+    """When a rotation is staged, this node holds the staged key.
+
+    ``keys rotate-master`` refuses while a node lacks it; this says which
+    node to fix before anyone tries.
+    """
+    try:
+        db_api.configure()
+        state = db_api.run_in_transaction(keyset.read_state)
+    except sa_exc.DBAPIError as error:
+        return Result(Code.FAILURE, "the database is not reachable "
+                                    f"({type(error.orig).__name__})")
+    finally:
+        db_api.dispose()
+    if state is None or state.staged_key_id is None:
+        return Result(Code.SUCCESS, "no rotation is staged")
+    try:
+        held = masterkey.MasterKeyRing(masterkey.default_path()).file_key(
+            masterkey.STAGED_SUFFIX)
+    except exception.MasterKeyUnavailable as error:
+        return Result(Code.FAILURE, error.msg)
+    if held is None or held.key_id != state.staged_key_id:
+        return Result(Code.FAILURE, f"key {state.staged_key_id} is staged but this node "
+                                    "does not hold it: run 'custos-manage keys stage' here")
+    return Result(Code.SUCCESS, f"this node holds the staged key {held.key_id}")
 
 
 def check_backends() -> Result:
@@ -135,6 +162,7 @@ class Checks(upgradecheck.UpgradeCommands):
     _upgrade_checks = (
         ("Database schema", lambda self: check_schema()),
         ("Master key", lambda self: check_master_key()),
+        ("Staged master key", lambda self: check_staged_key()),
         ("Volume backends", lambda self: check_backends()),
         ("Message broker", lambda self: check_broker()),
         ("Policy file", lambda self: check_policy_file()),

@@ -15,7 +15,11 @@ opts: list[cfg.Opt] = [
     cfg.FloatOpt("connect_timeout", default=3, min=0.1,
                  help="Seconds to wait for a target to accept a connection."),
     cfg.FloatOpt("read_timeout", default=5, min=0.1,
-                 help="Seconds to wait for a target's answer."),
+                 help="Seconds to wait for each read of a target's answer. "
+                      "The whole exchange with a target (connect, headers, "
+                      "body, retries) ends connect_timeout + read_timeout "
+                      "seconds after the lookup started, whatever the "
+                      "target does."),
     cfg.FloatOpt("deadline", default=20, min=0.5,
                  help="Seconds one vendordata_get may spend on all targets "
                       "together, retries included; keep it below the "
@@ -30,6 +34,13 @@ opts: list[cfg.Opt] = [
                     "sends Cache-Control."),
     cfg.IntOpt("max_response_bytes", default=1048576, min=1,
                help="Largest answer accepted from a target."),
+    cfg.IntOpt("max_concurrent_per_target", default=8, min=1,
+               help="Exchanges with one target at once; each target has "
+                    "threads of its own, so a slow target never delays "
+                    "another's answer."),
+    cfg.IntOpt("cache_max_bytes", default=64 * 1024 * 1024, min=0,
+               help="Most bytes of answers the cache holds; the entry "
+                    "stored longest ago is dropped to make room."),
 ]
 
 

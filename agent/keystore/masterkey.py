@@ -1,13 +1,18 @@
-"""The master key: a 32-byte file that wraps every data key.
+"""The master key files: 32-byte keys that wrap every data key.
 
-The ring holds the active key (``[keystore] master_key_file``) and, while
-a rotation is under way, the previous one (the same path with
-``.previous``). Keys are known by an id derived one-way from the material,
-so an id can be stored and shown without revealing the key.
+A node keeps up to three files (Keystone keeps its fernet keys the same
+way): the primary key (``[keystore] master_key_file``), the staged key
+that the next rotation promotes (``.staged``) and, while a rotation
+finishes, the previous key (``.previous``).  The ring loads all of them
+and unwraps with any key it holds; which key wraps new data keys is the
+database's word (:mod:`agent.keystore.keyset`), falling back to the
+primary file before the first rotation.  Keys are known by an id derived
+one-way from the material, so an id can be stored and shown without
+revealing the key.
 
-A rotation is safe while agents serve: before every wrap the ring checks
-whether the key file changed on disk and reloads it, and an unwrap that
-names an unknown id reloads both files once before giving up.
+A rotation is safe while agents serve: an unwrap that names an unknown
+id reloads the files once before giving up, and keys seen earlier stay
+known for the life of the process.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ CONF = cfg.CONF
 
 KEY_BYTES = 32
 PREVIOUS_SUFFIX = ".previous"
+STAGED_SUFFIX = ".staged"
 
 
 def key_id_of(material: bytes) -> str:
@@ -124,7 +130,7 @@ class MasterKey:
 
 
 class MasterKeyRing:
-    """The active master key and, during a rotation, the previous one."""
+    """The keys a node holds: primary, staged and previous files."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -143,26 +149,47 @@ class MasterKeyRing:
     def load(self) -> MasterKey:
         """(Re)read the key files.
 
-        :returns: the active key.
-        :raises MasterKeyUnavailable: when the active file is missing or bad.
+        :returns: the key of the primary file.
+        :raises MasterKeyUnavailable: when the primary file is missing or
+            bad, or a staged or previous file is bad.
         """
         with self._lock:
             stamp = self._file_stamp()
             active = MasterKey(key_id_of(material := _read_key(self.path)), material)
             keys = {active.key_id: active}
-            previous_path = self.path + PREVIOUS_SUFFIX
-            if os.path.exists(previous_path):
-                previous = _read_key(previous_path)
-                keys[key_id_of(previous)] = MasterKey(key_id_of(previous), previous)
+            for suffix in (PREVIOUS_SUFFIX, STAGED_SUFFIX):
+                if os.path.exists(self.path + suffix):
+                    other = _read_key(self.path + suffix)
+                    keys[key_id_of(other)] = MasterKey(key_id_of(other), other)
             # Keys seen earlier stay known: an in-flight unwrap may still
-            # need one after the previous file is retired.
+            # need one after its file is retired.
             self._keys.update(keys)
             self._active = active
             self._stamp = stamp
             return active
 
+    def file_key(self, suffix: str = "") -> MasterKey | None:
+        """Return the key a file of this node holds now, or None.
+
+        :param suffix: ``""`` (primary), :data:`STAGED_SUFFIX` or
+            :data:`PREVIOUS_SUFFIX`.
+        :raises MasterKeyUnavailable: when the file is there but bad.
+        """
+        if not os.path.exists(self.path + suffix):
+            return None
+        material = _read_key(self.path + suffix)
+        return MasterKey(key_id_of(material), material)
+
+    def held(self) -> list[str]:
+        """Return the ids of every key this ring holds, sorted."""
+        return sorted(self._keys)
+
     def active(self) -> MasterKey:
-        """Return the key new data keys are wrapped with, reloading if the file changed."""
+        """Return the primary file's key, reloading if the file changed.
+
+        Before the first rotation this key wraps new data keys; after it,
+        :func:`agent.keystore.keyset.wrapping_key` names the one to use.
+        """
         if self._active is None or self._file_stamp() != self._stamp:
             return self.load()
         return self._active

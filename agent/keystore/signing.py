@@ -35,7 +35,7 @@ def create(session: Session, ring: MasterKeyRing) -> str:
     :returns: the new key's id.
     """
     key_id = str(uuid.uuid4())
-    sealed = envelope.seal(ring, KIND, key_id, secrets.token_bytes(KEY_BYTES))
+    sealed = envelope.seal(ring, KIND, key_id, secrets.token_bytes(KEY_BYTES), session)
     session.execute(sa.update(models.SigningKey)
                     .where(models.SigningKey.state == ACTIVE)
                     .values(state=DEACTIVATED, deactivated_at=models.utcnow()))

@@ -22,6 +22,14 @@ secrets:
 Lookups by UUID and by usage are dictionary lookups.  Every operation
 holds one lock, so concurrent RPC handler threads see each change whole.
 
+The store is bounded, so a greedy caller cannot grow the agent without
+limit: each project holds at most ``max_per_project`` secrets, and the
+values and definitions of all projects together take at most
+``max_bytes`` (counted as the bytes the caller supplied, a fair stand-in
+for the memory they cost).  A define or set that would pass either limit
+raises :class:`~agent.exception.QuotaExceeded` and changes nothing;
+undefining gives the room back at once.
+
 Visibility is the caller's business: the store keeps each secret's
 ``project_id`` on its record and keys usages by it, but does not filter
 lookups by UUID.  Values never
@@ -35,6 +43,8 @@ import builtins
 import dataclasses
 import threading
 import uuid as uuid_lib
+
+from oslo_config import cfg
 
 from agent import exception
 from agent.secrets.definition import SecretDefinition
@@ -65,22 +75,54 @@ class EphemeralSecret:
 
 
 class EphemeralSecretStore:
-    """A thread-safe, in-memory home for ephemeral secrets."""
+    """A thread-safe, bounded, in-memory home for ephemeral secrets.
 
-    def __init__(self) -> None:
+    :param max_per_project: most secrets one project may hold; None for
+        no limit.
+    :param max_bytes: most bytes of values and definitions held for all
+        projects together; None for no limit.
+    """
+
+    def __init__(self, max_per_project: int | None = None,
+                 max_bytes: int | None = None) -> None:
+        self.max_per_project = max_per_project
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._per_project: dict[str, int] = {}
+        self._bytes = 0
         self._by_uuid: dict[str, EphemeralSecret] = {}
         self._by_usage: dict[_UsageKey, str] = {}
         # bytearrays, so that a replaced or undefined value can be
         # overwritten in place rather than left for the garbage collector.
         self._values: dict[str, bytearray] = {}
 
-    def define(self, defn: SecretDefinition, project_id: str) -> EphemeralSecret:
+    @classmethod
+    def from_conf(cls, conf: cfg.ConfigOpts) -> EphemeralSecretStore:
+        """Build a store bounded by ``[secrets] max_ephemeral_per_project``
+        and ``[secrets] max_ephemeral_bytes``."""
+        return cls(max_per_project=conf.secrets.max_ephemeral_per_project,
+                   max_bytes=conf.secrets.max_ephemeral_bytes)
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes of values and definitions held now."""
+        with self._lock:
+            return self._bytes
+
+    def define(self, defn: SecretDefinition, project_id: str,
+               value: bytes | None = None, *, bounded: bool = True) -> EphemeralSecret:
         """Define a secret, or redefine the one with the same UUID.
 
         :param defn: the definition; a UUID is generated when it has none.
         :param project_id: the owning project, stored on the record.
+        :param value: a value to set with the definition, in the same step
+            (both or neither are stored).
+        :param bounded: False only to put back what this store held a
+            moment ago (undoing a rolled-back move), which must not fail.
         :returns: the record as stored.
+        :raises agent.exception.QuotaExceeded: the project would hold more
+            than ``max_per_project`` secrets, or the store more than
+            ``max_bytes``.
         :raises agent.exception.SecretUsageConflict: the UUID exists with
             another usage (the exception names that UUID and the usage it
             holds), or another secret holds this usage (the exception names
@@ -111,6 +153,23 @@ class EphemeralSecretStore:
                 raise exception.SecretUsageConflict(
                     usage_type=defn.usage_type, usage_id=defn.usage_id,
                     holder=self._by_usage[key])
+            if value is not None:
+                value = bytes(_checked_value(value))
+            old_size = _definition_size(existing.definition) if existing else 0
+            old_value = self._values.get(secret_uuid)
+            growth = _definition_size(defn) - old_size
+            if value is not None:
+                growth += len(value) - (len(old_value) if old_value is not None else 0)
+            if bounded:
+                joins = existing is None or existing.project_id != project_id
+                self._check_room(project_id if joins else None, growth)
+            if existing is not None:
+                self._count(existing.project_id, -1)
+            self._count(project_id, +1)
+            self._bytes += growth
+            if value is not None:
+                _wipe(old_value)
+                self._values[secret_uuid] = bytearray(value)
             record = EphemeralSecret(definition=defn, project_id=project_id,
                                      has_value=secret_uuid in self._values)
             self._by_uuid[secret_uuid] = record
@@ -149,13 +208,18 @@ class EphemeralSecretStore:
 
         :param value: the value; the store keeps its own copy.
         :raises agent.exception.SecretNotFound: no such secret here.
+        :raises agent.exception.QuotaExceeded: the store would hold more
+            than ``max_bytes``; the old value stays.
         :raises TypeError: ``value`` is not bytes.
         """
-        if not isinstance(value, (bytes, bytearray, memoryview)):
-            raise TypeError("a secret value must be bytes, not %s" % type(value).__name__)
+        value = bytes(_checked_value(value))
         with self._lock:
             record = self._get_locked(uuid)
-            _wipe(self._values.get(uuid))
+            old = self._values.get(uuid)
+            growth = len(value) - (len(old) if old is not None else 0)
+            self._check_room(None, growth)
+            self._bytes += growth
+            _wipe(old)
             self._values[uuid] = bytearray(value)
             if not record.has_value:
                 self._by_uuid[uuid] = dataclasses.replace(record, has_value=True)
@@ -188,7 +252,12 @@ class EphemeralSecretStore:
             key = _usage_key(record.definition, record.project_id)
             if key is not None:
                 del self._by_usage[key]
-            _wipe(self._values.pop(uuid, None))
+            value = self._values.pop(uuid, None)
+            self._bytes -= _definition_size(record.definition)
+            if value is not None:
+                self._bytes -= len(value)
+            _wipe(value)
+            self._count(record.project_id, -1)
             return record
 
     def list(self) -> builtins.list[EphemeralSecret]:
@@ -204,6 +273,28 @@ class EphemeralSecretStore:
         with self._lock:
             return len(self._by_uuid)
 
+    def _check_room(self, new_in_project: str | None, growth: int) -> None:
+        """Refuse a change past a limit (lock held).
+
+        :param new_in_project: the project gaining a secret, or None.
+        :param growth: bytes the change adds (negative when it frees some).
+        """
+        if (new_in_project is not None and self.max_per_project is not None
+                and self._per_project.get(new_in_project, 0) >= self.max_per_project):
+            raise exception.QuotaExceeded(limit="max_ephemeral_per_project",
+                                          allowed=self.max_per_project)
+        if (growth > 0 and self.max_bytes is not None
+                and self._bytes + growth > self.max_bytes):
+            raise exception.QuotaExceeded(limit="max_ephemeral_bytes",
+                                          allowed=self.max_bytes)
+
+    def _count(self, project_id: str, change: int) -> None:
+        held = self._per_project.get(project_id, 0) + change
+        if held > 0:
+            self._per_project[project_id] = held
+        else:
+            self._per_project.pop(project_id, None)
+
     def _get_locked(self, uuid: str) -> EphemeralSecret:
         record = self._by_uuid.get(uuid)
         if record is None:
@@ -215,6 +306,20 @@ def _usage_key(defn: SecretDefinition, project_id: str) -> _UsageKey | None:
     if defn.usage_type is None or defn.usage_id is None:
         return None
     return (project_id, defn.usage_type, defn.usage_id)
+
+
+def _checked_value(value: object) -> bytes | bytearray | memoryview:
+    # memoryview's len() counts items, not bytes; callers copy to bytes.
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError("a secret value must be bytes, not %s" % type(value).__name__)
+    return value
+
+
+def _definition_size(defn: SecretDefinition) -> int:
+    # What the caller chose the length of; the fixed overhead of a record
+    # is bounded by the per-project count.
+    return sum(len(text.encode()) for text in (defn.uuid, defn.description, defn.usage_type,
+                                               defn.usage_id) if text)
 
 
 def _wipe(value: bytearray | None) -> None:

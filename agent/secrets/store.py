@@ -44,6 +44,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import orm
 from sqlalchemy.orm import Session
 
 from agent import exception, wire
@@ -418,10 +419,9 @@ class SecretStore:
                                 private=private, usage_type=usage_type, usage_id=usage_id)
         value = passphrase.generate(length)
         if ephemeral:
-            info, _ = self._define_ephemeral(session, scope, defn)
-            self.ephemeral.set_value(info.uuid, value)
+            info, _ = self._define_ephemeral(session, scope, defn, value)
             self._generated.add(info.uuid)
-            return dataclasses.replace(info, has_value=True)
+            return info
         row = self._insert(session, defn, scope.owner, generated=True)
         self._seal_into(row, value)
         session.flush()
@@ -473,7 +473,10 @@ class SecretStore:
             raise exception.SecretPrivateChange(uuid=EPHEMERAL if ephemeral else old.uuid)
 
     def _seal_into(self, row: models.Secret, value: bytes) -> None:
-        sealed = envelope.seal(self.ring, KIND, row.uuid, bytes(value))
+        # Sealed in the row's own transaction, so a master key rotation
+        # waits for it (agent.keystore.keyset).
+        sealed = envelope.seal(self.ring, KIND, row.uuid, bytes(value),
+                               orm.object_session(row))
         row.value = sealed.ciphertext
         row.wrapped_key = sealed.wrapped_key
         row.master_key_id = sealed.master_key_id
@@ -533,8 +536,8 @@ class SecretStore:
                 holder=holder or defn.uuid) from None
         return row
 
-    def _define_ephemeral(self, session: Session, scope: Scope,
-                          defn: SecretDefinition) -> tuple[SecretInfo, SecretInfo | None]:
+    def _define_ephemeral(self, session: Session, scope: Scope, defn: SecretDefinition,
+                          value: bytes | None = None) -> tuple[SecretInfo, SecretInfo | None]:
         uuid = defn.uuid
         assert uuid is not None
         with self._lock:
@@ -561,7 +564,7 @@ class SecretStore:
                 ephemeral_holder = self.ephemeral.usage_holder(*key)
                 if ephemeral_holder is not None:
                     raise _ephemeral_conflict(key[1:], ephemeral_holder)
-            record = self.ephemeral.define(defn, scope.owner)
+            record = self.ephemeral.define(defn, scope.owner, value)
             return _info_of_record(record), None
 
     def _make_ephemeral(self, session: Session, scope: Scope, defn: SecretDefinition,
@@ -574,9 +577,7 @@ class SecretStore:
         value = self._open(row) if before.has_value else None
         session.delete(row)
         session.flush()
-        record = self.ephemeral.define(defn, row.project_id or "")
-        if value is not None:
-            self.ephemeral.set_value(uuid, value)
+        record = self.ephemeral.define(defn, row.project_id or "", value)
         outcome.on_rollback(session, lambda: self._forget_ephemeral(uuid))
         return dataclasses.replace(_info_of_record(record), has_value=value is not None), before
 
@@ -598,9 +599,7 @@ class SecretStore:
         self._generated.discard(uuid)
 
         def restore() -> None:
-            self.ephemeral.define(record.definition, record.project_id)
-            if value is not None:
-                self.ephemeral.set_value(uuid, value)
+            self.ephemeral.define(record.definition, record.project_id, value, bounded=False)
 
         outcome.on_rollback(session, restore)
         return _info_of_row(row), before

@@ -13,26 +13,33 @@ configured targets, and gets back one :class:`FetchResult` per target::
 
 How a lookup runs:
 
-* Targets are asked concurrently on a thread pool kept for the life of the
-  fetcher, through one :class:`requests.Session` whose connection pool
-  keeps connections to the targets open between lookups.  A lookup costs
-  the slowest target, not the sum (Nova asks them one after another).
-* Every request has a (connect, read) timeout.  Connection failures
-  (refused, reset, closed before an answer, connect timeout) are retried a
-  bounded number of times with a short jittered back-off.  Answers with an
-  error status, read timeouts and answers broken off half-way are not
-  retried: the target received the request and retrying would double its
-  load for an answer that is unlikely to change.
-* Everything lives inside one overall ``deadline``.  When it passes,
-  :meth:`Fetcher.fetch_all` returns at once and reports the targets still
-  running as ``deadline exceeded``; their workers notice the deadline
-  between reads and give up on their own.
-* Answers are read in streaming mode and refused as soon as they pass
-  ``max_response_bytes``; a 2xx answer with an empty body is ``{}``; any
-  other answer must be a JSON object.
+* Targets are asked concurrently, each on a :class:`~agent.vendordata.lanes.Lane`
+  of its own (``max_per_target`` threads), so a slow target fills only its
+  own lane and never delays another target's answer.  Idle keep-alive
+  connections are kept per target between lookups.
+* The whole exchange with a target (connect, request, headers, body, and
+  the retries) has one deadline, ``connect_timeout + read_timeout`` from
+  the start of the lookup, enforced on the socket
+  (:mod:`agent.vendordata.exchange`): a target that trickles a byte a
+  second is cut off at it.  Each read also has the read timeout, so a
+  silent target ends sooner.  Connection failures (refused, reset, closed
+  before an answer, connect timeout) are retried a bounded number of
+  times with a short jittered back-off.  Answers with an error status,
+  read timeouts and answers broken off half-way are not retried: the
+  target received the request and retrying would double its load for an
+  answer that is unlikely to change.
+* Everything also lives inside one overall ``deadline`` (normally longer
+  than an exchange).  :meth:`Fetcher.fetch_all` returns as soon as its
+  slowest target is done or cut off; a target still waiting for a thread
+  of its lane then is reported as ``deadline exceeded``.
+* Answers are refused as soon as they pass ``max_response_bytes``; a 2xx
+  answer with an empty body is ``{}``; any other answer must be a JSON
+  object.
 * ``Cache-Control: no-store`` (or ``no-cache``, which a cache that cannot
   revalidate must treat the same) gives a TTL of 0, ``max-age=N`` a TTL of
   N seconds; without a hint the TTL is ``None`` (the caller's default).
+* :meth:`Fetcher.close` cuts every exchange in flight at once, so an
+  agent asked to stop is never held by a target.
 
 Failure reasons are short fixed phrases plus the target's name or the
 HTTP status.  They never carry a URL (it may hold credentials), a header
@@ -43,7 +50,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import http.cookiejar
 import json
 import logging
 import threading
@@ -51,19 +57,16 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import requests
-import requests.adapters
 import tenacity
 
 from agent import exception
+from agent.vendordata import exchange
+from agent.vendordata.lanes import Lane
 from agent.vendordata.targets import Target
 
 LOG = logging.getLogger(__name__)
 
 USER_AGENT = "custos-vendordata"
-# Small reads keep the deadline check between them frequent: a read only
-# returns once a whole chunk (or the end) has arrived.
-_CHUNK_BYTES = 16 * 1024
 _RETRY_WAIT_MAX = 1.0
 _RETRY_WAIT_MULTIPLIER = 0.1
 
@@ -133,67 +136,27 @@ class FetchResult:
     elapsed: float = 0.0
 
 
-class _Retryable(Exception):
-    """A connection-level failure worth another attempt."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class _Failed(Exception):
-    """A failure that ends the target's attempts."""
-
-    def __init__(self, reason: str, status: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-
-
-class _RefuseCookies(http.cookiejar.CookiePolicy):
-    """Never store or send cookies.
-
-    The session is shared by every lookup; a cookie set while answering
-    for one instance must not travel with the request for another.
-    """
-
-    netscape = True
-    rfc2965 = False
-    hide_cookie2 = False
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
-
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
-
-    def domain_return_ok(self, domain: str, request: Any) -> bool:
-        return False
-
-    def path_return_ok(self, path: str, request: Any) -> bool:
-        return False
-
-
 class Fetcher:
-    """Asks vendordata targets concurrently, within one deadline.
+    """Asks vendordata targets concurrently, each exchange within its deadline.
 
-    Build one per agent and keep it: its session pools connections and its
-    threads are reused by every lookup.  It is safe to call
-    :meth:`fetch_all` from several threads at once.
+    Build one per agent and keep it: it keeps connections and threads per
+    target for every lookup.  It is safe to call :meth:`fetch_all` from
+    several threads at once.
 
     :param connect_timeout: seconds to establish a connection.
-    :param read_timeout: seconds to wait for each read from the target.
-    :param max_response_bytes: the largest answer accepted, in bytes after
-        content decoding.
+    :param read_timeout: seconds any one read may wait; with
+        ``connect_timeout`` it makes the deadline of a whole exchange.
+    :param max_response_bytes: the largest answer accepted, in bytes.
     :param deadline: seconds one :meth:`fetch_all` may take in all,
-        retries included; set it below the RPC timeout.
+        retries and waiting for a busy lane included; set it below the RPC
+        timeout.
     :param retries: extra attempts after a connection failure.
     :param headers: called once per :meth:`fetch_all` for extra request
         headers, typically ``{"X-Auth-Token": session.get_token()}``.
-    :param max_workers: threads asking targets; lookups beyond that wait
-        their turn inside their own deadline.
-    :param verify: TLS verification for https targets, as in requests:
-        True, False or the path of a CA bundle.
+    :param max_per_target: exchanges with one target at once; lookups
+        beyond that wait for its lane inside their own deadline.
+    :param verify: TLS verification for https targets: True, False or the
+        path of a CA bundle.
     :raises ValueError: when a timeout, the deadline or a size is not
         positive, or ``retries`` is negative.
     """
@@ -201,12 +164,12 @@ class Fetcher:
     def __init__(self, connect_timeout: float, read_timeout: float,
                  max_response_bytes: int, deadline: float, retries: int = 2,
                  headers: Callable[[], dict[str, str]] | None = None,
-                 max_workers: int = 8, verify: bool | str = True) -> None:
+                 max_per_target: int = 8, verify: bool | str = True) -> None:
         for name, value in (("connect_timeout", connect_timeout),
                             ("read_timeout", read_timeout),
                             ("max_response_bytes", max_response_bytes),
                             ("deadline", deadline),
-                            ("max_workers", max_workers)):
+                            ("max_per_target", max_per_target)):
             if value <= 0:
                 raise ValueError(f"{name} must be positive")
         if retries < 0:
@@ -217,22 +180,11 @@ class Fetcher:
         self._deadline = float(deadline)
         self._retries = int(retries)
         self._headers = headers
-        self._verify = verify
-
-        session = requests.Session()
-        # Behaviour comes from configuration, not from the process
-        # environment: no proxies from *_proxy variables, no netrc
-        # credentials added to requests.
-        session.trust_env = False
-        session.cookies.set_policy(_RefuseCookies())
-        # tenacity owns retries; urllib3 must not retry underneath it.
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=max_workers, pool_maxsize=max_workers, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        self._session = session
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max_workers, thread_name_prefix="custos-vendordata")
+        self._max_per_target = int(max_per_target)
+        self._connections = exchange.Connections(verify=verify, max_idle=max_per_target)
+        self._watchdog = exchange.Watchdog()
+        self._lanes: dict[tuple[str, str], Lane] = {}
+        self._lock = threading.Lock()
         self._closed = threading.Event()
 
     def __enter__(self) -> Fetcher:
@@ -242,21 +194,26 @@ class Fetcher:
         self.close()
 
     def close(self) -> None:
-        """Stop the thread pool and close pooled connections.
+        """Cut every exchange in flight and close kept connections.
 
-        Lookups still running are abandoned; a later :meth:`fetch_all`
-        raises ``RuntimeError``.
+        Lookups still running return at once with their unfinished targets
+        failed; a later :meth:`fetch_all` raises ``RuntimeError``.
         """
         self._closed.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._session.close()
+        with self._lock:
+            lanes = list(self._lanes.values())
+        for lane in lanes:
+            lane.close()
+        self._watchdog.cut_all()
+        self._connections.close()
 
     def fetch_all(self, targets: Iterable[Target],
                   body: Mapping[str, Any]) -> dict[str, FetchResult]:
         """POST ``body`` to every target at once and collect the answers.
 
-        Returns within the deadline (plus scheduling slack) whatever the
-        targets do.
+        Returns when the slowest target is done or cut off: within
+        ``connect_timeout + read_timeout`` of the call for a target that
+        got a thread at once, and within the overall deadline in any case.
 
         :param targets: the targets to ask; names are unique (see
             :func:`agent.vendordata.targets.parse_targets`).
@@ -269,6 +226,7 @@ class Fetcher:
             raise RuntimeError("the vendordata fetcher is closed")
         started = time.monotonic()
         deadline_at = started + self._deadline
+        exchange_at = min(deadline_at, started + self._connect_timeout + self._read_timeout)
         targets = list(targets)
         if not targets:
             return {}
@@ -286,12 +244,16 @@ class Fetcher:
                                         elapsed=time.monotonic() - started)
                     for t in targets}
 
-        futures = {
-            self._pool.submit(self._fetch_one, target, payload, headers,
-                              started, deadline_at): target
-            for target in targets
-        }
-        done, not_done = concurrent.futures.wait(
+        futures: dict[concurrent.futures.Future[FetchResult], Target] = {}
+        try:
+            for target in targets:
+                futures[self._lane(target).submit(
+                    self._fetch_one, target, payload, headers, started,
+                    exchange_at)] = target
+        except RuntimeError:
+            # Closed meanwhile: what was submitted is cut below.
+            pass
+        done, _ = concurrent.futures.wait(
             futures, timeout=max(0.0, deadline_at - time.monotonic()))
 
         results: dict[str, FetchResult] = {}
@@ -303,11 +265,24 @@ class Fetcher:
                 results[target.name] = FetchResult(
                     target=target.name, ok=False, reason="deadline exceeded",
                     elapsed=time.monotonic() - started)
+        for target in targets:
+            if target.name not in results:
+                results[target.name] = FetchResult(
+                    target=target.name, ok=False, reason="agent stopping",
+                    elapsed=time.monotonic() - started)
         for result in results.values():
             if not result.ok:
                 LOG.warning("Vendordata target %(target)s failed: %(reason)s",
                             {"target": result.target, "reason": result.reason})
         return results
+
+    def _lane(self, target: Target) -> Lane:
+        key = (target.name, target.url)
+        with self._lock:
+            lane = self._lanes.get(key)
+            if lane is None:
+                lane = self._lanes[key] = Lane(target.name, self._max_per_target)
+            return lane
 
     def _request_headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json",
@@ -319,7 +294,7 @@ class Fetcher:
 
     def _fetch_one(self, target: Target, payload: bytes, headers: dict[str, str],
                    started: float, deadline_at: float) -> FetchResult:
-        """Ask one target, with retries; never raises."""
+        """Ask one target, with retries, until ``deadline_at``; never raises."""
         def result(**kwargs: Any) -> FetchResult:
             return FetchResult(target=target.name,
                                elapsed=time.monotonic() - started, **kwargs)
@@ -335,17 +310,17 @@ class Fetcher:
             return min(backoff(state), max(0.0, deadline_at - time.monotonic()))
 
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Retryable),
+            retry=tenacity.retry_if_exception(
+                lambda error: isinstance(error, exchange.ExchangeFailed) and error.retryable),
             stop=stop, wait=wait, reraise=True,
             before_sleep=lambda state: LOG.debug(
                 "Vendordata target %s: attempt %d failed, retrying",
                 target.name, state.attempt_number))
         try:
-            data, ttl, status = retrying(
-                self._attempt, target, payload, headers, deadline_at)
-        except (_Retryable, _Failed) as exc:
-            return result(ok=False, reason=exc.reason,
-                          status=getattr(exc, "status", None))
+            data, ttl, status = retrying(self._attempt, target, payload, headers,
+                                         deadline_at)
+        except exchange.ExchangeFailed as exc:
+            return result(ok=False, reason=exc.reason, status=exc.status)
         except Exception as exc:
             LOG.exception("Unexpected error asking vendordata target %s",
                           target.name)
@@ -354,77 +329,25 @@ class Fetcher:
 
     def _attempt(self, target: Target, payload: bytes, headers: dict[str, str],
                  deadline_at: float) -> tuple[dict[str, Any], float | None, int]:
-        """Make one request; return (data, ttl, status) or raise."""
-        remaining = deadline_at - time.monotonic()
-        if remaining <= 0 or self._closed.is_set():
-            raise _Failed("deadline exceeded")
-        timeout = (min(self._connect_timeout, remaining),
-                   min(self._read_timeout, remaining))
+        """Make one request; return (data, ttl, status) or raise ExchangeFailed."""
+        if self._closed.is_set():
+            raise exchange.ExchangeFailed("agent stopping")
+        # Redirects are not followed: the X-Auth-Token would travel to
+        # whatever host the answer names.
+        answer = exchange.post(
+            self._connections, self._watchdog, target.url, payload, headers,
+            connect_timeout=self._connect_timeout, read_timeout=self._read_timeout,
+            deadline_at=deadline_at, max_bytes=self._max_bytes)
+        ttl = parse_cache_control(answer.cache_control)
+        if not answer.body.strip():
+            return {}, ttl, answer.status
         try:
-            # Redirects are not followed: requests would carry the
-            # X-Auth-Token along to whatever host the answer names.
-            response = self._session.post(
-                target.url, data=payload, headers=headers, timeout=timeout,
-                stream=True, allow_redirects=False, verify=self._verify)
-        except requests.exceptions.ReadTimeout:
-            raise _Failed("read timeout") from None
-        except requests.exceptions.SSLError:
-            raise _Failed("TLS error") from None
-        except requests.exceptions.ConnectTimeout:
-            raise _Retryable("connect timeout") from None
-        except requests.exceptions.ConnectionError:
-            raise _Retryable("connection failed") from None
-        except requests.exceptions.RequestException as exc:
-            raise _Failed(f"request failed ({type(exc).__name__})") from None
-
-        with response:
-            status = response.status_code
-            if not 200 <= status < 300:
-                raise _Failed(f"HTTP {status}", status=status)
-            content = self._read_body(response, deadline_at)
-            ttl = parse_cache_control(response.headers.get("Cache-Control"))
-
-        if not content.strip():
-            return {}, ttl, status
-        try:
-            data = json.loads(content)
+            data = json.loads(answer.body)
         except ValueError:
-            raise _Failed("answer is not JSON", status=status) from None
+            raise exchange.ExchangeFailed("answer is not JSON", status=answer.status) from None
         if not isinstance(data, dict):
-            raise _Failed("answer is not a JSON object", status=status)
-        return data, ttl, status
-
-    def _read_body(self, response: requests.Response, deadline_at: float) -> bytes:
-        """Read the body within the size limit and the deadline."""
-        too_large = _Failed(f"answer larger than {self._max_bytes} bytes",
-                            status=response.status_code)
-        declared = response.headers.get("Content-Length")
-        if declared is not None and declared.strip().isdigit():
-            if int(declared) > self._max_bytes:
-                raise too_large
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            for chunk in response.iter_content(chunk_size=_CHUNK_BYTES):
-                size += len(chunk)
-                if size > self._max_bytes:
-                    raise too_large
-                chunks.append(chunk)
-                # A target that trickles bytes never trips the read
-                # timeout, so the deadline is checked between reads.
-                if time.monotonic() >= deadline_at:
-                    raise _Failed("deadline exceeded", status=response.status_code)
-        except requests.exceptions.ConnectionError:
-            # requests reports a read timeout inside the body this way.
-            raise _Failed("read timeout",
-                          status=response.status_code) from None
-        except requests.exceptions.ChunkedEncodingError:
-            raise _Failed("connection closed in the middle of the answer",
-                          status=response.status_code) from None
-        except requests.exceptions.ContentDecodingError:
-            raise _Failed("answer could not be decoded",
-                          status=response.status_code) from None
-        return b"".join(chunks)
+            raise exchange.ExchangeFailed("answer is not a JSON object", status=answer.status)
+        return data, ttl, answer.status
 
 
 def parse_cache_control(value: str | None) -> float | None:

@@ -2,12 +2,14 @@
 
 A :class:`VendordataLookup` is built once per agent and holds the long
 lived parts: the parsed targets, the :class:`~agent.vendordata.fetcher.Fetcher`
-(its HTTP connection pool and threads), the keystoneauth session behind
-the service token and the per-agent cache.  A lookup whose answers are
-all cached touches neither the database nor the network; only on a miss
-are the instance's boot roles read (through a callable the caller
-passes, so that the database is opened only then) and only the missing
-targets asked.
+(its connections and threads per target), the keystoneauth session behind
+the service token and the per-agent cache.  Answers are cached under the
+whole request a target sees, boot roles included; the roles, which never
+change once stored, are cached too, so a lookup whose answers are all
+cached touches neither the database nor the network.  Otherwise the
+instance's boot roles are read (through a callable the caller passes, so
+that the database is opened only then) and only the missing targets
+asked.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from oslo_config import cfg
 
 from agent import validation
 from agent.vendordata import auth
-from agent.vendordata.cache import VendordataCache
+from agent.vendordata.cache import VendordataCache, request_key
 from agent.vendordata.fetcher import Fetcher, FetchResult, build_body
 from agent.vendordata.targets import parse_targets
 
@@ -83,7 +85,7 @@ class VendordataLookup:
         options = conf.vendordata
         self.targets = parse_targets(list(options.targets))
         self.failure_fatal: bool = options.failure_fatal
-        self.cache = VendordataCache(options.cache_ttl)
+        self.cache = VendordataCache(options.cache_ttl, max_bytes=options.cache_max_bytes)
         self.fetcher: Fetcher | None = None
         if self.targets:
             self.fetcher = Fetcher(
@@ -92,7 +94,7 @@ class VendordataLookup:
                 max_response_bytes=options.max_response_bytes,
                 deadline=options.deadline, retries=options.retries,
                 headers=auth.token_headers(conf),
-                max_workers=min(64, max(8, 4 * len(self.targets))),
+                max_per_target=options.max_concurrent_per_target,
                 verify=auth.tls_verify(conf))
 
     def lookup(self, instance: Mapping[str, Any],
@@ -101,16 +103,27 @@ class VendordataLookup:
 
         :param instance: the instance, checked by :func:`validate_instance`.
         :param load_roles: returns the instance's stored boot roles (None
-            when none were stored); called only when a target must be asked.
+            when none were stored); called only when the cache does not
+            hold them.
         :returns: the answers and the failures; good answers are cached as
             their targets allow, failures never.
         :raises agent.exception.DatabaseUnavailable: from ``load_roles``.
         """
+        if not self.targets:
+            return Outcome(data={}, failures=[])
         instance_uuid = instance["uuid"]
+        roles = self.cache.get_roles(instance_uuid)
+        if roles is None:
+            roles = load_roles() or []
+            # "None stored yet" is kept as long as an answer would be, so
+            # roles cast later are seen within the TTL, as answers are.
+            self.cache.put_roles(instance_uuid, roles)
+        body = build_body(instance, roles)
+        key = request_key(body)
         data: dict[str, dict[str, Any]] = {}
         missing = []
         for target in self.targets:
-            cached = self.cache.get(target.name, instance_uuid)
+            cached = self.cache.get(target.name, instance_uuid, key)
             if cached is None:
                 missing.append(target)
             else:
@@ -119,13 +132,12 @@ class VendordataLookup:
             return Outcome(data=data, failures=[])
 
         assert self.fetcher is not None
-        body = build_body(instance, load_roles() or [])
         results = self.fetcher.fetch_all(missing, body)
         failures = []
         for target in missing:
             result = results[target.name]
             if result.ok and result.data is not None:
-                self.cache.put(target.name, instance_uuid, result.data, result.ttl)
+                self.cache.put(target.name, instance_uuid, result.data, result.ttl, key)
                 data[target.name] = result.data
             else:
                 failures.append(result)

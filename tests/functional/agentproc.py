@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.functional.canary import CANARY
+from tests.functional.databases import prepare_state
 
 BIN = Path(sys.executable).parent
 
@@ -76,11 +77,20 @@ class AgentProcess:
         self.log_path = workdir / f"{self.host}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def database_url(self) -> str:
+        """The agent's database: ``[database] connection`` or its default SQLite file."""
+        return str(self.sections.get("database", {}).get("connection") or
+                   f"sqlite:///{Path(self.sections['DEFAULT']['state_path']) / 'custos.sqlite'}")
+
     def prepare(self) -> None:
-        """Migrate the database and create the keys, as an operator would."""
-        run_script("custos-manage", self.config, "db", "sync")
-        if not self.key_file.exists():
-            run_script("custos-manage", self.config, "keys", "init")
+        """Migrate the database and create the keys, as an operator would.
+
+        Done in this process (:func:`tests.functional.databases.prepare_state`):
+        the console scripts themselves are tested on their own, and two
+        process start-ups per agent were most of a test's set-up.
+        """
+        prepare_state(self.database_url, self.key_file)
 
     def start(self) -> None:
         """Start the agent process (does not wait for it to serve).

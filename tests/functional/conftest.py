@@ -26,14 +26,15 @@ from oslo_config import cfg
 
 from agent import rpc
 from rpcapi import CustosAPI
+from tests.functional import databases
 from tests.functional.agentproc import AgentProcess
-from tests.functional.canary import NotificationRecorder, RecordingClient
+from tests.common import NotificationRecorder, nobody
+from tests.functional.canary import CANARY, RecordingClient
+from tests.functional.inprocess import InProcessAgent
 
 CONF = cfg.CONF
 
 RABBIT_URL = os.environ.get("CUSTOS_TEST_RABBIT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
-PG_ADMIN = dict(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-MYSQL_ADMIN = dict(host="127.0.0.1", port=3306, user="root", password="")
 
 DATABASES = ["sqlite", "postgresql", "mysql"]
 
@@ -116,9 +117,22 @@ def canary_listener(notification_transport: Any) -> Iterator[None]:
     """Hand every notification of the session to the log canary (tests/functional/canary.py)."""
     listener = messaging.get_notification_listener(
         notification_transport, [messaging.Target(topic="notifications")],
-        [NotificationRecorder()], pool="custos-canary")
+        [NotificationRecorder(forward=CANARY.record_notification)], pool="custos-canary")
     listener.start()
     yield
+    listener.stop()
+    listener.wait()
+
+
+@pytest.fixture
+def notifications(notification_transport: Any) -> Iterator[NotificationRecorder]:
+    """Every notification on this session's bus from now on, in a listener pool of its own."""
+    recorder = NotificationRecorder()
+    listener = messaging.get_notification_listener(
+        notification_transport, [messaging.Target(topic=rpc.NOTIFICATION_TOPIC)], [recorder],
+        pool=f"custos-test-{uuid.uuid4().hex[:8]}")
+    listener.start()
+    yield recorder
     listener.stop()
     listener.wait()
 
@@ -135,58 +149,34 @@ def api(transport: messaging.Transport, canary_listener: None) -> CustosAPI:
     return client
 
 
-def _create_postgresql() -> tuple[str, Callable[[], None]]:
-    import psycopg2
+def create_database(kind: str, tmp_path: Path,
+                    migrated: bool = False) -> tuple[str, Callable[[], None]]:
+    """Create a database of ``kind`` (sqlite, postgresql, mysql).
 
-    require("PostgreSQL", 5432)
-    name = f"custos_test_{uuid.uuid4().hex[:12]}"
-    conn = psycopg2.connect(**PG_ADMIN)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-
-    def drop() -> None:
-        conn = psycopg2.connect(**PG_ADMIN)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
-
-    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}", drop
-
-
-def _create_mysql() -> tuple[str, Callable[[], None]]:
-    import pymysql
-
-    require("MariaDB", 3306)
-    name = f"custos_test_{uuid.uuid4().hex[:12]}"
-    conn = pymysql.connect(**MYSQL_ADMIN)
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-    conn.close()
-
-    def drop() -> None:
-        conn = pymysql.connect(**MYSQL_ADMIN)
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        conn.close()
-
-    return f"mysql+pymysql://root@127.0.0.1:3306/{name}?charset=utf8mb4", drop
-
-
-def create_database(kind: str, tmp_path: Path) -> tuple[str, Callable[[], None]]:
-    """Create an empty database of ``kind`` (sqlite, postgresql, mysql).
-
+    :param migrated: a copy of the session's migrated template instead
+        of an empty database.
     :returns: its SQLAlchemy URL and a function that drops it.
     """
     if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'custos.sqlite'}", lambda: None
+        url = f"sqlite:///{tmp_path / 'custos.sqlite'}"
+        if migrated:
+            databases.migrate(url)
+        return url, lambda: None
     if kind == "postgresql":
-        return _create_postgresql()
+        require("PostgreSQL", 5432)
+        return databases.create_postgresql(migrated)
     if kind == "mysql":
-        return _create_mysql()
+        require("MariaDB", 3306)
+        return databases.create_mysql(migrated)
     raise ValueError(kind)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Migrate each database kind once, when first needed; drop the templates at the end."""
+    databases.set_template_dir(tmp_path_factory.mktemp("templates"))
+    yield
+    databases.drop_templates()
 
 
 @pytest.fixture(params=DATABASES)
@@ -197,6 +187,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
     finally:
         drop()
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def database_kind(request: pytest.FixtureRequest) -> str:
+    """Each database kind, for :func:`shared_agent`.
+
+    Module scope makes pytest run each kind's tests together, so a
+    module's shared agent starts once per kind.
+    """
+    return str(request.param)
 
 
 @pytest.fixture
@@ -232,6 +232,70 @@ def agent_sections(tmp_path: Path, exchange: str, database_url: str | None = Non
     return sections
 
 
+# How to stop the shared agent of the running module, while one runs.
+_shared_retirers: set[Callable[[], None]] = set()
+
+
+def stop_all(agents: list[AgentProcess]) -> None:
+    """SIGTERM every agent first, then wait for each: their shutdowns overlap."""
+    for proc in agents:
+        if proc.process is not None and proc.process.poll() is None:
+            proc.signal()
+    for proc in agents:
+        proc.stop()
+
+
+def launch(workdir: Path, sections: dict[str, dict[str, Any]],
+           transport: messaging.Transport) -> AgentProcess:
+    """Prepare and start one custos-agent; return once it answers ``health``."""
+    return launch_all([(workdir, sections)], transport)[0]
+
+
+def launch_in_process(workdir: Path, sections: dict[str, dict[str, Any]],
+                      transport: messaging.Transport) -> InProcessAgent:
+    """Prepare and start the agent in this process; return once it answers ``health``."""
+    agent = InProcessAgent(workdir, sections)
+    agent.prepare()
+    agent.start()
+    try:
+        CustosAPI(transport=transport, server=agent.host, timeout=20).health(nobody())
+    except BaseException:
+        agent.stop()
+        raise
+    return agent
+
+
+def launch_all(configs: list[tuple[Path, dict[str, dict[str, Any]]]],
+               transport: messaging.Transport) -> list[AgentProcess]:
+    """Start one custos-agent per ``(workdir, sections)`` at once; return when all answer.
+
+    Their start-ups overlap; if one fails, all are killed.
+    """
+    agents = [AgentProcess(workdir, sections) for workdir, sections in configs]
+    try:
+        for proc in agents:
+            proc.prepare()
+            proc.start()
+        for proc in agents:
+            proc.wait_ready(transport, nobody())
+    except BaseException:
+        for proc in agents:
+            proc.kill()
+        raise
+    return agents
+
+
+def client_of(api: CustosAPI, proc: AgentProcess | InProcessAgent) -> CustosAPI:
+    """A client like ``api`` (canary tokens, remembered values) that calls ``proc`` only.
+
+    Every call goes to the agent's own queue, so it reaches this agent
+    even when another agent serves the topic too.
+    """
+    client = CustosAPI(transport=api.client.transport, server=proc.host, timeout=20)
+    client.client = RecordingClient(client.client)
+    return client
+
+
 @pytest.fixture
 def start_agent(tmp_path: Path, exchange: str, rabbit_url: str,
                 api: CustosAPI) -> Iterator[Callable[..., AgentProcess]]:
@@ -240,23 +304,94 @@ def start_agent(tmp_path: Path, exchange: str, rabbit_url: str,
     Call as ``start_agent(database_url=None, host='agent-1', **sections)``;
     it returns once the agent answers ``health``.
     """
-    from tests.common import nobody
-
     agents: list[AgentProcess] = []
 
     def start(database_url: str | None = None, host: str = "agent-1",
               state_path: Path | None = None, **extra: dict[str, Any]) -> AgentProcess:
+        # This test's agents alone serve the topic from now on.
+        for retire in list(_shared_retirers):
+            retire()
         workdir = tmp_path / host
         workdir.mkdir(exist_ok=True)
         sections = agent_sections(tmp_path, exchange, database_url, host,
                                   state_path=state_path, rabbit_url=rabbit_url, **extra)
-        proc = AgentProcess(workdir, sections)
-        proc.prepare()
-        proc.start()
+        proc = launch(workdir, sections, api.client.transport)
         agents.append(proc)
-        proc.wait_ready(api.client.transport, nobody())
         return proc
 
     yield start
-    for proc in agents:
-        proc.stop()
+    stop_all(agents)
+
+
+@pytest.fixture
+def in_process_agent(tmp_path: Path, exchange: str, rabbit_url: str,
+                     api: CustosAPI) -> Iterator[Callable[..., InProcessAgent]]:
+    """Start an agent of this test's own in the test process; it is stopped afterwards.
+
+    Called as ``start_agent`` is, for tests where the process is not the
+    point; one at a time.
+    """
+    agents: list[InProcessAgent] = []
+
+    def start(database_url: str | None = None, host: str = "agent-1",
+              state_path: Path | None = None, **extra: dict[str, Any]) -> InProcessAgent:
+        for retire in list(_shared_retirers):
+            retire()
+        workdir = tmp_path / host
+        workdir.mkdir(exist_ok=True)
+        sections = agent_sections(tmp_path, exchange, database_url, host,
+                                  state_path=state_path, rabbit_url=rabbit_url, **extra)
+        agent = launch_in_process(workdir, sections, api.client.transport)
+        agents.append(agent)
+        return agent
+
+    yield start
+    for agent in agents:
+        agent.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_agent(tmp_path_factory: pytest.TempPathFactory, exchange: str, rabbit_url: str,
+                 transport: messaging.Transport,
+                 canary_listener: None) -> Iterator[Callable[..., InProcessAgent]]:
+    """An agent shared by the tests of one module, served in this process.
+
+    Call as ``shared_agent(kind='sqlite', **sections)``: it returns the
+    running agent when the last call asked for the same database kind
+    (sqlite, postgresql, mysql) and sections; otherwise it stops that
+    agent, drops its database and starts one on a fresh migrated
+    database. One agent at a time serves the topic, so plain calls and
+    the ``custos`` CLI reach it; tests give what they create fresh ids.
+    A module-scoped parametrized fixture over the kinds makes pytest run
+    each kind's tests together, so each agent starts once. ``start_agent``
+    stops it first, so a test's own agents never share the topic with it.
+    """
+    current: dict[str, Any] = {}
+
+    def retire() -> None:
+        _shared_retirers.discard(retire)
+        if current:
+            try:
+                if "proc" in current:
+                    current["proc"].stop()
+            finally:
+                current.pop("drop")()
+                current.clear()
+
+    def get(kind: str = "sqlite", **extra: dict[str, Any]) -> InProcessAgent:
+        key = (kind, repr(sorted(extra.items())))
+        if current.get("key") != key:
+            retire()
+            workdir = tmp_path_factory.mktemp("shared-agent")
+            url, drop = create_database(kind, workdir, migrated=True)
+            current.update(key=key, drop=drop)
+            host = f"shared-{kind}-{uuid.uuid4().hex[:8]}"
+            sections = agent_sections(workdir, exchange, url, host, rabbit_url=rabbit_url,
+                                      **extra)
+            current["proc"] = launch_in_process(workdir, sections, transport)
+            _shared_retirers.add(retire)
+        agent: InProcessAgent = current["proc"]
+        return agent
+
+    yield get
+    retire()

@@ -20,6 +20,7 @@ Import the fixtures into a test module to use them::
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -252,13 +253,9 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         server.remove()
 
 
-@pytest.fixture
-def fresh_vhost(rabbit_url: str) -> Iterator[str]:
-    """The transport URL of a new, empty virtual host on the shared RabbitMQ.
-
-    For tests whose queues must be declared differently from the session's
-    (quorum queues): a queue name cannot change type within a virtual host.
-    """
+@contextlib.contextmanager
+def new_vhost() -> Iterator[str]:
+    """A new, empty virtual host on the shared RabbitMQ, deleted on exit; yields its URL."""
     name = f"custos-test-{uuid.uuid4().hex[:12]}"
     base = os.environ.get("CUSTOS_TEST_RABBIT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
     for args in (["add_vhost", name], ["set_permissions", "-p", name, "guest", ".*", ".*", ".*"]):
@@ -270,3 +267,14 @@ def fresh_vhost(rabbit_url: str) -> Iterator[str]:
     finally:
         subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True,
                        timeout=60)
+
+
+@pytest.fixture
+def fresh_vhost(rabbit_url: str) -> Iterator[str]:
+    """The transport URL of a new, empty virtual host on the shared RabbitMQ.
+
+    For tests whose queues must be declared differently from the session's
+    (quorum queues): a queue name cannot change type within a virtual host.
+    """
+    with new_vhost() as url:
+        yield url

@@ -7,6 +7,8 @@ the real bus and a server database, plus the XML attacks on
 
 from __future__ import annotations
 
+import uuid
+
 import oslo_messaging as messaging
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,18 +22,21 @@ METHODS = rpc_methods()
 
 
 @pytest.fixture
-def agent_on_postgresql(start_agent, postgresql_url):
-    return start_agent(database_url=postgresql_url, host="agent-abuse",
-                       DEFAULT={"enabled_backends": BACKEND}, **{BACKEND: BACKEND_OPTIONS})
+def agent_on_postgresql(shared_agent):
+    """The module's agent on PostgreSQL, with one volume backend."""
+    return shared_agent("postgresql", DEFAULT={"enabled_backends": BACKEND},
+                        **{BACKEND: BACKEND_OPTIONS})
 
 
 @pytest.mark.parametrize("attack", sorted(XML_ATTACKS))
 def test_xml_attacks_are_refused(agent_on_postgresql, api, attack):
+    # A project of its own: the agent and its database serve the whole module.
+    project = uuid.uuid4().hex
     with pytest.raises(exception.InvalidInput) as refused:
-        api.secret_define_xml(member(), XML_ATTACKS[attack])
+        api.secret_define_xml(member(project), XML_ATTACKS[attack])
 
     assert refused.value.kwargs["field"] == "xml"
-    assert api.secret_list(admin()) == []
+    assert api.secret_list(admin(project)) == []
     assert "root:" not in agent_on_postgresql.log()
     assert api.health(nobody())["database"] == "ok"
 

@@ -28,8 +28,8 @@ def test_agent_serves_health_then_stops_on_sigterm(start_agent, api, database_ur
     assert "custos-agent stopped" in proc.log()
 
 
-def test_bad_calls_come_back_as_named_errors_and_agent_keeps_serving(start_agent, api):
-    start_agent()
+def test_bad_calls_come_back_as_named_errors_and_agent_keeps_serving(in_process_agent, api):
+    in_process_agent()
 
     with pytest.raises(exception.UnknownMethod):
         api._call(member(), "rm_rf")

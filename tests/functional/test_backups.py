@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-import queue
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import oslo_messaging as messaging
 import pytest
 
 from agent import exception
 from tests.common import (PROJECT, admin, auditor, member, member_with_service, nobody,
                           service_only)
 from tests.functional.agentproc import run_script
-from tests.functional.conftest import create_database
+from tests.functional.conftest import client_of
 
 LICENCE = "WIN-LICENCE-7f3a9c21d0e4"
 GLANCE = {"image_id": "5e4c6ad2-3a54-4f3c-9d1a-6b7b2f0c1e55", "license": LICENCE}
@@ -26,46 +22,6 @@ CINDER_V2 = json.dumps({
     "volume-metadata": {"owner": "alice"},
     "volume-glance-metadata": {"license": LICENCE},
 })
-
-
-class Recorder:
-    """Notification endpoint that keeps every custos event it hears."""
-
-    def __init__(self) -> None:
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-
-    def _keep(self, priority: str, event_type: str, payload: Any) -> None:
-        self.events.put({"priority": priority, "event_type": event_type,
-                         "payload": payload})
-
-    def info(self, ctxt, publisher_id, event_type, payload, metadata):
-        self._keep("info", event_type, payload)
-
-    def error(self, ctxt, publisher_id, event_type, payload, metadata):
-        self._keep("error", event_type, payload)
-
-    def wait_for(self, event_type: str, timeout: float = 20) -> dict[str, Any]:
-        """Return the next event of ``event_type``; fail after ``timeout``."""
-        while True:
-            try:
-                event = self.events.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(f"no {event_type} notification") from None
-            if event["event_type"] == event_type:
-                return event
-
-
-@pytest.fixture
-def notifications(notification_transport) -> Iterator[Recorder]:
-    """Listen on topic ``notifications`` in a pool of this test's own."""
-    recorder = Recorder()
-    listener = messaging.get_notification_listener(
-        notification_transport, [messaging.Target(topic="notifications")], [recorder],
-        pool=f"custos-test-backups-{uuid.uuid4().hex[:8]}")
-    listener.start()
-    yield recorder
-    listener.stop()
-    listener.wait()
 
 
 def stored_path(proc, backup_id: str) -> Path:
@@ -80,21 +36,20 @@ def export(api, backup_id: str, volume_id: str) -> str:
         "id": volume_id, "base": {"display_name": "db"}, "metadata": {"tier": "gold"}})
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
-def db_url(request, tmp_path) -> Iterator[str | None]:
-    """The agent's default SQLite file, then fresh PostgreSQL and MariaDB databases."""
-    if request.param == "sqlite":
-        yield None
-        return
-    url, drop = create_database(request.param, tmp_path)
-    try:
-        yield url
-    finally:
-        drop()
+@pytest.fixture
+def agent_on(database_kind, shared_agent):
+    """The module's agent on SQLite, then on PostgreSQL and MariaDB."""
+    return shared_agent(database_kind)
 
 
-def test_glance_metadata_overwrites_and_copies_on_each_database(start_agent, api, db_url):
-    start_agent(database_url=db_url)
+@pytest.fixture
+def agent(shared_agent):
+    """The module's agent on SQLite."""
+    return shared_agent("sqlite")
+
+
+def test_glance_metadata_overwrites_and_copies_on_each_database(agent_on, api):
+    api = client_of(api, agent_on)
     ctxt = member_with_service()
     source, clone = str(uuid.uuid4()), str(uuid.uuid4())
 
@@ -107,9 +62,8 @@ def test_glance_metadata_overwrites_and_copies_on_each_database(start_agent, api
     assert api.volume_glance_metadata_get(member(), clone) == {"a": "1", "b": "3"}
 
 
-def test_tampered_stored_document_drops_glance_and_is_reported(start_agent, api, db_url,
-                                                                notifications):
-    proc = start_agent(database_url=db_url)
+def test_tampered_stored_document_drops_glance_and_is_reported(agent_on, api, notifications):
+    proc, api = agent_on, client_of(api, agent_on)
     backup, source, target = (str(uuid.uuid4()) for _ in range(3))
     document = export(api, backup, source)
     path = stored_path(proc, backup)
@@ -133,8 +87,8 @@ def test_tampered_stored_document_drops_glance_and_is_reported(start_agent, api,
     assert LICENCE not in json.dumps(event) and LICENCE not in proc.log()
 
 
-def test_tamper_policy_fail_refuses_the_import(start_agent, api, notifications):
-    start_agent(backup={"tamper_policy": "fail"})
+def test_tamper_policy_fail_refuses_the_import(shared_agent, api, notifications):
+    api = client_of(api, shared_agent("sqlite", backup={"tamper_policy": "fail"}))
     backup, source, target = (str(uuid.uuid4()) for _ in range(3))
     document = export(api, backup, source)
 
@@ -148,8 +102,8 @@ def test_tamper_policy_fail_refuses_the_import(start_agent, api, notifications):
         "tamper_policy"] == "fail"
 
 
-def test_every_byte_flip_of_the_signed_part_is_caught_over_the_bus(start_agent, api):
-    start_agent()
+def test_every_byte_flip_of_the_signed_part_is_caught_over_the_bus(agent, api):
+    api = client_of(api, agent)
     backup, source, target = (str(uuid.uuid4()) for _ in range(3))
     document = export(api, backup, source)
     decoded = json.loads(document)
@@ -173,8 +127,8 @@ def test_every_byte_flip_of_the_signed_part_is_caught_over_the_bus(start_agent, 
                                       document)["glance_verified"] is True
 
 
-def test_document_signed_before_rotate_signing_still_verifies(start_agent, api, db_url):
-    proc = start_agent(database_url=db_url)
+def test_document_signed_before_rotate_signing_still_verifies(agent_on, api):
+    proc, api = agent_on, client_of(api, agent_on)
     backup, later, source = (str(uuid.uuid4()) for _ in range(3))
     document = export(api, backup, source)
 
@@ -192,8 +146,8 @@ def test_document_signed_before_rotate_signing_still_verifies(start_agent, api, 
     assert json.loads(newer)["signature"]["key_id"] == rotated["signing_key_id"]
 
 
-def test_cinder_version_2_document_imports_without_glance(start_agent, api, db_url):
-    start_agent(database_url=db_url)
+def test_cinder_version_2_document_imports_without_glance(agent_on, api):
+    api = client_of(api, agent_on)
     target = str(uuid.uuid4())
 
     result = api.backup_metadata_import(member_with_service(), str(uuid.uuid4()), target,
@@ -205,8 +159,8 @@ def test_cinder_version_2_document_imports_without_glance(start_agent, api, db_u
     assert api.volume_glance_metadata_get(member(), target) == {}
 
 
-def test_unknown_version_is_refused_over_the_bus(start_agent, api):
-    start_agent()
+def test_unknown_version_is_refused_over_the_bus(agent, api):
+    api = client_of(api, agent)
 
     with pytest.raises(exception.BackupMetadataUnsupportedVersion):
         api.backup_metadata_import(member_with_service(), str(uuid.uuid4()),
@@ -217,9 +171,12 @@ def test_unknown_version_is_refused_over_the_bus(start_agent, api):
 
 @pytest.mark.parametrize("ctxt", [member(), admin(), service_only(PROJECT), auditor(PROJECT)],
                          ids=["user-only", "admin-user-only", "service-only", "auditor"])
-def test_one_token_cannot_write_glance_or_touch_a_service_account(start_agent, api, ctxt):
-    proc = start_agent()
+def test_one_token_cannot_write_glance_or_touch_a_service_account(agent, api, ctxt):
+    proc, api = agent, client_of(api, agent)
     backup, source, target = (str(uuid.uuid4()) for _ in range(3))
+    account = stored_path(proc, backup).parent
+    # Other tests of the module share the agent and its service account.
+    before = {p.name for p in account.iterdir()} if account.exists() else set()
     document = export(api, backup, source)
     attempts = [
         lambda: api.volume_glance_metadata_set(ctxt, target, GLANCE, wait=True),
@@ -238,12 +195,12 @@ def test_one_token_cannot_write_glance_or_touch_a_service_account(start_agent, a
 
     assert api.volume_glance_metadata_get(admin(), target) == {}
     assert stored_path(proc, backup).read_text() == document
-    assert sorted(p.name for p in stored_path(proc, backup).parent.iterdir()) == [
-        f"{backup}.json"]
+    assert sorted({p.name for p in account.iterdir()} - before) == [f"{backup}.json"]
+    assert before <= {p.name for p in account.iterdir()}
 
 
-def test_both_tokens_and_the_auditor_read_the_service_account(start_agent, api):
-    start_agent()
+def test_both_tokens_and_the_auditor_read_the_service_account(agent, api):
+    api = client_of(api, agent)
     backup, source = str(uuid.uuid4()), str(uuid.uuid4())
     document = export(api, backup, source)
 
@@ -254,8 +211,8 @@ def test_both_tokens_and_the_auditor_read_the_service_account(start_agent, api):
         api.backup_metadata_get(auditor(), backup)
 
 
-def test_cli_exports_reads_and_imports(start_agent, api, tmp_path):
-    proc = start_agent()
+def test_cli_exports_reads_and_imports(agent, tmp_path):
+    proc = agent
     backup, source, target = (str(uuid.uuid4()) for _ in range(3))
     common = ["--project-id", PROJECT, "--roles", "member", "--service-roles", "service"]
 

@@ -28,8 +28,7 @@ from tests import services
 from tests.common import PROJECT, member, member_with_service, nobody, service_only
 from tests.functional.agentproc import AgentProcess
 from tests.functional.conftest import RABBIT_URL, _rabbitmqctl, agent_sections
-from tests.unit.vendordata.conftest import server  # noqa: F401  (fixture)
-from tests.unit.vendordata.stub_server import StubServer, json_reply
+from tests.stub_server import StubServer, json_reply
 
 
 @pytest.fixture

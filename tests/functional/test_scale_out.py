@@ -18,46 +18,52 @@ from oslo_config import cfg
 from agent import rpc
 from rpcapi import CustosAPI
 from tests.common import member, member_with_service, nobody
-from tests.functional.agentproc import AgentProcess
-from tests.functional.conftest import agent_sections
+from tests.functional.conftest import agent_sections, create_database, launch_all, stop_all
 from tests.functional.load import Load
-from tests.functional.private_services import fresh_vhost  # noqa: F401 - fixture
+from tests.functional.private_services import new_vhost
 
 CONF = cfg.CONF
 HOSTS = ("node-1", "node-2", "node-3")
 
 
-@pytest.fixture
-def three_agents(fresh_vhost, transport, exchange, postgresql_url,
-                 tmp_path) -> Iterator[CustosAPI]:
+@pytest.fixture(scope="module")
+def quorum_vhost(rabbit_url) -> Iterator[str]:
+    """A virtual host of the module's own: its queues are quorum queues."""
+    with new_vhost() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def three_agents(quorum_vhost, transport, exchange,
+                 tmp_path_factory) -> Iterator[CustosAPI]:
     """Three agents on quorum queues sharing one database; yields a client.
 
-    The client declares the exchange durable as the agents do, so it sets
-    ``rabbit_quorum_queue`` too, as every caller of such a deployment must.
+    The tests of this module only read what they write under fresh ids,
+    so they share the deployment. The client declares the exchange
+    durable as the agents do, so it sets ``rabbit_quorum_queue`` too, as
+    every caller of such a deployment must.
     """
+    tmp_path = tmp_path_factory.mktemp("scale-out")
+    postgresql_url, drop = create_database("postgresql", tmp_path, migrated=True)
     CONF.set_override("rabbit_quorum_queue", True, group="oslo_messaging_rabbit")
-    bus = messaging.get_rpc_transport(CONF, url=fresh_vhost,
+    bus = messaging.get_rpc_transport(CONF, url=quorum_vhost,
                                       allowed_remote_exmods=rpc.ALLOWED_EXMODS)
     agents = []
     try:
+        configs = []
         for host in HOSTS:
             workdir = tmp_path / host
             workdir.mkdir()
-            sections = agent_sections(
-                tmp_path, exchange, postgresql_url, host=host, rabbit_url=fresh_vhost,
-                oslo_messaging_rabbit={"rabbit_quorum_queue": "true"})
-            proc = AgentProcess(workdir, sections)
-            proc.prepare()
-            proc.start()
-            agents.append(proc)
-        for proc in agents:
-            proc.wait_ready(bus, nobody())
+            configs.append((workdir, agent_sections(
+                tmp_path, exchange, postgresql_url, host=host, rabbit_url=quorum_vhost,
+                oslo_messaging_rabbit={"rabbit_quorum_queue": "true"})))
+        agents = launch_all(configs, bus)
         yield CustosAPI(transport=bus, timeout=20)
     finally:
-        for proc in agents:
-            proc.stop()
+        stop_all(agents)
         bus.cleanup()
         CONF.clear_override("rabbit_quorum_queue", group="oslo_messaging_rabbit")
+        drop()
 
 
 def queue_types(vhost_url: str) -> dict[str, str]:
@@ -68,8 +74,8 @@ def queue_types(vhost_url: str) -> dict[str, str]:
     return dict(line.split("\t")[:2] for line in listing.splitlines() if "\t" in line)
 
 
-def test_three_agents_share_the_load(three_agents, fresh_vhost):
-    types = queue_types(fresh_vhost)
+def test_three_agents_share_the_load(three_agents, quorum_vhost):
+    types = queue_types(quorum_vhost)
     assert types["custos-agent"] == "quorum", types
     assert {types[f"custos-agent.{host}"] for host in HOSTS} == {"quorum"}, types
     load = Load(lambda worker, n: three_agents.health(nobody())["host"], threads=6).start()

@@ -30,8 +30,8 @@ def _leaked(proc, *values: bytes) -> list[str]:
     return found
 
 
-def test_libvirt_scenarios_over_the_bus(start_agent, api):
-    proc = start_agent()
+def test_libvirt_scenarios_over_the_bus(in_process_agent, api):
+    proc = in_process_agent()
     ctxt = member()
 
     # 1. An encrypted volume: the passphrase is generated, kept, fetched later.
@@ -82,8 +82,8 @@ def test_libvirt_scenarios_over_the_bus(start_agent, api):
     assert _leaked(proc, passphrase, ceph_key, eph_value) == []
 
 
-def test_cli_reads_values_from_standard_input_and_files(start_agent, tmp_path):
-    proc = start_agent()
+def test_cli_reads_values_from_standard_input_and_files(in_process_agent, tmp_path):
+    proc = in_process_agent()
     value = b"cli-" + secrets.token_hex(16).encode()
     xml = tmp_path / "secret.xml"
     xml.write_text("<secret><usage type='iscsi'><target>iqn.2010-10.org.example:t1</target>"
@@ -107,12 +107,12 @@ def test_cli_reads_values_from_standard_input_and_files(start_agent, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_rotate_master_while_the_agent_serves(start_agent, api, tmp_path, kind, request):
+def test_rotate_master_while_the_agent_serves(in_process_agent, api, tmp_path, kind, request):
     if kind == "postgresql":
         database_url = request.getfixturevalue("postgresql_url")
     else:
         database_url = f"sqlite:///{tmp_path / 'custos.sqlite'}"
-    proc = start_agent(database_url=database_url)
+    proc = in_process_agent(database_url=database_url)
     ctxt = member()
     values: dict[str, bytes] = {}
     for index in range(40):
@@ -143,8 +143,8 @@ def test_rotate_master_while_the_agent_serves(start_agent, api, tmp_path, kind, 
     worker = threading.Thread(target=keep_serving)
     worker.start()
     try:
-        output = run_script("custos-manage", proc.config, "keys", "rotate-master",
-                            "--grace", "1").stdout
+        run_script("custos-manage", proc.config, "keys", "stage")
+        output = run_script("custos-manage", proc.config, "keys", "rotate-master").stdout
         # custos-manage logs to standard output too; its JSON starts at "{".
         result = json.loads(output[output.index("{\n"):] if not output.startswith("{")
                             else output)

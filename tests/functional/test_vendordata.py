@@ -1,32 +1,31 @@
 """Boot roles, dynamic vendordata and the delete events, over RabbitMQ.
 
-The real custos-agent runs as a process; its vendordata targets are real
-HTTP servers on 127.0.0.1 (the standard library's, from
-tests/unit/vendordata/stub_server.py) that record what they received and
-stop on their own.  Keystone is played by the same kind of server,
+The agent runs in the test process (tests/functional/inprocess.py) on the
+real RabbitMQ and database, as a custos-agent process where its log is
+the point; its vendordata targets are real HTTP servers on 127.0.0.1
+(the standard library's, from tests/stub_server.py) that record what
+they received and stop on their own.  Keystone is played by the same kind of server,
 issuing one token to whoever asks: a real Keystone cannot run here.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import oslo_messaging as messaging
 import pytest
 import sqlalchemy as sa
 
-from agent import exception, rpc
+from agent import exception
 from db import models
 from tests import services
 from tests.common import PROJECT, make_context, service_only
 from tests.functional.agentproc import AgentProcess, run_script
-from tests.unit.vendordata.conftest import server  # noqa: F401  (fixture)
-from tests.unit.vendordata.stub_server import (
+from tests.functional.inprocess import InProcessAgent
+from tests.stub_server import (
     StreamLog, StubServer, after, close_connection, hang, json_reply, keystone_tokens,
     raw_reply, stream)
 
@@ -53,46 +52,6 @@ def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
         time.sleep(0.05)
 
 
-class Collector:
-    """A notification endpoint that keeps what it receives."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-
-    def _keep(self, priority: str, publisher_id: str, event_type: str,
-              payload: Any) -> None:
-        with self._lock:
-            self.received.append({"priority": priority, "publisher_id": publisher_id,
-                                  "event_type": event_type, "payload": payload})
-
-    def info(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any,
-             metadata: Any) -> None:
-        self._keep("info", publisher_id, event_type, payload)
-
-    def error(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any,
-              metadata: Any) -> None:
-        self._keep("error", publisher_id, event_type, payload)
-
-    def of(self, event_type: str, **payload: Any) -> list[dict[str, Any]]:
-        with self._lock:
-            return [n for n in self.received if n["event_type"] == event_type
-                    and all(n["payload"].get(k) == v for k, v in payload.items())]
-
-
-@pytest.fixture
-def notifications(notification_transport: Any) -> Iterator[Collector]:
-    """Every notification on this session's exchange, from now on, in a pool of its own."""
-    collector = Collector()
-    listener = messaging.get_notification_listener(
-        notification_transport, [messaging.Target(topic=rpc.NOTIFICATION_TOPIC)],
-        [collector], pool=f"test-{uuid.uuid4().hex[:8]}")
-    listener.start()
-    yield collector
-    listener.stop()
-    listener.wait()
-
-
 @pytest.fixture
 def nova(rabbit_url: str) -> Iterator[services.Service]:
     """Nova's notifiers, configured as Nova configures them (tests/services.py)."""
@@ -114,16 +73,16 @@ def vendordata(server: StubServer, **targets: str) -> dict[str, Any]:
     return {"targets": ",".join(f"{name}@{server.url(path)}" for name, path in targets.items())}
 
 
-def log_lines(proc: AgentProcess, text: str) -> list[str]:
+def log_lines(proc: AgentProcess | InProcessAgent, text: str) -> list[str]:
     return [line for line in proc.log().splitlines() if text in line]
 
 
 # -- concurrency and the cache ------------------------------------------------
 
-def test_two_slow_targets_answer_in_the_time_of_one(start_agent, api, server):
+def test_two_slow_targets_answer_in_the_time_of_one(in_process_agent, api, server):
     server.route("/a", after(1.0, json_reply({"from": "a"})))
     server.route("/b", after(1.0, json_reply({"from": "b"})))
-    start_agent(vendordata=vendordata(server, a="/a", b="/b"))
+    in_process_agent(vendordata=vendordata(server, a="/a", b="/b"))
 
     started = time.monotonic()
     result = api.vendordata_get(service_only(), instance())
@@ -133,9 +92,9 @@ def test_two_slow_targets_answer_in_the_time_of_one(start_agent, api, server):
     assert 1.0 <= elapsed < 1.8, f"took {elapsed:.2f} s"
 
 
-def test_second_lookup_inside_the_ttl_makes_no_request(start_agent, api, server):
+def test_second_lookup_inside_the_ttl_makes_no_request(in_process_agent, api, server):
     server.route("/a", json_reply({"n": 1}))
-    start_agent(vendordata={**vendordata(server, a="/a"), "cache_ttl": 300})
+    in_process_agent(vendordata={**vendordata(server, a="/a"), "cache_ttl": 300})
     vm = instance()
 
     first = api.vendordata_get(service_only(), vm)
@@ -145,10 +104,10 @@ def test_second_lookup_inside_the_ttl_makes_no_request(start_agent, api, server)
     assert len(server.seen("/a")) == 1
 
 
-def test_max_age_zero_and_no_store_are_honoured(start_agent, api, server):
+def test_max_age_zero_and_no_store_are_honoured(in_process_agent, api, server):
     server.route("/a", json_reply({}, headers={"Cache-Control": "max-age=0"}))
     server.route("/b", json_reply({}, headers={"Cache-Control": "no-store"}))
-    start_agent(vendordata=vendordata(server, a="/a", b="/b"))
+    in_process_agent(vendordata=vendordata(server, a="/a", b="/b"))
     vm = instance()
 
     api.vendordata_get(service_only(), vm)
@@ -159,10 +118,10 @@ def test_max_age_zero_and_no_store_are_honoured(start_agent, api, server):
 
 # -- boot roles ---------------------------------------------------------------
 
-def test_body_carries_roles_stored_at_boot_after_a_second_cast(start_agent, api, server,
+def test_body_carries_roles_stored_at_boot_after_a_second_cast(in_process_agent, api, server,
                                                                database_url):
     server.route("/a", json_reply({}))
-    proc = start_agent(database_url=database_url, vendordata=vendordata(server, a="/a"))
+    proc = in_process_agent(database_url=database_url, vendordata=vendordata(server, a="/a"))
     vm = instance()
 
     api.instance_boot_roles_set(service_only(), vm["uuid"], ["member", "reader"], wait=True)
@@ -177,10 +136,10 @@ def test_body_carries_roles_stored_at_boot_after_a_second_cast(start_agent, api,
         "boot-roles": "member,reader"}
 
 
-def test_concurrent_first_casts_store_one_set_of_roles(start_agent, api, server,
+def test_concurrent_first_casts_store_one_set_of_roles(in_process_agent, api, server,
                                                        postgresql_url):
     server.route("/a", json_reply({}))
-    proc = start_agent(database_url=postgresql_url, vendordata=vendordata(server, a="/a"))
+    proc = in_process_agent(database_url=postgresql_url, vendordata=vendordata(server, a="/a"))
     vm = instance()
 
     for n in range(10):
@@ -216,9 +175,9 @@ def misbehaving_config(server: StubServer, **extra: Any) -> dict[str, Any]:
             "deadline": 4, "retries": 1, **extra}
 
 
-def test_each_misbehaving_target_is_left_out_and_reported(start_agent, api, server,
+def test_each_misbehaving_target_is_left_out_and_reported(in_process_agent, api, server,
                                                           notifications):
-    proc = start_agent(vendordata=misbehaving_config(server))
+    proc = in_process_agent(vendordata=misbehaving_config(server))
     vm = instance()
 
     result = api.vendordata_get(service_only(), vm, server="agent-1")
@@ -239,9 +198,9 @@ def test_each_misbehaving_target_is_left_out_and_reported(start_agent, api, serv
     assert len(log_lines(proc, "without a service token")) == 1
 
 
-def test_fatal_mode_fails_the_call_and_still_reports(start_agent, api, server,
+def test_fatal_mode_fails_the_call_and_still_reports(in_process_agent, api, server,
                                                      notifications):
-    start_agent(host="agent-fatal",
+    in_process_agent(host="agent-fatal",
                 vendordata=misbehaving_config(server, failure_fatal="true"))
     vm = instance()
 
@@ -259,6 +218,7 @@ def test_fatal_mode_fails_the_call_and_still_reports(start_agent, api, server,
 def test_targets_get_the_agents_service_token_never_the_users(start_agent, api, server):
     server.route("/a", json_reply({}))
     server.route("/v3/auth/tokens", keystone_tokens(SERVICE_TOKEN))
+    # A real process: its log, as an operator reads it, must hold no token.
     proc = start_agent(
         vendordata=vendordata(server, a="/a"),
         vendordata_auth={"auth_type": "v3password", "auth_url": server.url("/v3"),
@@ -281,9 +241,9 @@ def test_targets_get_the_agents_service_token_never_the_users(start_agent, api, 
 
 # -- events -------------------------------------------------------------------
 
-def test_instance_delete_end_empties_cache_and_roles(start_agent, api, server, nova):
+def test_instance_delete_end_empties_cache_and_roles(in_process_agent, api, server, nova):
     server.route("/a", json_reply({"x": 1}))
-    proc = start_agent(vendordata={**vendordata(server, a="/a"), "cache_ttl": 300})
+    proc = in_process_agent(vendordata={**vendordata(server, a="/a"), "cache_ttl": 300})
     vm = instance()
     api.instance_boot_roles_set(service_only(), vm["uuid"], ["member"], wait=True)
     api.vendordata_get(service_only(), vm)
@@ -300,8 +260,8 @@ def test_instance_delete_end_empties_cache_and_roles(start_agent, api, server, n
 
 
 def test_volume_delete_end_purges_glance_metadata_and_generated_secrets(
-        start_agent, api, cinder, notifications, tmp_path):
-    proc = start_agent()
+        in_process_agent, api, cinder, notifications, tmp_path):
+    proc = in_process_agent()
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'state' / 'custos.sqlite'}")
     volume, secret_uuid = str(uuid.uuid4()), str(uuid.uuid4())
     with engine.begin() as conn:
@@ -327,9 +287,9 @@ def test_volume_delete_end_purges_glance_metadata_and_generated_secrets(
 
 # -- the command line ---------------------------------------------------------
 
-def test_cli_sets_roles_and_gets_vendordata(start_agent, server):
+def test_cli_sets_roles_and_gets_vendordata(in_process_agent, server):
     server.route("/a", json_reply({"hello": "world"}))
-    proc = start_agent(vendordata=vendordata(server, a="/a"))
+    proc = in_process_agent(vendordata=vendordata(server, a="/a"))
     vm = str(uuid.uuid4())
 
     run_script("custos", proc.config, "--project-id", PROJECT, "vendordata", "roles-set",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import oslo_messaging as messaging
 import pytest
 from oslo_config import cfg
+from oslo_messaging._drivers import impl_fake
 from oslo_messaging.notify import _impl_test as test_notifier
 
 from agent import rpc
@@ -19,11 +23,46 @@ from db import migration
 from rpcapi import CustosAPI
 
 
+class _QuickPolling:
+    """``time`` for the fake driver, whose listener naps 50 ms between polls."""
+
+    time = staticmethod(time.time)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(min(seconds, 0.001))
+
+
+@pytest.fixture(autouse=True)
+def quick_fake_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let calls through the fake transport without waiting for a 50 ms poll nap each."""
+    monkeypatch.setattr(impl_fake, "time", _QuickPolling)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session, for tests to copy."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "custos.sqlite"
+    engine = db_api.create_engine(f"sqlite:///{path}")
+    try:
+        migration.db_sync(engine=engine)
+        with engine.connect() as conn:
+            # One self-contained file: nothing left in a write-ahead log.
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        engine.dispose()
+    return path
+
+
 @pytest.fixture
-def migrated(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
-    """A SQLite database under the test's state_path, migrated to head."""
+def migrated(conf: cfg.ConfigOpts, sqlite_template: Path) -> cfg.ConfigOpts:
+    """A SQLite database under the test's state_path, migrated to head.
+
+    A copy of the session's migrated template: the same schema as
+    ``db sync`` gives, without running the migrations for every test.
+    """
+    shutil.copyfile(sqlite_template, db_api.default_url(conf).removeprefix("sqlite:///"))
     db_api.configure()
-    migration.db_sync()
     return conf
 
 

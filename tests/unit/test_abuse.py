@@ -7,13 +7,10 @@ untyped ``RemoteError``, and the agent answers ``health`` afterwards.
 
 from __future__ import annotations
 
-import time
-
 import oslo_messaging as messaging
 import pytest
 from hypothesis import HealthCheck, given, settings
 from oslo_config import cfg
-from oslo_messaging._drivers import impl_fake
 
 from agent import exception
 from rpcapi import CustosAPI
@@ -23,22 +20,6 @@ from tests.unit.connections.conftest import configure_backend
 
 METHODS = rpc_methods()
 CLIENT_HELPERS = {"can_send_version"}
-
-
-class _QuickPolling:
-    """``time`` for the fake driver, whose listener naps 50 ms between polls."""
-
-    time = staticmethod(time.time)
-
-    @staticmethod
-    def sleep(seconds: float) -> None:
-        time.sleep(min(seconds, 0.001))
-
-
-@pytest.fixture(autouse=True)
-def quick_fake_transport(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let thousands of calls through the fake transport in seconds, not minutes."""
-    monkeypatch.setattr(impl_fake, "time", _QuickPolling)
 
 
 def test_every_client_method_is_in_the_abused_set():

@@ -24,8 +24,7 @@ from db import api as db_api
 from db import models
 from tests import services
 from tests.common import PROJECT, service_only
-from tests.unit.vendordata.conftest import server  # noqa: F401  (fixture)
-from tests.unit.vendordata.stub_server import json_reply
+from tests.stub_server import json_reply
 
 
 @pytest.fixture

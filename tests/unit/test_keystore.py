@@ -89,9 +89,11 @@ def test_rotate_master_rewraps_every_data_key_and_retires_the_old(migrated, mast
         uuid="s-1", private=False, generated=False, value=sealed.ciphertext,
         wrapped_key=sealed.wrapped_key, master_key_id=sealed.master_key_id)))
 
-    result = rotation.rotate_master(ring.path, grace=0)
+    staged = rotation.stage(ring.path, "node-1")
+    result = rotation.rotate_master(ring.path, "node-1")
 
     assert result["retired_key_id"] == master_key != result["master_key_id"]
+    assert result["master_key_id"] == staged["staged_key_id"]
     assert result["rewrapped"] == 2
     assert not os.path.exists(ring.path + masterkey.PREVIOUS_SUFFIX)
     fresh = masterkey.MasterKeyRing(ring.path)

@@ -125,3 +125,23 @@ def test_policy_file_check_refuses_unparsable_and_dangling_rules(checked, tmp_pa
     assert results["broken.yaml"].code == Code.FAILURE
     assert results["dangling.yaml"].code == Code.FAILURE
     assert results["fine.yaml"].code == Code.SUCCESS
+
+
+def test_staged_key_check_names_a_node_that_lacks_the_staged_key(checked):
+    from agent.keystore import rotation
+
+    db_api.configure()
+    migration.db_sync()
+    path = masterkey.default_path()
+    masterkey.init_key_file(path)
+    nothing_staged = status.check_staged_key()
+    rotation.stage(path, checked.host)
+    staged = status.check_staged_key()
+    os.remove(path + masterkey.STAGED_SUFFIX)
+
+    lacking = status.check_staged_key()
+
+    assert nothing_staged.code == Code.SUCCESS
+    assert staged.code == Code.SUCCESS
+    assert lacking.code == Code.FAILURE
+    assert "keys stage" in lacking.details

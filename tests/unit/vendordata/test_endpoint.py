@@ -19,7 +19,7 @@ from agent.service import AgentService
 from agent.vendordata import bootroles
 from db import api as db_api
 from tests.common import PROJECT, admin, make_context, member, service_only
-from tests.unit.vendordata.stub_server import (
+from tests.stub_server import (
     after, close_connection, json_reply, keystone_tokens, raw_reply)
 
 SERVICE_TOKEN = "gAAAAAB-agent-service-token-3f9c"

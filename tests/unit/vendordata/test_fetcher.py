@@ -12,7 +12,7 @@ import pytest
 from agent import exception
 from agent.vendordata.fetcher import Fetcher, build_body, parse_cache_control
 from agent.vendordata.targets import Target
-from tests.unit.vendordata.stub_server import (
+from tests.stub_server import (
     StreamLog, after, close_connection, hang, json_reply, raw_reply, stream,
     trickle, truncated)
 

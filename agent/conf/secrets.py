@@ -1,0 +1,28 @@
+"""``[secrets]`` options: bounds on what one agent keeps in memory."""
+
+from oslo_config import cfg
+
+group = cfg.OptGroup("secrets", title="Secret options")
+
+opts: list[cfg.Opt] = [
+    cfg.IntOpt(
+        "max_ephemeral_per_project", default=1000, min=0,
+        help="Most ephemeral secrets one project may hold in this agent; "
+             "a definition past it gets QuotaExceeded."),
+    cfg.IntOpt(
+        "max_ephemeral_bytes", default=64 * 1024 * 1024, min=0,
+        help="Most bytes of ephemeral secrets (values plus definitions) "
+             "this agent holds for all projects together; a definition or "
+             "value past it gets QuotaExceeded."),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register the ``[secrets]`` options on ``conf``."""
+    conf.register_group(group)
+    conf.register_opts(opts, group=group)
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """Return the ``[secrets]`` options for the sample generator."""
+    return [(group.name, opts)]
