@@ -1,4 +1,4 @@
-"""Migration 0003 on SQLite, PostgreSQL and MariaDB: usages and glance rows per owner."""
+"""Migration 0004 on SQLite, PostgreSQL and MariaDB: usages and glance rows per owner."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def engine(database_url):
     engine.dispose()
 
 
-def test_0003_gives_the_driver_its_chap_secrets_and_nothing_else(engine):
-    migration.db_sync("0002", engine=engine)
+def test_0004_gives_the_driver_its_chap_secrets_and_nothing_else(engine):
+    migration.db_sync("0003", engine=engine)
     meta = sa.MetaData()
     meta.reflect(engine)
     secrets, data, glance = (meta.tables[name] for name in

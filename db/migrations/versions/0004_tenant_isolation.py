@@ -15,8 +15,8 @@ through them.
 Glance metadata: unique per (project, volume id, key), so one project's
 write never meets another project's rows for the same volume id.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-26
 """
 
@@ -25,8 +25,8 @@ import hashlib
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
