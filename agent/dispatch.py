@@ -6,6 +6,8 @@ context and the message's keyword arguments. A method decorated with
 
 1. the argument check: a missing or unexpected argument is
    :class:`~agent.exception.InvalidInput` naming it, before anything else;
+   so is a request context whose ids or roles are not bounded strings
+   (:func:`agent.validation.request_context`);
 2. the policy check of ``custos:<method>`` (:mod:`agent.policy`);
 3. one database session in one transaction, retried as a whole on a
    deadlock or a lost connection (:func:`db.api.run_in_transaction`);
@@ -41,7 +43,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import oslo_messaging as messaging
 from sqlalchemy.orm import Session
 
-from agent import exception, policy
+from agent import exception, policy, validation
 from agent.drivers.base import RetryRequest
 from db import api as db_api
 from rpcapi import RPC_API_VERSION
@@ -195,6 +197,7 @@ def rpc_method(transactional: bool = True, retry_deadline: float = 0.0,
             holder: list[Request] = []
             try:
                 _check_arguments(names, required, kwargs)
+                validation.request_context(ctxt)
                 policy.authorize(ctxt, name)
                 if transactional:
 

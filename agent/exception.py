@@ -94,6 +94,14 @@ class MasterKeyUnavailable(CustosException):
     code = "master_key_unavailable"
 
 
+class MasterKeyPermissions(CustosException):
+    """A master key file that group or others can reach, refused as ssh refuses a loose key."""
+
+    msg_fmt = ("The master key file %(path)s has mode %(mode)s; group and others must "
+               "have no access (chmod 600 it)")
+    code = "master_key_permissions"
+
+
 class MasterKeyExists(CustosException):
     msg_fmt = "A master key already exists at %(path)s; it was left untouched"
     code = "master_key_exists"
@@ -142,6 +150,17 @@ class SecretUsageConflict(CustosException):
     msg_fmt = ("Secret usage %(usage_type)s '%(usage_id)s' conflicts with "
                "secret %(holder)s")
     code = "secret_usage_conflict"
+
+
+class SecretOwnedElsewhere(CustosException):
+    """An administrator defined or set the value of a UUID another owner holds.
+
+    Members get :class:`SecretNotFound` instead, which says nothing of the
+    other owner; the administrator may know the UUID exists, never whose.
+    """
+
+    msg_fmt = "Secret %(uuid)s is held outside your project; nothing was changed"
+    code = "secret_owned_elsewhere"
 
 
 class SecretPrivateChange(CustosException):

@@ -11,6 +11,9 @@ named rules, so an override can reuse them:
     ``project_operator`` also on the project of the target (admin: any).
 ``service``
     An ``[auth] service_roles`` role in the *service* token.
+``service_caller``
+    ``service``, or an ``[auth] service_roles`` role in the user token: a
+    service calling with its own token (cinder-volume attaching a volume).
 ``composite``
     ``project_operator`` AND ``service``: both tokens, neither alone
     (Swift's service-prefix accounts).
@@ -52,13 +55,14 @@ PROJECT_OPERATOR = "rule:project_operator"
 ADMIN = "rule:context_is_admin"
 COMPOSITE = "rule:composite"
 SERVICE_OR_ADMIN = "rule:service or rule:context_is_admin"
+SERVICE_CALLER_OR_ADMIN = "rule:service_caller or rule:context_is_admin"
 COMPOSITE_OR_AUDIT = "rule:composite or rule:audit"
 
 # RPC method -> (default check string, description).
 METHOD_RULES: dict[str, tuple[str, str]] = {
     "health": (ANYONE, "Report the agent's version and the state of its parts."),
-    "initialize_connection": (PROJECT_OPERATOR, "Attach a volume to a connector."),
-    "terminate_connection": (PROJECT_OPERATOR, "Detach a volume from a connector."),
+    "initialize_connection": (SERVICE_CALLER_OR_ADMIN, "Attach a volume to a connector."),
+    "terminate_connection": (SERVICE_CALLER_OR_ADMIN, "Detach a volume from a connector."),
     "initiator_data_get": (ADMIN, "Read a driver's private data for an initiator."),
     "initiator_data_update": (COMPOSITE, "Change a driver's private data for an initiator."),
     "secret_define_xml": (PROJECT_OPERATOR, "Define or redefine a secret."),
@@ -109,6 +113,11 @@ def _base_rules(conf: cfg.ConfigOpts) -> list[oslo_policy.RuleDefault]:
         oslo_policy.RuleDefault(
             "service", _any_role("service_roles", conf.auth.service_roles),
             "A service role in the service token."),
+        oslo_policy.RuleDefault(
+            "service_caller",
+            "rule:service or " + _any_role("role", conf.auth.service_roles),
+            "A service role in the service token, or in the user token of a "
+            "service calling with its own token."),
         oslo_policy.RuleDefault(
             "audit", _any_role("service_roles", conf.auth.audit_roles),
             "An audit role in the service token (read-only)."),
@@ -203,7 +212,7 @@ def _credentials(ctx: Any) -> tuple[MutableMapping[str, Any], Any]:
                     tuple(getattr(ctx, "service_roles", None) or ()))
     known = getattr(ctx, "_custos_policy_credentials", None)
     if known is None or known[0] != fingerprint:
-        creds = ctx.to_policy_values()
+        creds = _creds(ctx)
         known = (fingerprint, creds, _frozen(creds))
         try:
             ctx._custos_policy_credentials = known
@@ -235,6 +244,34 @@ def _decide(rule: str, target: dict[str, Any], creds: MutableMapping[str, Any],
     return allowed
 
 
+def _target(ctx: Any, target: dict[str, Any] | None) -> dict[str, Any]:
+    """Return the policy target: ``project_id`` only when there is a project.
+
+    A missing key fails ``project_id:%(project_id)s``; a None would be
+    formatted as the string ``'None'`` and match a context whose project is
+    None as well.
+    """
+    values: dict[str, Any] = {}
+    if ctx.project_id:
+        values["project_id"] = ctx.project_id
+    for key, value in (target or {}).items():
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = value
+    return values
+
+
+def _creds(ctx: Any) -> dict[str, Any]:
+    """Return the context's policy values without the ones it does not have.
+
+    oslo.policy compares ``str()`` of a credential, so a None project would
+    match a target project that is the text ``'None'``.
+    """
+    return {key: value for key, value in ctx.to_policy_values().items()
+            if value is not None and value != ""}
+
+
 def authorize(ctx: Any, method: str, target: dict[str, Any] | None = None) -> None:
     """Check that ``ctx`` may run RPC method ``method`` on ``target``.
 
@@ -245,9 +282,7 @@ def authorize(ctx: Any, method: str, target: dict[str, Any] | None = None) -> No
     :raises Forbidden: when the rule does not allow it, or no rule exists.
     """
     rule = method if ":" in method else f"custos:{method}"
-    values = {"project_id": ctx.project_id}
-    if target:
-        values.update(target)
+    values = _target(ctx, target)
     if rule not in get_enforcer().registered_rules:
         raise exception.Forbidden(action=rule)
     if not _decide(rule, values, *_credentials(ctx)):
@@ -264,9 +299,7 @@ def check(ctx: Any, rule: str, target: dict[str, Any] | None = None) -> bool:
         with the ``rule:`` prefix of a check string.
     """
     rule = rule.removeprefix("rule:")
-    values = {"project_id": ctx.project_id}
-    if target:
-        values.update(target)
+    values = _target(ctx, target)
     return _decide(rule, values, *_credentials(ctx))
 
 
@@ -291,8 +324,45 @@ class Scope:
     method: str | None = None
 
     def sees(self, owner: str | None) -> bool:
-        """True when a resource owned by project ``owner`` is visible."""
-        return self.all_projects or (self.project_id is not None and owner == self.project_id)
+        """True when a resource owned by project ``owner`` is visible.
+
+        Its own project's; for the administrator (with a project) every
+        project's and those that have none.
+        """
+        if not self.project_id:
+            return False
+        return self.all_projects or owner == self.project_id
+
+    def writes(self, owner: str | None) -> bool:
+        """True when the caller may change a resource of project ``owner``.
+
+        Only in its own project, the administrator too; the administrator
+        also writes what has no project (kept from before ownership was
+        recorded), which is nobody else's.
+        """
+        if not self.project_id:
+            return False
+        return owner == self.project_id or (self.all_projects and owner is None)
+
+    def refuse_write(self, uuid: str) -> exception.CustosException:
+        """The refusal of a write to a secret held elsewhere; it names nothing of the holder.
+
+        A member learns nothing (not found); the administrator, who may
+        read every project, is told the secret is held elsewhere.
+        """
+        if self.all_projects:
+            return exception.SecretOwnedElsewhere(uuid=uuid)
+        return exception.SecretNotFound(secret=uuid)
+
+    @property
+    def owner(self) -> str:
+        """The caller's project, which owns what it creates.
+
+        :raises Forbidden: a caller without a project owns nothing.
+        """
+        if not self.project_id:
+            raise exception.Forbidden(action="this without a project")
+        return self.project_id
 
     @property
     def project_filter(self) -> str | None:
@@ -315,12 +385,17 @@ class Scope:
         return self.context is not None and check(self.context, "audit")
 
     def require_project(self, action: str) -> Scope:
-        """Return this scope when it names a project or sees all of them.
+        """Return this scope when it names a project.
+
+        A context without a project (a domain- or system-scoped token)
+        owns nothing and acts on no project's resources, the
+        administrator's included: only an administrator acting from a
+        project reaches across projects.
 
         :param action: what the caller tried, for the error.
-        :raises Forbidden: a caller without a project, who can own nothing.
+        :raises Forbidden: a caller without a project.
         """
-        if not self.all_projects and not self.project_id:
+        if not self.project_id:
             raise exception.Forbidden(action=action)
         return self
 

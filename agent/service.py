@@ -111,6 +111,8 @@ def build_runtime(conf: cfg.ConfigOpts, notifier: Any,
     :returns: the runtime the endpoints share.
     :raises ConfigurationError: a bad backend section, backup store or
         vendordata option, which stops start-up.
+    :raises MasterKeyPermissions: the key file is open to group or others;
+        the agent refuses to start on it.
     """
     ring = ring or masterkey.get_ring()
     try:

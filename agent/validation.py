@@ -176,6 +176,38 @@ def base64_bytes(field: str, value: Any, max_bytes: int = 65536, *,
     return decoded
 
 
+#: Context fields that name a caller, each a string of at most MAX_STRING.
+CONTEXT_IDS = ("project_id", "user_id", "service_user_id", "service_project_id",
+               "domain_id", "user_domain_id", "project_domain_id", "system_scope")
+#: Context fields that list roles.
+CONTEXT_ROLES = ("roles", "service_roles")
+MAX_CONTEXT_ROLES = 100
+
+
+def request_context(ctx: Any) -> None:
+    """Check the identity a request context carries, as any other input.
+
+    The context comes off the wire as the caller wrote it: its ids and
+    roles reach policy checks and database columns, so each must be a
+    string of at most :data:`MAX_STRING` characters without NUL (an id may
+    be null), and the role lists lists of such strings.
+
+    :raises InvalidInput: naming the field (``context.project_id``,
+        ``context.roles[2]``), never quoting its value.
+    """
+    for name in CONTEXT_IDS:
+        value = getattr(ctx, name, None)
+        if value is not None:
+            string(f"context.{name}", value, allow_empty=True)
+    for name in CONTEXT_ROLES:
+        value = getattr(ctx, name, None)
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            value = list(value)
+        string_list(f"context.{name}", value, max_items=MAX_CONTEXT_ROLES)
+
+
 def _kind(value: Any) -> str:
     return {type(None): "null", bool: "boolean", int: "integer", float: "number",
             str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)

@@ -44,7 +44,8 @@ KEY_OBJECT_TYPES = ("symmetric", "public", "private", "certificate", "passphrase
 # Initiator data keys of the iscsi_chap driver (namespace of its backend).
 #: The CHAP user name an initiator logs in with.
 CHAP_KEY_USERNAME = "chap_username"
-#: The UUID of the private secret holding the CHAP password.
+#: What releases before 1.1 kept: the UUID of the CHAP password's secret. The
+#: driver finds its secret by usage now; this key is refused and removed.
 CHAP_KEY_SECRET = "chap_secret_uuid"
 #: Set to ``true`` to make the initiator's next attach get new credentials.
 CHAP_KEY_ROTATE = "chap_rotate"

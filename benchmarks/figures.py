@@ -173,7 +173,7 @@ def measure_initialize_connection(bench: Any, result: Result) -> None:
 
     def op() -> object:
         volume = volumes[next(counter) % len(volumes)]
-        return bench.call(bench.operator, "initialize_connection", volume=volume,
+        return bench.call(bench.service, "initialize_connection", volume=volume,
                           connector=connector, backend=bench.backend)
 
     _latency(bench, result, op, "initialize_connection")

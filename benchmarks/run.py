@@ -170,7 +170,7 @@ class Bench:
         if self.available("initialize_connection"):
             connector = {"initiator": "iqn.1993-08.org.debian:01:memory", "host": "bench"}
             mix.append(("initialize_connection", lambda: self.call(
-                self.operator, "initialize_connection", volume={"id": str(uuid.uuid4())},
+                self.service, "initialize_connection", volume={"id": str(uuid.uuid4())},
                 connector=connector, backend=BACKEND)))
         if self.available("vendordata_get"):
             instance = self.instance()

@@ -95,6 +95,24 @@ def _read_only_engine(engine: Engine) -> Engine:
     return engine.execution_options(**options)
 
 
+def _private_sqlite_file(path: str) -> None:
+    """Create the SQLite file (and its directory) for its owner alone.
+
+    The directory is created 0700 and the database 0600 before SQLite
+    opens it; SQLite gives its WAL and shared-memory files the database's
+    mode. Files of ours that are looser are tightened to 0600.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, path + "-wal", path + "-shm"):
+        try:
+            info = os.stat(name)
+        except FileNotFoundError:
+            continue
+        if info.st_mode & 0o077 and info.st_uid == os.getuid():
+            os.chmod(name, 0o600)
+
+
 def create_engine(url: str, conf: cfg.ConfigOpts | None = None) -> Engine:
     """Build an engine for ``url`` with the pool and driver settings custos uses.
 
@@ -113,8 +131,8 @@ def create_engine(url: str, conf: cfg.ConfigOpts | None = None) -> Engine:
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
-        if database and database != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+        if database and database != ":memory:" and not database.startswith("file:"):
+            _private_sqlite_file(database)
         connect_args["check_same_thread"] = False
         connect_args["timeout"] = 10
         # A SQLite file has no server to drop a connection; the ping would

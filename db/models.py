@@ -62,16 +62,24 @@ class Secret(TimestampMixin, Base):
 
     The value is stored as AES-256-GCM ciphertext under its own data key,
     which is kept wrapped by the master key named in ``master_key_id``.
+
+    A secret belongs either to a project (``project_id``) or to the volume
+    drivers of one initiator data namespace (``driver_namespace``), never
+    to both. A usage is unique within its owner, so two projects may each
+    hold ``ceph client.cinder`` and a driver's usages never meet a
+    project's.
     """
 
     __tablename__ = "secrets"
     __table_args__ = (UniqueConstraint("uuid"),
-                      UniqueConstraint("usage_type", "usage_id"),
+                      UniqueConstraint("project_id", "usage_type", "usage_id"),
+                      UniqueConstraint("driver_namespace", "usage_type", "usage_id"),
                       Index(None, "project_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     uuid: Mapped[str] = mapped_column(String(36))
     project_id: Mapped[str | None] = mapped_column(String(255))
+    driver_namespace: Mapped[str | None] = mapped_column(String(255))
     usage_type: Mapped[str | None] = mapped_column(String(16))
     usage_id: Mapped[str | None] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(String(1024))
@@ -98,10 +106,15 @@ class SigningKey(TimestampMixin, Base):
 
 
 class VolumeGlanceMetadata(TimestampMixin, Base):
-    """One key of the glance metadata a volume carries (billing, licences)."""
+    """One key of the glance metadata a volume carries (billing, licences).
+
+    Kept per (project, volume id): what one project writes for a volume id
+    never meets another project's rows for the same id. Rows without a
+    project predate ownership and are the administrator's alone.
+    """
 
     __tablename__ = "volume_glance_metadata"
-    __table_args__ = (UniqueConstraint("volume_id", "key"),)
+    __table_args__ = (UniqueConstraint("project_id", "volume_id", "key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     volume_id: Mapped[str] = mapped_column(String(36))

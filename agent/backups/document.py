@@ -32,6 +32,10 @@ canonical JSON of ``algorithm``, ``format``, the document ``version``,
 signature therefore cannot be moved to another backup or volume, nor
 relabelled with another key id.  Base fields and user metadata are carried
 as given and are not signed: a user may change those on the volume anyway.
+The exception is what a volume's driver keeps in its base fields: Cinder's
+``provider_auth`` holds ``CHAP <user> <password>`` for every iSCSI volume
+ever exported, so no ``provider_*`` field and no
+``replication_driver_data`` is ever written (:func:`exportable_base`).
 
 Canonical form
 --------------
@@ -103,6 +107,10 @@ RESTORED_BASE_FIELDS: dict[int, tuple[str, ...]] = {
     2: ("display_name", "display_description", "encryption_key_id"),
     3: ("display_name", "display_description", "encryption_key_id"),
 }
+
+# Base fields that hold a driver's connection data and credentials.
+_DRIVER_FIELD_PREFIX = "provider_"
+_DRIVER_FIELDS = frozenset({"replication_driver_data"})
 
 _V3_REQUIRED = frozenset({VERSION, BASE, METADATA, GLANCE})
 _V3_ALLOWED = _V3_REQUIRED | {SIGNATURE}
@@ -224,6 +232,21 @@ def _is_string_map(value: Any) -> bool:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items())
 
 
+def exportable_base(base: dict[str, Any]) -> dict[str, Any]:
+    """Return the base fields a document may carry: all but the driver's own.
+
+    ``provider_auth``, ``provider_location``, ``provider_id`` and every
+    other ``provider_*`` field, and ``replication_driver_data``, are left
+    out: they hold what the volume's driver needs to reach it, CHAP
+    credentials included, and are never written into a document or the
+    backup store.
+    """
+    return {name: value for name, value in base.items()
+            if not (isinstance(name, str)
+                    and (name.lower().startswith(_DRIVER_FIELD_PREFIX)
+                         or name.lower() in _DRIVER_FIELDS))}
+
+
 def build(backup_id: str, volume_id: str, base: dict[str, Any],
           metadata: dict[str, Any], glance: dict[str, str], key_id: str,
           key: bytes) -> str:
@@ -231,7 +254,8 @@ def build(backup_id: str, volume_id: str, base: dict[str, Any],
 
     :param backup_id: the backup the document belongs to.
     :param volume_id: the volume the backup was taken from.
-    :param base: the volume's own fields, carried unsigned.
+    :param base: the volume's own fields, carried unsigned without the
+        driver's (:func:`exportable_base`).
     :param metadata: the volume's user metadata, carried unsigned.
     :param glance: the volume's glance metadata (strings only), signed.
     :param key_id: name of the signing key, written into the document.
@@ -248,7 +272,7 @@ def build(backup_id: str, volume_id: str, base: dict[str, Any],
     _check_id("key_id", key_id)
     if not isinstance(key, (bytes, bytearray)) or not key:
         raise ValueError("the signing key must be non-empty bytes")
-    base = _check_section("volume.base", base)
+    base = exportable_base(_check_section("volume.base", base))
     metadata = _check_section("volume.metadata", metadata)
     glance = _check_section("glance_metadata", glance)
     if not all(isinstance(v, str) for v in glance.values()):

@@ -5,14 +5,16 @@ Cinder copies an image's properties onto every volume made from it
 service acting for an operator may write them (SPEC §3.4).  custos keeps
 them in its own table, keyed by volume id.
 
-Rows carry the project of the operator who wrote them: an operator reads
-and writes only their own project's volumes (the cloud administrator, with
-``project_id=None`` here, any), so a volume id alone never reveals another
-project's licence keys.
+Rows are kept per (project, volume id): an operator reads and writes only
+their own project's rows, so a volume id alone never reveals another
+project's licence keys, and a write by one project never claims, hides or
+changes another's rows for the same id. Rows without a project (written
+before glance metadata had an owner) are read by the cloud administrator
+alone, who writes, like everyone, in its own project.
 
 Writes are upserts (one statement per call, ``ON CONFLICT`` / ``ON
 DUPLICATE KEY``), so two agents writing the same volume at once never
-collide on the unique (volume, key) index; a repeated write (a cast
+collide on the unique (project, volume, key) index; a repeated write (a cast
 delivered again, a retried transaction) leaves the same rows.
 
 Sizes: a key is at most 255 characters (its column); a value is a string
@@ -62,71 +64,61 @@ def check_metadata(field: str, value: Any) -> dict[str, str]:
     return result
 
 
-def get(session: Session, volume_id: str, project_id: str | None = None) -> dict[str, str]:
-    """Return a volume's glance metadata; ``{}`` when it has none.
+def get(session: Session, volume_id: str, project_id: str, *,
+        ownerless: bool = False) -> dict[str, str]:
+    """Return a project's glance metadata of a volume; ``{}`` when it has none.
 
-    :param project_id: only rows of this project; None: any (admin).
+    :param project_id: the project whose rows are read.
+    :param ownerless: also read the rows that have no project (the
+        administrator); the project's own keys win over them.
     """
-    query = sa.select(_TABLE.key, _TABLE.value).where(_TABLE.volume_id == volume_id)
-    if project_id is not None:
-        query = query.where(_TABLE.project_id == project_id)
-    return {key: value for key, value in session.execute(query)}
-
-
-def owner(session: Session, volume_id: str) -> str | None:
-    """Return the project whose rows a volume's glance metadata are, if any."""
-    return session.scalar(sa.select(_TABLE.project_id)
-                          .where(_TABLE.volume_id == volume_id).limit(1))
-
-
-def _claim(session: Session, volume_id: str, project_id: str | None) -> None:
-    holder = owner(session, volume_id)
-    if project_id is not None and holder is not None and holder != project_id:
-        raise exception.Forbidden(action="changing glance metadata of another project's volume")
+    owners = _TABLE.project_id == project_id
+    if ownerless:
+        owners = sa.or_(owners, _TABLE.project_id.is_(None))
+    rows = session.execute(sa.select(_TABLE.key, _TABLE.value, _TABLE.project_id)
+                           .where(_TABLE.volume_id == volume_id, owners))
+    found: dict[str, str] = {}
+    for key, value, owner in sorted(rows, key=lambda row: row[2] is not None):
+        found[key] = value
+    return found
 
 
 def _upsert(session: Session, volume_id: str, metadata: Mapping[str, str],
-            project_id: str | None) -> None:
+            project_id: str) -> None:
     upsert.upsert(session, _TABLE,
                   [{"volume_id": volume_id, "key": key, "value": value,
                     "project_id": project_id}
                    for key, value in metadata.items()],
-                  key=["volume_id", "key"], update=["value"])
+                  key=["project_id", "volume_id", "key"], update=["value"])
 
 
 def update(session: Session, volume_id: str, metadata: Mapping[str, str], *,
-           project_id: str | None) -> None:
-    """Create or overwrite the given keys of a volume; other keys stay.
+           project_id: str) -> None:
+    """Create or overwrite the given keys of a project's volume; other keys stay.
 
-    :param project_id: the writer's project, recorded on new rows; None
-        (admin) keeps the volume's current project.
-    :raises agent.exception.Forbidden: the volume's rows belong to another
-        project.
+    :param project_id: the writer's project; only its rows change.
     :raises agent.exception.InvalidInput: the volume would end up with more
         than :data:`MAX_KEYS` keys or :data:`MAX_TOTAL_LENGTH` characters.
     """
     if not metadata:
         return
-    _claim(session, volume_id, project_id)
-    merged = get(session, volume_id)
+    merged = get(session, volume_id, project_id)
     merged.update(metadata)
     if len(merged) > MAX_KEYS:
         raise exception.InvalidInput(
             field="metadata", reason=f"the volume would hold more than {MAX_KEYS} keys")
     check_metadata("metadata", merged)
-    _upsert(session, volume_id, metadata,
-            project_id if project_id is not None else owner(session, volume_id))
+    _upsert(session, volume_id, metadata, project_id)
 
 
 def replace(session: Session, volume_id: str, metadata: Mapping[str, str], *,
-            project_id: str | None) -> None:
-    """Make a volume's glance metadata exactly ``metadata`` (``{}``: none).
+            project_id: str) -> None:
+    """Make a project's glance metadata of a volume exactly ``metadata`` (``{}``: none).
 
-    :raises agent.exception.Forbidden: the volume's rows belong to another
-        project.
+    :param project_id: the writer's project; only its rows change.
     """
-    _claim(session, volume_id, project_id)
-    delete = sa.delete(_TABLE).where(_TABLE.volume_id == volume_id)
+    delete = sa.delete(_TABLE).where(_TABLE.volume_id == volume_id,
+                                     _TABLE.project_id == project_id)
     if metadata:
         delete = delete.where(_TABLE.key.not_in(list(metadata)))
     session.execute(delete)
@@ -135,26 +127,26 @@ def replace(session: Session, volume_id: str, metadata: Mapping[str, str], *,
 
 
 def copy(session: Session, src_volume_id: str, dst_volume_id: str, *,
-         project_id: str | None) -> dict[str, str]:
-    """Replace the destination's glance metadata with the source's.
+         project_id: str, ownerless: bool = False) -> dict[str, str]:
+    """Replace the destination's glance metadata with the source's, in one project.
 
     Used on the snapshot and clone paths; the destination ends up with the
     source's keys and no others (none when the source has none).
 
     :param project_id: the caller's project: the source is read and the
-        destination written within it; None (admin): the source's project.
+        destination written within it.
+    :param ownerless: the source's rows without a project are read too
+        (the administrator).
     :returns: the metadata now on the destination.
     """
-    metadata = get(session, src_volume_id, project_id)
+    metadata = get(session, src_volume_id, project_id, ownerless=ownerless)
     if src_volume_id != dst_volume_id:
-        replace(session, dst_volume_id, metadata,
-                project_id=project_id if project_id is not None
-                else owner(session, src_volume_id))
+        replace(session, dst_volume_id, metadata, project_id=project_id)
     return metadata
 
 
 def delete(session: Session, volume_id: str) -> int:
-    """Remove every glance metadata key of a volume.
+    """Remove every glance metadata key of a volume, in every project.
 
     :returns: how many keys were removed.
     """

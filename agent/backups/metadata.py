@@ -127,10 +127,12 @@ class Restore:
 
 
 def _caller_project(scope: Scope) -> str:
-    if not scope.project_id:
-        raise exception.InvalidInput(
-            field="project_id", reason="the request context names no project")
-    return str(scope.project_id)
+    """Return the caller's project.
+
+    :raises agent.exception.Forbidden: the context has none: a project-less
+        (domain- or system-scoped) token owns nothing.
+    """
+    return scope.require_project("backup metadata without a project").owner
 
 
 def export(session: Session, ring: MasterKeyRing, store: BackupStore, scope: Scope, *,
@@ -143,8 +145,9 @@ def export(session: Session, ring: MasterKeyRing, store: BackupStore, scope: Sco
     :param base: the volume's own fields, carried unsigned.
     :param metadata: the volume's user metadata, carried unsigned.
     :returns: the document and where it was written.
-    :raises agent.exception.InvalidInput: no project in the context, an
-        unsafe project id, or a document over the size limit.
+    :raises agent.exception.Forbidden: no project in the context.
+    :raises agent.exception.InvalidInput: an unsafe project id, or a
+        document over the size limit.
     :raises agent.exception.BackupMetadataConflict: the backup was
         exported before for another volume or project.
     :raises agent.exception.MasterKeyUnavailable: no master key to open
@@ -152,7 +155,8 @@ def export(session: Session, ring: MasterKeyRing, store: BackupStore, scope: Sco
     """
     project_id = _caller_project(scope)
     account = store.account_for(project_id)
-    volume_glance = glance.get(session, volume_id, project_id)
+    volume_glance = glance.get(session, volume_id, project_id,
+                               ownerless=scope.all_projects)
     signing.ensure_active(session, ring)
     active = signing.active(session, ring)
     assert active is not None
@@ -200,6 +204,7 @@ def evaluate_import(session: Session, ring: MasterKeyRing, store: BackupStore,
     :raises agent.exception.BackupMetadataUnsupportedVersion: a given,
         unsigned document has a version custos does not know.
     """
+    _caller_project(scope)
     record = records.get(session, backup_id)
     if record is not None and not scope.may_act_on(record.project_id):
         raise exception.BackupNotFound(backup_id=backup_id)
@@ -283,6 +288,8 @@ def read(session: Session, store: BackupStore, scope: Scope, backup_id: str) -> 
     :raises agent.exception.BackupMetadataDamaged: the stored bytes are not
         UTF-8 text.
     """
+    if not scope.audits:
+        _caller_project(scope)
     record = records.get(session, backup_id)
     if record is not None:
         if not scope.may_act_on(record.project_id):
@@ -315,9 +322,9 @@ def delete(session: Session, store: BackupStore, scope: Scope,
     :raises agent.exception.BackupNotFound: the backup belongs to a
         project the caller may not delete in.
     """
+    account = store.account_for(_caller_project(scope))
     record = records.get(session, backup_id)
     if record is None:
-        account = store.account_for(_caller_project(scope))
         removed = store.delete(account, backup_id)
         return _deleted_payload(backup_id, None, scope.project_id, account) if removed else None
     if not scope.may_act_on(record.project_id):

@@ -155,7 +155,7 @@ class BackupStore:
 
     def _account_dir_for_write(self, account: str) -> Path:
         if not self.root.parent.exists():
-            os.makedirs(self.root.parent, exist_ok=True)
+            os.makedirs(self.root.parent, mode=_DIR_MODE, exist_ok=True)
         self._make_dir(self.root)
         self._make_dir(self.root / account)
         directory = self._existing_account_dir(account)

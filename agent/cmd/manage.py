@@ -107,7 +107,7 @@ def _secret_list() -> Any:
     def work(session: Session) -> list[dict[str, Any]]:
         rows = session.scalars(sa.select(models.Secret).order_by(models.Secret.id))
         return [{"uuid": row.uuid, "project_id": row.project_id,
-                 "usage_type": row.usage_type, "usage_id": row.usage_id,
+                 "driver_namespace": row.driver_namespace, "usage_type": row.usage_type, "usage_id": row.usage_id,
                  "private": row.private, "has_value": row.value is not None,
                  "master_key_id": row.master_key_id} for row in rows]
 

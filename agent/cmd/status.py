@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from oslo_config import cfg
 from oslo_policy import opts as policy_opts
 from oslo_upgradecheck import common_checks, upgradecheck
+from oslo_upgradecheck.upgradecheck import Code, Result
 from sqlalchemy import exc as sa_exc
 
 import agent.cmd  # noqa: F401  silences library deprecation notices first
@@ -31,8 +32,6 @@ from db import api as db_api
 from db import migration
 
 CONF = cfg.CONF
-Result = upgradecheck.Result
-Code = upgradecheck.Code
 
 # Seconds to wait for one broker node to accept a TCP connection.
 BROKER_CONNECT_TIMEOUT = 3.0

@@ -110,6 +110,14 @@ class ConnectionManager:
         except KeyError:
             raise exception.BackendNotFound(backend=name[:255]) from None
 
+    def own_keys(self, namespace: str) -> frozenset[str]:
+        """Return the initiator data keys that the drivers of ``namespace`` write themselves."""
+        keys: frozenset[str] = frozenset()
+        for backend in self.backends.values():
+            if backend.namespace == namespace:
+                keys |= backend.driver.own_initiator_keys
+        return keys
+
     def _driver_request(self, session: Session, backend: Backend,
                         project_id: str | None) -> DriverRequest:
         return DriverRequest(
@@ -130,8 +138,11 @@ class ConnectionManager:
         except (exception.CustosException, sa_exc.DBAPIError):
             raise
         except Exception as error:  # noqa: BLE001 - any driver bug becomes a named error
+            # Only the class: a driver handles secret material, and an
+            # exception's message or traceback can quote it (the text of a
+            # UnicodeDecodeError carries the bytes it failed on).
             LOG.error("Volume driver of backend %s failed in %s: %s",
-                      backend.name, operation, type(error).__name__, exc_info=True)
+                      backend.name, operation, type(error).__name__)
             raise exception.VolumeDriverError(backend=backend.name,
                                               reason=type(error).__name__) from None
 

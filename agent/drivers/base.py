@@ -22,18 +22,21 @@ from sqlalchemy.orm import Session
 
 
 class SecretStore(Protocol):
-    """The part of the secret store that drivers use (SPEC §3.2)."""
+    """The part of the secret store that drivers use (SPEC §3.1, §3.2).
 
-    def create_private(self, session: Session, *, project_id: str | None,
-                       usage_type: str, usage_id: str, value: bytes,
-                       description: str | None = None) -> str: ...
+    A driver's secrets belong to its namespace and to no project: they are
+    found by (namespace, usage type, usage id) only, and no ``secret_*``
+    RPC method reaches them.
+    """
 
-    def read_private(self, session: Session, uuid: str) -> bytes: ...
+    def create_driver_secret(self, session: Session, *, namespace: str, usage_type: str,
+                             usage_id: str, value: bytes,
+                             description: str | None = None) -> str: ...
 
-    def uuid_for_usage(self, session: Session, usage_type: str,
-                       usage_id: str) -> str | None: ...
+    def driver_secret(self, session: Session, *, namespace: str, usage_type: str,
+                      usage_id: str) -> tuple[str, bytes] | None: ...
 
-    def delete(self, session: Session, uuid: str) -> None: ...
+    def delete_driver_secret(self, session: Session, *, namespace: str, uuid: str) -> None: ...
 
 
 class RetryRequest(Exception):
@@ -89,6 +92,10 @@ class VolumeDriver:
     #: True when :meth:`initialize_connection` wants the initiator's rows;
     #: a driver that leaves it False costs no query.
     uses_initiator_data: ClassVar[bool] = False
+
+    #: Initiator data keys only the driver itself writes (through the
+    #: update it returns); ``initiator_data_update`` refuses them.
+    own_initiator_keys: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, backend: str, options: Any) -> None:
         self.backend = backend

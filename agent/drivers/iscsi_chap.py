@@ -1,10 +1,18 @@
 """The reference iSCSI driver: one CHAP identity per initiator.
 
 On an initiator's first attach the driver makes a CHAP username and a
-random password, stores the password as a private secret (usage type
-``iscsi``) and keeps only the username and the secret's UUID in the
-initiator's data. Later attaches of the same initiator read the password
-back in process and reply with the same credentials.
+random password and stores both as its own secret (usage type ``iscsi``,
+usage id the initiator IQN, in the backend's namespace); the username is
+also written to the initiator's data for operators. Later attaches of the
+same initiator find the pair again by that usage, in process, and reply
+with the same credentials.
+
+CHAP credentials belong to the infrastructure, not to a project: every
+project attached through one host shares them. So the secret belongs to
+the namespace and to no project, no ``secret_*`` method reaches it, and
+the driver never follows a secret UUID found in initiator data, which a
+caller could have written. The keys the driver writes itself
+(:data:`OWN_KEYS`) are refused by ``initiator_data_update``.
 
 Setting the initiator data key ``chap_rotate`` (``custos initiator-data
 chap-rotate``) makes the next attach replace the credentials.
@@ -17,7 +25,6 @@ again, finds the winner's credentials.
 
 from __future__ import annotations
 
-import hashlib
 import secrets as random
 import string
 from typing import Any
@@ -31,8 +38,13 @@ USAGE_TYPE = "iscsi"
 KEY_USERNAME = wire.CHAP_KEY_USERNAME
 KEY_SECRET = wire.CHAP_KEY_SECRET
 KEY_ROTATE = wire.CHAP_KEY_ROTATE
+#: Written by the driver only. ``chap_secret_uuid`` is what releases before
+#: usage lookups kept; it is still refused and removed on the next attach.
+OWN_KEYS = frozenset({KEY_USERNAME, KEY_SECRET})
+# The secret holds "<username>\n<password>": one row read gives a matching
+# pair, whatever a concurrent rotation does to the initiator's data.
+SEPARATOR = "\n"
 
-MAX_USAGE_ID = 255
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 
 opts = [
@@ -50,18 +62,6 @@ opts = [
 ]
 
 
-def chap_usage_id(namespace: str, initiator: str) -> str:
-    """Return the secret usage id of the CHAP password of one initiator.
-
-    Readable while it fits the usage column, hashed beyond.
-    """
-    usage_id = f"chap:{namespace}:{initiator}"
-    if len(usage_id) <= MAX_USAGE_ID:
-        return usage_id
-    digest = hashlib.sha256(f"{namespace}\x00{initiator}".encode()).hexdigest()
-    return f"chap-sha256:{digest}"
-
-
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -73,6 +73,7 @@ class ISCSIChapDriver(VolumeDriver):
     """
 
     uses_initiator_data = True
+    own_initiator_keys = OWN_KEYS
 
     def __init__(self, backend: str, options: Any) -> None:
         super().__init__(backend, options)
@@ -129,35 +130,43 @@ class ISCSIChapDriver(VolumeDriver):
                      store: SecretStore) -> tuple[str, str, dict[str, Any] | None]:
         session = request.session
         rotate = _truthy(data.get(KEY_ROTATE))
-        if not rotate and data.get(KEY_USERNAME) and data.get(KEY_SECRET):
-            try:
-                stored = store.read_private(session, data[KEY_SECRET])
-                return data[KEY_USERNAME], stored.decode(), None
-            except exception.SecretNotFound:
-                pass  # undefined by an operator: make new credentials below
-        usage_id = chap_usage_id(request.namespace, initiator)
-        holder = store.uuid_for_usage(session, USAGE_TYPE, usage_id)
-        if holder is not None:
-            if not rotate:
-                # Under READ COMMITTED the holder may have committed after
-                # the agent read the rows; read them again before deciding
-                # the secret is an orphan.
-                fresh = request.read_initiator_data(initiator)
-                if (fresh.get(KEY_SECRET) == holder and fresh.get(KEY_USERNAME)
-                        and not _truthy(fresh.get(KEY_ROTATE))):
-                    return fresh[KEY_USERNAME], store.read_private(session, holder).decode(), None
-            store.delete(session, holder)
+        usage = {"namespace": request.namespace, "usage_type": USAGE_TYPE,
+                 "usage_id": initiator}
+        stored = store.driver_secret(session, **usage)
+        if stored is not None:
+            held, value = stored
+            username, password = _unpack(value.decode())
+            if username is None and not rotate:
+                # A secret from before the username was kept with it: the
+                # username is in the initiator's data.
+                username = data.get(KEY_USERNAME) or None
+            if username and not rotate:
+                if data.get(KEY_USERNAME) == username:
+                    return username, password, None
+                # The initiator's data lost or changed its copy: write it back.
+                return username, password, {"set_values": {KEY_USERNAME: username}}
+            # Rotation, or an orphan: replace exactly the secret read here.
+            store.delete_driver_secret(session, namespace=request.namespace, uuid=held)
         username = "chap-" + random.token_hex(8)
         password = "".join(random.choice(PASSWORD_ALPHABET)
                            for _ in range(self.password_length))
         try:
-            secret_uuid = store.create_private(
-                session, project_id=None, usage_type=USAGE_TYPE, usage_id=usage_id,
-                value=password.encode(),
-                description=f"CHAP password of {initiator[:120]} for {request.namespace[:60]}")
+            store.create_driver_secret(
+                session, value=f"{username}{SEPARATOR}{password}".encode(),
+                description=f"CHAP password of {initiator[:120]} for {request.namespace[:60]}",
+                **usage)
         except exception.SecretUsageConflict:
             raise RetryRequest() from None
-        update: dict[str, Any] = {"set_values": {KEY_USERNAME: username, KEY_SECRET: secret_uuid}}
-        if KEY_ROTATE in data:
-            update["remove_values"] = [KEY_ROTATE]
+        update: dict[str, Any] = {"set_values": {KEY_USERNAME: username}}
+        stale = sorted(key for key in (KEY_ROTATE, KEY_SECRET) if key in data)
+        if stale:
+            update["remove_values"] = stale
         return username, password, update
+
+
+def _unpack(text: str) -> tuple[str | None, str]:
+    """Return ``(username or None, password)`` from a stored CHAP secret."""
+    username, separator, password = text.partition(SEPARATOR)
+    if not separator:
+        return None, text
+    return username, password

@@ -54,16 +54,18 @@ class BackupEndpoint(Endpoint):
         """
         volume_id = validation.uuid("volume_id", volume_id)
         values = glance.check_metadata("metadata", metadata)
-        glance.update(request.session, volume_id, values,
-                      project_id=request.scope.project_filter)
+        scope = request.scope.require_project("glance metadata without a project")
+        glance.update(request.session, volume_id, values, project_id=scope.owner)
         request.notify("glance_metadata.set",
-                       glance.set_payload(volume_id, request.scope.project_id, values))
+                       glance.set_payload(volume_id, scope.owner, values))
 
     @rpc_method()
     def volume_glance_metadata_get(self, request: Request, volume_id: Any) -> dict[str, str]:
         """Return a volume's glance metadata (``{}`` when none)."""
         volume_id = validation.uuid("volume_id", volume_id)
-        return glance.get(request.session, volume_id, request.scope.project_filter)
+        scope = request.scope.require_project("glance metadata without a project")
+        return glance.get(request.session, volume_id, scope.owner,
+                          ownerless=scope.all_projects)
 
     @rpc_method()
     def volume_glance_metadata_copy(self, request: Request, src_volume_id: Any,
@@ -71,10 +73,11 @@ class BackupEndpoint(Endpoint):
         """Give the destination exactly the source's glance metadata."""
         src_volume_id = validation.uuid("src_volume_id", src_volume_id)
         dst_volume_id = validation.uuid("dst_volume_id", dst_volume_id)
+        scope = request.scope.require_project("glance metadata without a project")
         copied = glance.copy(request.session, src_volume_id, dst_volume_id,
-                             project_id=request.scope.project_filter)
+                             project_id=scope.owner, ownerless=scope.all_projects)
         request.notify("glance_metadata.set",
-                       glance.set_payload(dst_volume_id, request.scope.project_id, copied,
+                       glance.set_payload(dst_volume_id, scope.owner, copied,
                                           source_volume_id=src_volume_id))
 
     # -- backup metadata -----------------------------------------------------

@@ -100,6 +100,13 @@ class ConnectionEndpoint(Endpoint):
         if set(values) & set(removals):
             raise exception.InvalidInput(field="remove_values",
                                           reason="names keys that set_values also sets")
+        own = self.connections.own_keys(namespace)
+        for field, keys in (("set_values", values), ("remove_values", removals)):
+            taken = sorted(set(keys) & own)
+            if taken:
+                raise exception.InvalidInput(
+                    field=f"{field}.{taken[0]}",
+                    reason="the namespace's volume driver keeps this key for itself")
         if not values and not removals:
             return
         initiator_data.update(request.session, initiator, namespace, values, removals)

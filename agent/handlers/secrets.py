@@ -17,15 +17,16 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from agent import validation
+from agent import exception, validation
 from agent.dispatch import Endpoint, Request, rpc_method
-from agent.secrets import definition, passphrase
 from agent.policy import Scope
+from agent.secrets import definition, passphrase
 from agent.secrets.store import MAX_VALUE_BYTES, SecretInfo, SecretStore
 
 
 def _scope(request: Request) -> Scope:
-    # Secrets belong to a project: without one there is nothing to own.
+    # Secrets belong to a project: without one there is nothing to own, for
+    # the administrator too.
     return request.scope.require_project("secrets without a project")
 
 
@@ -59,6 +60,8 @@ class SecretEndpoint(Endpoint):
         :returns: the secret's UUID (generated when the XML has none).
         :raises InvalidSecretXML: the document is refused (field ``xml``).
         :raises SecretUsageConflict, SecretPrivateChange, SecretNotFound.
+        :raises SecretOwnedElsewhere: the administrator named a UUID that
+            another project holds; nothing changed.
         """
         defn = definition.parse(xml)
         info, before = self.store.define(request.session, _scope(request), defn)
@@ -82,6 +85,8 @@ class SecretEndpoint(Endpoint):
         """Set a secret's value, given as base64 of at most 64 KiB once decoded.
 
         :raises SecretNotFound: no such secret, or another project's.
+        :raises SecretOwnedElsewhere: the administrator named another
+            project's secret; nothing changed.
         """
         secret_uuid = validation.uuid("uuid", uuid)
         # libvirt refuses an empty secret value too.
@@ -128,14 +133,22 @@ class SecretEndpoint(Endpoint):
         return [info.summary() for info in found]
 
     @rpc_method(readonly=True)
-    def secret_lookup_by_usage(self, request: Request, usage_type: Any, usage_id: Any) -> str:
-        """Return the UUID of the secret holding a usage.
+    def secret_lookup_by_usage(self, request: Request, usage_type: Any, usage_id: Any,
+                               project_id: Any = None) -> str:
+        """Return the UUID of the secret of a project holding a usage.
 
-        :raises SecretNotFound: no secret holds it, or another project's does.
+        :param project_id: (API 1.1) the project to search, the caller's
+            own by default; another project's needs the administrator.
+        :raises SecretNotFound: no secret of the project holds it.
+        :raises Forbidden: a member named another project.
         """
         usage_type, usage_id = _usage(usage_type, usage_id)
-        return self.store.lookup_by_usage(request.session, _scope(request),
-                                          usage_type, usage_id).uuid
+        project_id = validation.string("project_id", project_id, nullable=True)
+        scope = _scope(request)
+        if project_id is not None and not scope.may_act_on(project_id):
+            raise exception.Forbidden(action="custos:secret_lookup_by_usage")
+        return self.store.lookup_by_usage(request.session, scope, usage_type, usage_id,
+                                          project_id=project_id).uuid
 
     @rpc_method()
     def secret_generate(self, request: Request, usage_type: Any, usage_id: Any,

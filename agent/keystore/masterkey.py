@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import stat
 import threading
 from dataclasses import dataclass
 
@@ -45,9 +46,23 @@ def default_path(conf: cfg.ConfigOpts | None = None) -> str:
     return conf.keystore.master_key_file or os.path.join(conf.state_path, "master.key")
 
 
+# Group and other permission bits: a key file with any of them is refused.
+LOOSE_BITS = 0o077
+
+
 def _read_key(path: str) -> bytes:
+    """Return the key in ``path``.
+
+    :raises MasterKeyPermissions: group or others have any access to it.
+    :raises MasterKeyUnavailable: it is missing, unreadable or not
+        :data:`KEY_BYTES` long.
+    """
     try:
         with open(path, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if mode & LOOSE_BITS:
+                raise exception.MasterKeyPermissions(path=path,
+                                                     mode=oct(stat.S_IMODE(mode)))
             material = handle.read(KEY_BYTES + 1)
     except FileNotFoundError:
         raise exception.MasterKeyUnavailable(reason=f"no key file at {path}") from None

@@ -14,9 +14,10 @@ secrets:
   :class:`~agent.exception.SecretUsageConflict`;
 * ``private`` cannot go from yes to no
   (:class:`~agent.exception.SecretPrivateChange`);
-* one secret per (usage type, usage id): a second UUID claiming a held
-  usage raises :class:`~agent.exception.SecretUsageConflict` naming the
-  holder.
+* one secret per (usage type, usage id) within a project: a second UUID
+  of that project claiming a held usage raises
+  :class:`~agent.exception.SecretUsageConflict` naming the holder; other
+  projects' usages never meet it.
 
 Lookups by UUID and by usage are dictionary lookups.  Every operation
 holds one lock, so concurrent RPC handler threads see each change whole.
@@ -29,8 +30,9 @@ for the memory they cost).  A define or set that would pass either limit
 raises :class:`~agent.exception.QuotaExceeded` and changes nothing;
 undefining gives the room back at once.
 
-Ownership is the caller's business: the store keeps each secret's
-``project_id`` on its record but does not filter by it.  Values never
+Visibility is the caller's business: the store keeps each secret's
+``project_id`` on its record and keys usages by it, but does not filter
+lookups by UUID.  Values never
 leave through a record: :meth:`EphemeralSecretStore.get_value` is the only
 way to read one, and nothing here logs.
 """
@@ -49,7 +51,7 @@ from agent.secrets.definition import SecretDefinition
 
 __all__ = ["EphemeralSecret", "EphemeralSecretStore"]
 
-_UsageKey = tuple[str, str]
+_UsageKey = tuple[str, str, str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,12 +134,15 @@ class EphemeralSecretStore:
             defn = dataclasses.replace(defn, uuid=str(uuid_lib.uuid4()))
         secret_uuid = defn.uuid
         assert secret_uuid is not None
-        key = _usage_key(defn)
+        key = _usage_key(defn, project_id)
         with self._lock:
             existing = self._by_uuid.get(secret_uuid)
             if existing is not None:
                 old = existing.definition
-                if _usage_key(old) != key:
+                # A redefinition keeps the secret's owner, whatever is passed.
+                project_id = existing.project_id
+                key = _usage_key(defn, project_id)
+                if _usage_key(old, project_id) != key:
                     shown = old if old.usage_type is not None else defn
                     raise exception.SecretUsageConflict(
                         usage_type=shown.usage_type, usage_id=shown.usage_id,
@@ -181,21 +186,22 @@ class EphemeralSecretStore:
         with self._lock:
             return self._get_locked(uuid)
 
-    def lookup_by_usage(self, usage_type: str, usage_id: str) -> EphemeralSecret:
-        """Return the record of the secret holding a usage.
+    def lookup_by_usage(self, project_id: str, usage_type: str,
+                        usage_id: str) -> EphemeralSecret:
+        """Return the record of the project's secret holding a usage.
 
-        :raises agent.exception.SecretNotFound: no secret here holds it.
+        :raises agent.exception.SecretNotFound: no secret of it here holds it.
         """
         with self._lock:
-            holder = self._by_usage.get((usage_type, usage_id))
+            holder = self._by_usage.get((project_id, usage_type, usage_id))
             if holder is None:
                 raise exception.SecretNotFound(secret="%s '%s'" % (usage_type, usage_id))
             return self._by_uuid[holder]
 
-    def usage_holder(self, usage_type: str, usage_id: str) -> str | None:
-        """Return the UUID of the secret holding a usage, or None."""
+    def usage_holder(self, project_id: str, usage_type: str, usage_id: str) -> str | None:
+        """Return the UUID of the project's secret holding a usage, or None."""
         with self._lock:
-            return self._by_usage.get((usage_type, usage_id))
+            return self._by_usage.get((project_id, usage_type, usage_id))
 
     def set_value(self, uuid: str, value: bytes) -> None:
         """Set or replace a secret's value.
@@ -243,7 +249,7 @@ class EphemeralSecretStore:
         with self._lock:
             record = self._get_locked(uuid)
             del self._by_uuid[uuid]
-            key = _usage_key(record.definition)
+            key = _usage_key(record.definition, record.project_id)
             if key is not None:
                 del self._by_usage[key]
             value = self._values.pop(uuid, None)
@@ -296,10 +302,10 @@ class EphemeralSecretStore:
         return record
 
 
-def _usage_key(defn: SecretDefinition) -> _UsageKey | None:
+def _usage_key(defn: SecretDefinition, project_id: str) -> _UsageKey | None:
     if defn.usage_type is None or defn.usage_id is None:
         return None
-    return (defn.usage_type, defn.usage_id)
+    return (project_id, defn.usage_type, defn.usage_id)
 
 
 def _checked_value(value: object) -> bytes | bytearray | memoryview:

@@ -296,6 +296,21 @@ def client_of(api: CustosAPI, proc: AgentProcess | InProcessAgent) -> CustosAPI:
     return client
 
 
+def _own_agent(tmp_path: Path, exchange: str, rabbit_url: str, database_url: str | None,
+               host: str, state_path: Path | None,
+               extra: dict[str, dict[str, Any]]) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """Retire the shared agents and return a test agent's directory and configuration.
+
+    From then on the test's own agents alone serve the topic.
+    """
+    for retire in list(_shared_retirers):
+        retire()
+    workdir = tmp_path / host
+    workdir.mkdir(exist_ok=True)
+    return workdir, agent_sections(tmp_path, exchange, database_url, host,
+                                   state_path=state_path, rabbit_url=rabbit_url, **extra)
+
+
 @pytest.fixture
 def start_agent(tmp_path: Path, exchange: str, rabbit_url: str,
                 api: CustosAPI) -> Iterator[Callable[..., AgentProcess]]:
@@ -308,13 +323,8 @@ def start_agent(tmp_path: Path, exchange: str, rabbit_url: str,
 
     def start(database_url: str | None = None, host: str = "agent-1",
               state_path: Path | None = None, **extra: dict[str, Any]) -> AgentProcess:
-        # This test's agents alone serve the topic from now on.
-        for retire in list(_shared_retirers):
-            retire()
-        workdir = tmp_path / host
-        workdir.mkdir(exist_ok=True)
-        sections = agent_sections(tmp_path, exchange, database_url, host,
-                                  state_path=state_path, rabbit_url=rabbit_url, **extra)
+        workdir, sections = _own_agent(tmp_path, exchange, rabbit_url, database_url, host,
+                                       state_path, extra)
         proc = launch(workdir, sections, api.client.transport)
         agents.append(proc)
         return proc
@@ -335,12 +345,8 @@ def in_process_agent(tmp_path: Path, exchange: str, rabbit_url: str,
 
     def start(database_url: str | None = None, host: str = "agent-1",
               state_path: Path | None = None, **extra: dict[str, Any]) -> InProcessAgent:
-        for retire in list(_shared_retirers):
-            retire()
-        workdir = tmp_path / host
-        workdir.mkdir(exist_ok=True)
-        sections = agent_sections(tmp_path, exchange, database_url, host,
-                                  state_path=state_path, rabbit_url=rabbit_url, **extra)
+        workdir, sections = _own_agent(tmp_path, exchange, rabbit_url, database_url, host,
+                                       state_path, extra)
         agent = launch_in_process(workdir, sections, api.client.transport)
         agents.append(agent)
         return agent

@@ -8,9 +8,10 @@ import threading
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from agent import exception
-from tests.common import admin, member, member_with_service
+from tests.common import admin, member_with_service, service_only
 from tests.functional.agentproc import AgentProcess, run_script
 from tests.functional.conftest import agent_sections, client_of
 
@@ -43,7 +44,7 @@ def fresh_initiator():
 
 
 def attach(api, initiator=INITIATOR):
-    return api.initialize_connection(member(), {"id": str(uuid.uuid4())},
+    return api.initialize_connection(service_only(), {"id": str(uuid.uuid4())},
                                      {"initiator": initiator, "host": "compute"})["data"]
 
 
@@ -51,15 +52,27 @@ def credentials(data):
     return data["auth_username"], data["auth_password"]
 
 
-def chap_secret_uuids(api):
-    return sorted(s["uuid"] for s in api.secret_list(admin(), usage_type="iscsi"))
+def agent_database(proc):
+    """The database URL an agent process was configured with."""
+    configured = proc.sections.get("database", {}).get("connection")
+    return configured or "sqlite:///{}/custos.sqlite".format(proc.sections["DEFAULT"]["state_path"])
+
+
+def chap_secrets(database_url):
+    """The driver's secrets as the agent stored them: ``{initiator: uuid}``."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.text(
+                "SELECT usage_id, uuid FROM secrets WHERE driver_namespace = 'lvm'"
+                " AND project_id IS NULL AND usage_type = 'iscsi'")).all())
+    finally:
+        engine.dispose()
 
 
 def test_an_initiator_keeps_its_chap_credentials_and_another_gets_its_own(chap_agent_on, api):
     proc, api = chap_agent_on, client_of(api, chap_agent_on)
     initiator, other_initiator = fresh_initiator(), fresh_initiator()
-    # Other tests of the module share the agent and its CHAP secrets.
-    before = chap_secret_uuids(api)
 
     first = attach(api, initiator)
     second = attach(api, initiator)
@@ -72,10 +85,11 @@ def test_an_initiator_keeps_its_chap_credentials_and_another_gets_its_own(chap_a
     assert other["auth_username"] != first["auth_username"]
     assert other["auth_password"] != first["auth_password"]
     data = api.initiator_data_get(admin(), initiator, "lvm")
-    assert set(data) == {"chap_username", "chap_secret_uuid"}
+    assert set(data) == {"chap_username"}
     assert first["auth_password"] not in json.dumps(data)
-    after = chap_secret_uuids(api)
-    assert len(set(after) - set(before)) == 2 and set(before) <= set(after)
+    stored = chap_secrets(agent_database(proc))
+    assert initiator in stored and other_initiator in stored
+    assert api.secret_list(admin(), usage_type="iscsi") == []
     log = proc.log()
     assert "serving topic" in log
     for password in (first["auth_password"], other["auth_password"]):
@@ -113,7 +127,7 @@ def test_concurrent_first_attaches_on_two_agents_share_one_secret(start_agent, a
 
     assert len({credentials(reply) for reply in replies}) == 1
     data = api.initiator_data_get(admin(), INITIATOR, "lvm")
-    assert chap_secret_uuids(api) == [data["chap_secret_uuid"]]
+    assert list(chap_secrets(database_url)) == [INITIATOR]
     assert data["chap_username"] == replies[0]["auth_username"]
     logs = "".join(proc.log() for proc in agents)
     assert logs.count("serving topic") == 2
@@ -155,7 +169,7 @@ def test_unknown_backend_over_the_bus_is_a_named_error(chap_agent, api):
     api = client_of(api, chap_agent)
 
     with pytest.raises(exception.BackendNotFound):
-        api.initialize_connection(member(), {"id": str(uuid.uuid4())},
+        api.initialize_connection(service_only(), {"id": str(uuid.uuid4())},
                                   {"initiator": INITIATOR}, backend="nope")
 
 

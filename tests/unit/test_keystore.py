@@ -31,6 +31,7 @@ def test_init_writes_32_bytes_mode_0600_and_never_overwrites(tmp_path):
 def test_a_short_key_file_is_refused_without_showing_it(tmp_path):
     path = tmp_path / "master.key"
     path.write_bytes(b"too short")
+    path.chmod(0o600)
 
     with pytest.raises(exception.MasterKeyUnavailable) as caught:
         masterkey.MasterKeyRing(str(path)).load()

@@ -11,8 +11,8 @@ import pytest
 
 from agent import exception
 from agent.backups import glance
-from tests.common import (OTHER_PROJECT, admin, auditor, member, member_with_service,
-                          nobody, service_only)
+from tests.common import (OTHER_PROJECT, admin, auditor, make_context, member,
+                          member_with_service, nobody, service_only)
 
 VOLUME = str(uuid.uuid4())
 CLONE = str(uuid.uuid4())
@@ -74,13 +74,16 @@ def test_one_token_alone_cannot_write_glance_metadata(harness, ctxt):
     assert harness.notifications("glance_metadata.set") == []
 
 
-def test_admin_with_a_service_token_writes_for_any_project(harness):
+def test_admin_with_a_service_token_writes_in_its_own_project_only(harness):
     ctxt = admin(OTHER_PROJECT)
     ctxt.service_roles = ["service"]
 
     harness.api.volume_glance_metadata_set(ctxt, VOLUME, {"k": "v"}, wait=True)
 
-    assert harness.api.volume_glance_metadata_get(admin(), VOLUME) == {"k": "v"}
+    assert harness.api.volume_glance_metadata_get(admin(OTHER_PROJECT), VOLUME) == {"k": "v"}
+    assert harness.api.volume_glance_metadata_get(member(OTHER_PROJECT), VOLUME) == {"k": "v"}
+    assert harness.api.volume_glance_metadata_get(admin(), VOLUME) == {}
+    assert harness.api.volume_glance_metadata_get(member(), VOLUME) == {}
 
 
 def test_copy_replaces_the_destination_with_the_source(harness):
@@ -183,13 +186,71 @@ def test_another_project_neither_reads_nor_overwrites_a_volumes_glance_metadata(
     stranger = member_with_service(OTHER_PROJECT)
 
     seen = harness.api.volume_glance_metadata_get(member(OTHER_PROJECT), VOLUME)
-    with pytest.raises(exception.Forbidden):
-        harness.api.volume_glance_metadata_set(stranger, VOLUME, {"license": "forged"},
-                                               wait=True)
+    harness.api.volume_glance_metadata_set(stranger, VOLUME, {"license": "forged"}, wait=True)
     harness.api.volume_glance_metadata_copy(stranger, VOLUME, CLONE, wait=True)
 
     assert seen == {}
     assert harness.api.volume_glance_metadata_get(member(), VOLUME) == {"license": LICENCE}
+    assert harness.api.volume_glance_metadata_get(admin(), VOLUME) == {"license": LICENCE}
     assert harness.api.volume_glance_metadata_get(admin(), CLONE) == {}
-    assert harness.api.volume_glance_metadata_get(admin(OTHER_PROJECT), VOLUME) == {
-        "license": LICENCE}
+    assert harness.api.volume_glance_metadata_get(member(OTHER_PROJECT), VOLUME) == {
+        "license": "forged"}
+    assert harness.api.volume_glance_metadata_get(member(OTHER_PROJECT), CLONE) == {
+        "license": "forged"}
+
+
+def _ownerless_rows(volume_id: str, metadata: dict[str, str]) -> None:
+    """Rows as written before glance metadata had an owner."""
+    from db import api as db_api
+    from db.models import VolumeGlanceMetadata
+
+    with db_api.transaction() as session:
+        session.add_all(VolumeGlanceMetadata(volume_id=volume_id, key=key, value=value,
+                                             project_id=None)
+                        for key, value in metadata.items())
+
+
+def test_rows_without_an_owner_are_the_admins_alone(harness):
+    _ownerless_rows(VOLUME, {"license": LICENCE})
+    writer = member_with_service(OTHER_PROJECT)
+
+    seen = harness.api.volume_glance_metadata_get(member(OTHER_PROJECT), VOLUME)
+    harness.api.volume_glance_metadata_set(writer, VOLUME, {"license": "forged"}, wait=True)
+    harness.api.volume_glance_metadata_copy(writer, VOLUME, CLONE, wait=True)
+
+    assert seen == {}
+    assert harness.api.volume_glance_metadata_get(admin(), VOLUME) == {"license": LICENCE}
+    assert harness.api.volume_glance_metadata_get(member(OTHER_PROJECT), CLONE) == {
+        "license": "forged"}
+
+
+def test_the_first_writer_of_a_volume_id_claims_nothing(harness):
+    squatter = member_with_service(OTHER_PROJECT)
+    harness.api.volume_glance_metadata_set(squatter, VOLUME, {"license": "squat"}, wait=True)
+
+    harness.api.volume_glance_metadata_set(member_with_service(), VOLUME,
+                                           {"license": LICENCE}, wait=True)
+
+    assert harness.api.volume_glance_metadata_get(member(), VOLUME) == {"license": LICENCE}
+    assert harness.api.volume_glance_metadata_get(member(OTHER_PROJECT), VOLUME) == {
+        "license": "squat"}
+
+
+@pytest.mark.parametrize("roles", [["admin"], ["member"], ["admin", "member"]])
+def test_a_context_without_a_project_neither_reads_nor_writes(harness, roles):
+    harness.api.volume_glance_metadata_set(member_with_service(), VOLUME,
+                                           {"license": LICENCE}, wait=True)
+    _ownerless_rows(CLONE, {"license": LICENCE})
+    projectless = make_context(None, roles, ["service"])
+
+    for volume_id in (VOLUME, CLONE):
+        with pytest.raises(exception.Forbidden):
+            harness.api.volume_glance_metadata_get(projectless, volume_id)
+        with pytest.raises(exception.Forbidden):
+            harness.api.volume_glance_metadata_set(projectless, volume_id,
+                                                   {"license": "forged"}, wait=True)
+    with pytest.raises(exception.Forbidden):
+        harness.api.volume_glance_metadata_copy(projectless, VOLUME, CLONE, wait=True)
+
+    assert harness.api.volume_glance_metadata_get(member(), VOLUME) == {"license": LICENCE}
+    assert harness.api.volume_glance_metadata_get(admin(), CLONE) == {"license": LICENCE}

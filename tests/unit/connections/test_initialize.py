@@ -10,8 +10,8 @@ from sqlalchemy import event
 
 from agent import exception
 from db import api as db_api
-from tests.common import (OTHER_PROJECT, admin, auditor, member, member_with_service,
-                          nobody, service_only)
+from tests.common import (OTHER_PROJECT, admin, auditor, make_context, member,
+                          member_with_service, nobody, service_only)
 from tests.unit.connections import drivers
 from tests.unit.connections.conftest import configure_backend
 
@@ -46,7 +46,7 @@ def test_driver_gets_the_initiators_rows_of_its_namespace_only(scripted, harness
                                       set_values={"b": "2"})
     reply_with()
 
-    info = harness.api.initialize_connection(member(), VOLUME, CONNECTOR, backend="b1")
+    info = harness.api.initialize_connection(service_only(), VOLUME, CONNECTOR, backend="b1")
 
     assert info == INFO
     assert scripted.calls[-1]["initiator_data"] == {"a": "1"}
@@ -59,7 +59,7 @@ def test_update_is_applied_and_stripped_from_the_reply(scripted, harness):
     reply_with(initiator_updates={"set_values": {"change": "2", "new": "n"},
                                   "remove_values": ["old", "absent"]})
 
-    info = harness.api.initialize_connection(member(), VOLUME, CONNECTOR, backend="b1")
+    info = harness.api.initialize_connection(service_only(), VOLUME, CONNECTOR, backend="b1")
 
     assert info == INFO
     assert rows(harness) == {"keep": "k", "change": "2", "new": "n"}
@@ -68,7 +68,7 @@ def test_update_is_applied_and_stripped_from_the_reply(scripted, harness):
 def test_cinders_singular_spelling_is_accepted(scripted, harness):
     reply_with(initiator_update={"set_values": {"k": "v"}})
 
-    info = harness.api.initialize_connection(member(), VOLUME, CONNECTOR, backend="b1")
+    info = harness.api.initialize_connection(service_only(), VOLUME, CONNECTOR, backend="b1")
 
     assert "initiator_update" not in info
     assert rows(harness) == {"k": "v"}
@@ -92,7 +92,7 @@ def test_malformed_update_is_refused_and_changes_nothing(scripted, harness, upda
     reply_with(initiator_updates=update)
 
     with pytest.raises(exception.InvalidDriverUpdate) as caught:
-        harness.api.initialize_connection(member(), VOLUME, CONNECTOR, backend="b1")
+        harness.api.initialize_connection(service_only(), VOLUME, CONNECTOR, backend="b1")
 
     assert caught.value.code == "invalid_driver_update"
     assert caught.value.kwargs["backend"] == "b1"
@@ -105,7 +105,7 @@ def test_both_spellings_at_once_are_refused(scripted, harness):
                initiator_update={"set_values": {"b": "2"}})
 
     with pytest.raises(exception.InvalidDriverUpdate):
-        harness.api.initialize_connection(member(), VOLUME, CONNECTOR, backend="b1")
+        harness.api.initialize_connection(service_only(), VOLUME, CONNECTOR, backend="b1")
 
     assert rows(harness) == {}
 
@@ -114,18 +114,18 @@ def test_update_without_an_initiator_is_refused(scripted, harness):
     reply_with(initiator_updates={"set_values": {"a": "1"}})
 
     with pytest.raises(exception.InvalidDriverUpdate):
-        harness.api.initialize_connection(member(), VOLUME, {"host": "h"}, backend="b1")
+        harness.api.initialize_connection(service_only(), VOLUME, {"host": "h"}, backend="b1")
 
 
 def test_driver_exception_is_a_named_error_and_the_agent_keeps_serving(scripted, harness):
     scripted.reply = KeyError("boom")
 
     with pytest.raises(exception.VolumeDriverError) as caught:
-        harness.api.initialize_connection(member(), VOLUME, CONNECTOR, backend="b1")
+        harness.api.initialize_connection(service_only(), VOLUME, CONNECTOR, backend="b1")
 
     assert caught.value.kwargs == {"backend": "b1", "reason": "KeyError"}
     reply_with()
-    assert harness.api.initialize_connection(member(), VOLUME, CONNECTOR, backend="b1") == INFO
+    assert harness.api.initialize_connection(service_only(), VOLUME, CONNECTOR, backend="b1") == INFO
 
 
 @pytest.mark.parametrize("reply", [["iscsi"], {"data": {}}, {"driver_volume_type": "iscsi"}])
@@ -133,7 +133,7 @@ def test_reply_that_is_no_connection_info_is_a_driver_error(scripted, harness, r
     scripted.reply = reply
 
     with pytest.raises(exception.VolumeDriverError):
-        harness.api.initialize_connection(member(), VOLUME, CONNECTOR, backend="b1")
+        harness.api.initialize_connection(service_only(), VOLUME, CONNECTOR, backend="b1")
 
 
 def test_driver_that_wants_no_data_costs_no_query(scripted, harness):
@@ -146,7 +146,7 @@ def test_driver_that_wants_no_data_costs_no_query(scripted, harness):
     event.listen(engine, "before_cursor_execute", record)
     try:
         reply_with()
-        harness.api.initialize_connection(member(), VOLUME, CONNECTOR, backend="b2")
+        harness.api.initialize_connection(service_only(), VOLUME, CONNECTOR, backend="b2")
     finally:
         event.remove(engine, "before_cursor_execute", record)
 
@@ -158,7 +158,7 @@ def test_notifications_name_keys_never_values(scripted, harness):
     reply_with(initiator_updates={"set_values": {"token": "s3cr3t-value"},
                                   "remove_values": ["gone"]})
 
-    harness.api.initialize_connection(member(), VOLUME, CONNECTOR, backend="b1")
+    harness.api.initialize_connection(service_only(), VOLUME, CONNECTOR, backend="b1")
 
     [attach] = harness.notifications("connection.initialize")
     assert attach["payload"] == {
@@ -173,19 +173,19 @@ def test_notifications_name_keys_never_values(scripted, harness):
 
 def test_backend_must_be_named_when_several_are_enabled(scripted, harness):
     with pytest.raises(exception.InvalidInput) as caught:
-        harness.api.initialize_connection(member(), VOLUME, CONNECTOR)
+        harness.api.initialize_connection(service_only(), VOLUME, CONNECTOR)
 
     assert caught.value.kwargs["field"] == "backend"
 
 
 def test_unknown_backend_is_backend_not_found(scripted, harness):
     with pytest.raises(exception.BackendNotFound):
-        harness.api.initialize_connection(member(), VOLUME, CONNECTOR, backend="nope")
+        harness.api.initialize_connection(service_only(), VOLUME, CONNECTOR, backend="nope")
 
 
 def test_no_backend_enabled_is_backend_not_found(harness):
     with pytest.raises(exception.BackendNotFound):
-        harness.api.initialize_connection(member(), VOLUME, CONNECTOR)
+        harness.api.initialize_connection(service_only(), VOLUME, CONNECTOR)
 
 
 @pytest.mark.parametrize("volume, connector, field", [
@@ -200,28 +200,43 @@ def test_no_backend_enabled_is_backend_not_found(harness):
 ])
 def test_bad_arguments_name_the_field(scripted, harness, volume, connector, field):
     with pytest.raises(exception.InvalidInput) as caught:
-        harness.api.initialize_connection(member(), volume, connector, backend="b1")
+        harness.api.initialize_connection(service_only(), volume, connector, backend="b1")
 
     assert caught.value.kwargs["field"] == field
     assert drivers.ScriptedDriver.calls == []
 
 
-def test_volume_of_another_project_is_forbidden(scripted, harness):
+@pytest.mark.parametrize("ctx", [
+    member(), member(OTHER_PROJECT), nobody(), auditor(),
+    make_context(None, ["member"]), make_context(None, ["reader"])])
+def test_attach_and_detach_are_refused_to_anyone_but_a_service_or_the_admin(
+        scripted, harness, ctx):
+    reply_with()
+
+    with pytest.raises(exception.Forbidden):
+        harness.api.initialize_connection(ctx, VOLUME, CONNECTOR, backend="b1")
+    with pytest.raises(exception.Forbidden):
+        harness.api.terminate_connection(ctx, VOLUME, CONNECTOR, backend="b1")
+
+    assert drivers.ScriptedDriver.calls == []
+    assert harness.notifications() == []
+
+
+@pytest.mark.parametrize("ctx", [
+    service_only(), service_only(OTHER_PROJECT), make_context(None, ["service"]),
+    member_with_service(),
+    admin(), admin(OTHER_PROJECT)])
+def test_a_service_token_a_service_user_or_the_admin_attaches_any_volume(
+        scripted, harness, ctx):
     reply_with()
     volume = {**VOLUME, "project_id": OTHER_PROJECT}
 
-    with pytest.raises(exception.Forbidden):
-        harness.api.initialize_connection(member(), volume, CONNECTOR, backend="b1")
-    assert harness.api.initialize_connection(admin(), volume, CONNECTOR, backend="b1") == INFO
-
-
-def test_attach_needs_an_operator(scripted, harness):
-    with pytest.raises(exception.Forbidden):
-        harness.api.initialize_connection(nobody(), VOLUME, CONNECTOR, backend="b1")
+    assert harness.api.initialize_connection(ctx, volume, CONNECTOR, backend="b1") == INFO
+    harness.api.terminate_connection(ctx, volume, CONNECTOR, backend="b1")
 
 
 def test_terminate_calls_the_driver_and_notifies(scripted, harness):
-    harness.api.terminate_connection(member(), VOLUME, CONNECTOR, backend="b1", force=True)
+    harness.api.terminate_connection(service_only(), VOLUME, CONNECTOR, backend="b1", force=True)
 
     [note] = harness.notifications("connection.terminate")
     assert note["payload"] == {"volume_id": VOLUME["id"], "backend": "b1", "namespace": "ns1",
@@ -230,7 +245,7 @@ def test_terminate_calls_the_driver_and_notifies(scripted, harness):
 
 def test_terminate_refuses_a_non_boolean_force(scripted, harness):
     with pytest.raises(exception.InvalidInput) as caught:
-        harness.api.terminate_connection(member(), VOLUME, CONNECTOR, backend="b1", force="yes")
+        harness.api.terminate_connection(service_only(), VOLUME, CONNECTOR, backend="b1", force="yes")
 
     assert caught.value.kwargs["field"] == "force"
 
@@ -285,3 +300,25 @@ def test_initiator_data_update_refuses_bad_input(harness, kwargs, field):
 
     assert caught.value.kwargs["field"] == field
     assert harness.notifications("initiator_data.update") == []
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"set_values": {"chap_secret_uuid": str(uuid.uuid4())}}, "set_values.chap_secret_uuid"),
+    ({"set_values": {"chap_username": "mine", "other": "x"}}, "set_values.chap_username"),
+    ({"remove_values": ["chap_username"]}, "remove_values.chap_username"),
+])
+def test_initiator_data_update_refuses_the_keys_the_driver_keeps(chap_backend, harness,
+                                                                 kwargs, field):
+    with pytest.raises(exception.InvalidInput) as caught:
+        harness.api.initiator_data_update(member_with_service(), INITIATOR, "lvm", **kwargs)
+
+    assert caught.value.kwargs["field"] == field
+    assert rows(harness, "lvm") == {}
+    assert harness.notifications("initiator_data.update") == []
+
+
+def test_the_driver_keys_are_free_in_a_namespace_no_chap_backend_uses(chap_backend, harness):
+    harness.api.initiator_data_update(member_with_service(), INITIATOR, "ns-other",
+                                      set_values={"chap_username": "u"})
+
+    assert rows(harness, "ns-other") == {"chap_username": "u"}

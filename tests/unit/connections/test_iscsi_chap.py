@@ -9,10 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 from agent import exception
-from agent.drivers.iscsi_chap import chap_usage_id
 from db import api as db_api
-from db.models import DriverInitiatorData
-from tests.common import admin, member, member_with_service
+from db.models import DriverInitiatorData, Secret
+from tests.common import admin, member_with_service, service_only
 from tests.unit.connections.conftest import PORTAL, PREFIX
 
 INITIATOR = "iqn.1993-08.org.debian:01:compute-1"
@@ -22,11 +21,26 @@ OTHER_INITIATOR = "iqn.1993-08.org.debian:01:compute-2"
 def attach(harness, initiator=INITIATOR, volume_id=None, **connector):
     volume = {"id": volume_id or str(uuid.uuid4())}
     return harness.api.initialize_connection(
-        member(), volume, {"initiator": initiator, "host": "compute-1", **connector})
+        service_only(), volume, {"initiator": initiator, "host": "compute-1", **connector})
 
 
 def chap_secrets(harness):
-    return harness.api.secret_list(admin(), usage_type="iscsi")
+    """The driver's secrets as stored: no RPC method shows them to anyone."""
+    with db_api.transaction() as session:
+        return [{"uuid": row.uuid, "namespace": row.driver_namespace,
+                 "project_id": row.project_id, "usage_type": row.usage_type,
+                 "usage_id": row.usage_id, "private": row.private}
+                for row in session.scalars(sa.select(Secret).order_by(Secret.id))]
+
+
+def forget(**where):
+    """Remove rows as an operator's repair in the database would."""
+    with db_api.transaction() as session:
+        if "key" in where:
+            session.execute(sa.delete(DriverInitiatorData)
+                            .where(DriverInitiatorData.key == where["key"]))
+        if "secret" in where:
+            session.execute(sa.delete(Secret).where(Secret.uuid == where["secret"]))
 
 
 def test_first_attach_returns_iscsi_target_and_chap_credentials(chap_backend, harness, store):
@@ -47,20 +61,30 @@ def test_first_attach_returns_iscsi_target_and_chap_credentials(chap_backend, ha
     assert "initiator_updates" not in info and "initiator_update" not in info
 
 
-def test_initiator_data_keeps_only_the_username_and_the_secret_uuid(chap_backend, harness,
+def test_the_password_is_the_drivers_own_secret_and_no_rpc_reaches_it(chap_backend, harness,
                                                                      store):
     password = attach(harness)["data"]["auth_password"]
 
     data = harness.api.initiator_data_get(admin(), INITIATOR, "lvm")
 
-    assert set(data) == {"chap_username", "chap_secret_uuid"}
+    assert set(data) == {"chap_username"}
     assert password not in data.values()
     [secret] = chap_secrets(harness)
-    assert secret["uuid"] == data["chap_secret_uuid"]
+    assert secret["namespace"] == "lvm" and secret["project_id"] is None
+    assert (secret["usage_type"], secret["usage_id"]) == ("iscsi", INITIATOR)
     assert secret["private"] is True
-    assert secret["usage_id"] == chap_usage_id("lvm", INITIATOR)
-    with pytest.raises(exception.SecretPrivate):
+    assert harness.api.secret_list(admin()) == []
+    with pytest.raises(exception.SecretNotFound):
         harness.api.secret_get_value(admin(), secret["uuid"])
+    with pytest.raises(exception.SecretNotFound):
+        harness.api.secret_get_xml_desc(admin(), secret["uuid"])
+    with pytest.raises(exception.SecretNotFound):
+        harness.api.secret_lookup_by_usage(admin(), "iscsi", INITIATOR)
+    with pytest.raises(exception.SecretNotFound):
+        harness.api.secret_undefine(admin(), secret["uuid"])
+    with pytest.raises(exception.SecretOwnedElsewhere):
+        harness.api.secret_set_value(admin(), secret["uuid"], b"x")
+    assert attach(harness)["data"]["auth_password"] == password
 
 
 def test_second_attach_of_an_initiator_reuses_its_credentials(chap_backend, harness, store):
@@ -85,7 +109,7 @@ def test_another_initiator_gets_other_credentials(chap_backend, harness, store):
 
 def test_attach_without_initiator_is_refused_and_changes_nothing(chap_backend, harness, store):
     with pytest.raises(exception.InvalidInput) as caught:
-        harness.api.initialize_connection(member(), {"id": str(uuid.uuid4())},
+        harness.api.initialize_connection(service_only(), {"id": str(uuid.uuid4())},
                                           {"host": "compute-1"})
 
     assert caught.value.kwargs["field"] == "connector.initiator"
@@ -94,7 +118,7 @@ def test_attach_without_initiator_is_refused_and_changes_nothing(chap_backend, h
 
 def test_chap_rotate_replaces_the_credentials_on_the_next_attach(chap_backend, harness, store):
     old = attach(harness)["data"]
-    old_uuid = harness.api.initiator_data_get(admin(), INITIATOR, "lvm")["chap_secret_uuid"]
+    [old_secret] = chap_secrets(harness)
 
     harness.api.initiator_data_update(member_with_service(), INITIATOR, "lvm",
                                       set_values={"chap_rotate": "true"})
@@ -106,15 +130,42 @@ def test_chap_rotate_replaces_the_credentials_on_the_next_attach(chap_backend, h
     assert (again["auth_username"], again["auth_password"]) == (
         new["auth_username"], new["auth_password"])
     data = harness.api.initiator_data_get(admin(), INITIATOR, "lvm")
-    assert "chap_rotate" not in data
-    assert [s["uuid"] for s in chap_secrets(harness)] == [data["chap_secret_uuid"]]
-    assert data["chap_secret_uuid"] != old_uuid
+    assert data == {"chap_username": new["auth_username"]}
+    [secret] = chap_secrets(harness)
+    assert secret["uuid"] != old_secret["uuid"]
 
 
-def test_lost_initiator_data_gets_new_credentials_not_a_conflict(chap_backend, harness, store):
+def test_a_lost_username_row_is_written_back_with_the_same_credentials(chap_backend, harness,
+                                                                       store):
     old = attach(harness)["data"]
-    harness.api.initiator_data_update(member_with_service(), INITIATOR, "lvm",
-                                      remove_values=["chap_username", "chap_secret_uuid"])
+    forget(key="chap_username")
+
+    new = attach(harness)["data"]
+
+    assert (new["auth_username"], new["auth_password"]) == (
+        old["auth_username"], old["auth_password"])
+    assert harness.api.initiator_data_get(admin(), INITIATOR, "lvm") == {
+        "chap_username": old["auth_username"]}
+    assert len(chap_secrets(harness)) == 1
+
+
+def test_a_secret_from_before_the_username_was_kept_with_it_still_serves(chap_backend,
+                                                                         harness, store):
+    with db_api.transaction() as session:
+        store.create_driver_secret(session, namespace="lvm", usage_type="iscsi",
+                                   usage_id=INITIATOR, value=b"LegacyPassw0rd")
+        session.add(DriverInitiatorData(initiator=INITIATOR, namespace="lvm",
+                                        key="chap_username", value="chap-legacy"))
+
+    data = attach(harness)["data"]
+
+    assert (data["auth_username"], data["auth_password"]) == ("chap-legacy", "LegacyPassw0rd")
+
+
+def test_a_lost_chap_secret_gets_new_credentials(chap_backend, harness, store):
+    old = attach(harness)["data"]
+    [secret] = chap_secrets(harness)
+    forget(secret=secret["uuid"])
 
     new = attach(harness)["data"]
 
@@ -122,16 +173,25 @@ def test_lost_initiator_data_gets_new_credentials_not_a_conflict(chap_backend, h
     assert len(chap_secrets(harness)) == 1
 
 
-def test_undefined_chap_secret_gets_new_credentials(chap_backend, harness, store):
-    old = attach(harness)["data"]
-    [secret] = chap_secrets(harness)
-    harness.api.secret_undefine(admin(), secret["uuid"])
+def test_a_secret_uuid_in_initiator_data_is_never_followed(chap_backend, harness, store):
+    # Initiator data from before usage lookups, pointing at a project's secret.
+    victim = harness.api.secret_define_xml(
+        admin(), "<secret ephemeral='no' private='no'><usage type='ceph'>"
+                 "<name>client.victim</name></usage></secret>")
+    harness.api.secret_set_value(admin(), victim, b"victim")
+    with db_api.transaction() as session:
+        session.add_all([
+            DriverInitiatorData(initiator=INITIATOR, namespace="lvm", key="chap_username",
+                                value="chap-planted"),
+            DriverInitiatorData(initiator=INITIATOR, namespace="lvm", key="chap_secret_uuid",
+                                value=victim)])
 
-    new = attach(harness)["data"]
+    data = attach(harness)["data"]
 
-    assert new["auth_password"] != old["auth_password"]
-    data = harness.api.initiator_data_get(admin(), INITIATOR, "lvm")
-    assert [s["uuid"] for s in chap_secrets(harness)] == [data["chap_secret_uuid"]]
+    assert data["auth_password"] != "victim"
+    assert harness.api.secret_get_value(admin(), victim) == b"victim"
+    assert harness.api.initiator_data_get(admin(), INITIATOR, "lvm") == {
+        "chap_username": data["auth_username"]}
 
 
 def test_concurrent_first_attaches_share_one_secret(chap_backend, harness, store):
@@ -142,7 +202,7 @@ def test_concurrent_first_attaches_share_one_secret(chap_backend, harness, store
     assert len(chap_secrets(harness)) == 1
     with db_api.transaction() as session:
         keys = session.scalars(sa.select(DriverInitiatorData.key)).all()
-    assert sorted(keys) == ["chap_secret_uuid", "chap_username"]
+    assert sorted(keys) == ["chap_username"]
 
 
 def test_driver_failure_after_creating_credentials_leaves_nothing(chap_backend, test_drivers,
@@ -184,9 +244,13 @@ def test_password_never_reaches_logs_or_notifications(chap_backend, captured_log
     assert password not in repr(notifications)
 
 
-def test_long_initiator_and_namespace_fit_the_usage_column():
-    usage_id = chap_usage_id("n" * 255, "i" * 255)
+def test_a_longest_initiator_gets_and_keeps_credentials(chap_backend, harness, store):
+    initiator = "iqn.2004-10.com.example:" + "i" * 231
 
-    assert len(usage_id) <= 255
-    assert usage_id != chap_usage_id("n" * 255, "i" * 254 + "j")
-    assert chap_usage_id("lvm", INITIATOR) == f"chap:lvm:{INITIATOR}"
+    first = attach(harness, initiator=initiator)["data"]
+    second = attach(harness, initiator=initiator)["data"]
+
+    assert len(initiator) == 255
+    assert second["auth_password"] == first["auth_password"]
+    [secret] = chap_secrets(harness)
+    assert secret["usage_id"] == initiator

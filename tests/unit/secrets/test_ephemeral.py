@@ -53,11 +53,11 @@ def test_define_without_uuid_generates_one(store):
 def test_lookup_by_usage_and_usage_holder(store):
     store.define(ceph(), "p")
 
-    assert store.lookup_by_usage("ceph", "client.admin").uuid == UUID_A
-    assert store.usage_holder("ceph", "client.admin") == UUID_A
-    assert store.usage_holder("tls", "client.admin") is None
+    assert store.lookup_by_usage("p", "ceph", "client.admin").uuid == UUID_A
+    assert store.usage_holder("p", "ceph", "client.admin") == UUID_A
+    assert store.usage_holder("p", "tls", "client.admin") is None
     with pytest.raises(exception.SecretNotFound):
-        store.lookup_by_usage("ceph", "other")
+        store.lookup_by_usage("p", "ceph", "other")
 
 
 def test_unknown_uuid_is_not_found_everywhere(store):
@@ -135,7 +135,7 @@ def test_redefinition_with_other_usage_is_a_conflict(store):
 
     assert info.value.kwargs["holder"] == UUID_A
     assert store.get(UUID_A).definition.usage_id == "client.admin"
-    assert store.usage_holder("ceph", "client.other") is None
+    assert store.usage_holder("p", "ceph", "client.other") is None
 
 
 def test_redefinition_dropping_the_usage_is_a_conflict(store):
@@ -161,15 +161,24 @@ def test_public_can_become_private(store):
     assert store.define(ceph(private=True), "p").definition.private is True
 
 
-def test_second_secret_for_a_held_usage_names_the_holder(store):
+def test_second_secret_of_a_project_for_a_held_usage_names_the_holder(store):
     store.define(ceph(UUID_A), "p")
 
     with pytest.raises(exception.SecretUsageConflict) as info:
-        store.define(ceph(UUID_B), "q")
+        store.define(ceph(UUID_B), "p")
 
     assert info.value.kwargs == {"usage_type": "ceph", "usage_id": "client.admin",
                                  "holder": UUID_A}
     assert UUID_B not in store
+
+
+def test_another_project_holds_the_same_usage_without_conflict(store):
+    store.define(ceph(UUID_A), "p")
+
+    store.define(ceph(UUID_B), "q")
+
+    assert store.usage_holder("p", "ceph", "client.admin") == UUID_A
+    assert store.usage_holder("q", "ceph", "client.admin") == UUID_B
 
 
 def test_same_usage_id_under_another_type_is_no_conflict(store):
@@ -177,8 +186,8 @@ def test_same_usage_id_under_another_type_is_no_conflict(store):
 
     store.define(SecretDefinition(uuid=UUID_B, usage_type="tls", usage_id="n"), "p")
 
-    assert store.usage_holder("tls", "n") == UUID_B
-    assert store.usage_holder("ceph", "n") == UUID_A
+    assert store.usage_holder("p", "tls", "n") == UUID_B
+    assert store.usage_holder("p", "ceph", "n") == UUID_A
 
 
 def test_secrets_without_usage_do_not_collide(store):
@@ -196,10 +205,10 @@ def test_undefine_frees_the_uuid_the_usage_and_the_value(store):
 
     assert removed.uuid == UUID_A
     assert UUID_A not in store
-    assert store.usage_holder("ceph", "client.admin") is None
+    assert store.usage_holder("p", "ceph", "client.admin") is None
     assert store.list() == []
     store.define(ceph(UUID_B), "p")
-    assert store.usage_holder("ceph", "client.admin") == UUID_B
+    assert store.usage_holder("p", "ceph", "client.admin") == UUID_B
     store.define(ceph(UUID_A, name="again"), "p")
     with pytest.raises(exception.SecretNoValue):
         store.get_value(UUID_A)
@@ -262,7 +271,7 @@ def test_concurrent_defines_of_one_usage_leave_exactly_one_holder(store, round_)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         outcomes = list(pool.map(define, uuids))
 
-    holder = store.usage_holder("ceph", "shared")
+    holder = store.usage_holder("p", "ceph", "shared")
     assert outcomes.count("defined") == 1
     assert outcomes.count("conflict") == threads - 1
     assert holder == uuids[outcomes.index("defined")]
@@ -287,4 +296,4 @@ def test_concurrent_defines_and_undefines_keep_indexes_consistent(store):
         list(pool.map(churn, range(8)))
 
     assert store.list() == []
-    assert all(store.usage_holder("ceph", name) is None for name in names)
+    assert all(store.usage_holder("p", "ceph", name) is None for name in names)

@@ -12,6 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from agent import exception, rpc
+from agent.keystore import envelope
+from agent.secrets.store import KIND
 from agent.service import AgentService
 from db import api as db_api
 from db import models
@@ -208,8 +210,18 @@ def test_private_values_are_refused_over_rpc_but_read_in_process(harness, epheme
 
     with pytest.raises(exception.SecretPrivate):
         harness.api.secret_get_value(member(), uuid)
+    assert _stored_value(harness, uuid) == b"chap-password"
+
+
+def _stored_value(harness, uuid):
+    """The value as the agent keeps it, opened in process."""
+    store = harness.runtime.secrets
+    if uuid in store.ephemeral:
+        return store.ephemeral.get_value(uuid)
     with db_api.transaction() as session:
-        assert harness.runtime.secrets.read_private(session, uuid) == b"chap-password"
+        row = session.scalars(sa.select(models.Secret).where(models.Secret.uuid == uuid)).one()
+        return envelope.open_sealed(store.ring, KIND, uuid, envelope.Sealed(
+            row.value, row.wrapped_key, row.master_key_id))
 
 
 def test_a_value_of_64_kib_is_kept_and_one_byte_more_refused(harness):
@@ -275,7 +287,10 @@ def test_another_project_sees_nothing_and_admin_sees_all(harness):
     assert {s["uuid"] for s in api.secret_list(member())} == {mine, eph}
     assert [s["uuid"] for s in api.secret_list(member(OTHER_PROJECT))] == [theirs]
     assert {s["uuid"] for s in api.secret_list(admin(OTHER_PROJECT))} == {mine, eph, theirs}
-    assert api.secret_lookup_by_usage(admin(OTHER_PROJECT), "ceph", "client.admin") == mine
+    with pytest.raises(exception.SecretNotFound):
+        api.secret_lookup_by_usage(admin(OTHER_PROJECT), "ceph", "client.admin")
+    assert api.secret_lookup_by_usage(admin(OTHER_PROJECT), "ceph", "client.admin",
+                                      project_id=PROJECT) == mine
 
 
 def test_callers_without_an_operator_role_or_project_are_forbidden(harness):
@@ -405,8 +420,9 @@ def test_refusals_about_an_ephemeral_secret_keep_it_out_of_the_log(harness, capt
     uuid = harness.api.secret_define_xml(member(), _xml("tls", "tls-9", ephemeral=True,
                                                        private=True))
 
-    with pytest.raises(exception.SecretNoValue):
-        harness.runtime.secrets.read_private(None, uuid)
+    unset = harness.api.secret_define_xml(member(), _xml("tls", "tls-10", ephemeral=True))
+    with pytest.raises(exception.SecretNoValue) as no_value:
+        harness.api.secret_get_value(member(), unset)
     harness.api.secret_set_value(member(), uuid, b"v")
     with pytest.raises(exception.SecretPrivate):
         harness.api.secret_get_value(member(), uuid)
@@ -418,4 +434,6 @@ def test_refusals_about_an_ephemeral_secret_keep_it_out_of_the_log(harness, capt
         harness.api.secret_define_xml(member(), _xml("ceph", "c", uuid=uuid))
 
     assert conflict.value.kwargs["holder"] == moved.value.kwargs["holder"] == uuid
+    assert unset not in no_value.value.msg
     assert uuid not in captured_logs.text and "tls-9" not in captured_logs.text
+    assert unset not in captured_logs.text and "tls-10" not in captured_logs.text

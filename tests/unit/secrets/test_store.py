@@ -24,21 +24,29 @@ def store(migrated, master_key) -> SecretStore:
 
 
 def _create(store: SecretStore, usage_id: str = "iqn.1993-08.org.debian:01:abc",
-            value: bytes = b"chap-secret") -> str:
+            value: bytes = b"chap-secret", namespace: str = "lvm") -> str:
     with db_api.transaction() as session:
-        return store.create_private(session, project_id=None, usage_type="iscsi",
-                                    usage_id=usage_id, value=value)
+        return store.create_driver_secret(session, namespace=namespace, usage_type="iscsi",
+                                          usage_id=usage_id, value=value)
 
 
-def test_create_private_defines_a_generated_private_secret(store):
+def _driver_value(store: SecretStore, session, usage_id: str = "iqn.1993-08.org.debian:01:abc",
+                  namespace: str = "lvm") -> bytes | None:
+    found = store.driver_secret(session, namespace=namespace, usage_type="iscsi",
+                                usage_id=usage_id)
+    return None if found is None else found[1]
+
+
+def test_a_driver_secret_is_private_generated_and_of_no_project(store):
     uuid = _create(store)
 
     with db_api.transaction() as session:
         row = session.scalars(sa.select(models.Secret)).one()
         assert (row.uuid, row.private, row.generated) == (uuid, True, True)
-        assert store.read_private(session, uuid) == b"chap-secret"
-        assert store.uuid_for_usage(session, "iscsi", "iqn.1993-08.org.debian:01:abc") == uuid
-        assert store.uuid_for_usage(session, "iscsi", "iqn.other") is None
+        assert (row.project_id, row.driver_namespace) == (None, "lvm")
+        assert _driver_value(store, session) == b"chap-secret"
+        assert _driver_value(store, session, "iqn.other") is None
+        assert _driver_value(store, session, namespace="other") is None
 
 
 def test_a_usage_conflict_leaves_the_callers_transaction_usable(store):
@@ -49,15 +57,15 @@ def test_a_usage_conflict_leaves_the_callers_transaction_usable(store):
                                                value="v"))
         session.flush()
         with pytest.raises(exception.SecretUsageConflict) as caught:
-            store.create_private(session, project_id=None, usage_type="iscsi",
-                                 usage_id="iqn.1993-08.org.debian:01:abc", value=b"x")
-        other = store.create_private(session, project_id=None, usage_type="iscsi",
-                                     usage_id="iqn.other", value=b"y")
+            store.create_driver_secret(session, namespace="lvm", usage_type="iscsi",
+                                       usage_id="iqn.1993-08.org.debian:01:abc", value=b"x")
+        store.create_driver_secret(session, namespace="lvm", usage_type="iscsi",
+                                   usage_id="iqn.other", value=b"y")
 
     assert caught.value.kwargs["holder"] == holder
     with db_api.transaction() as session:
         assert session.scalars(sa.select(models.DriverInitiatorData.key)).all() == ["k"]
-        assert store.read_private(session, other) == b"y"
+        assert _driver_value(store, session, "iqn.other") == b"y"
 
 
 def test_concurrent_creators_of_one_usage_one_wins(store):
@@ -85,8 +93,8 @@ def test_concurrent_creators_of_one_usage_one_wins(store):
 
 def test_an_ephemeral_definition_cannot_take_a_usage_being_inserted(store):
     with db_api.transaction() as session:
-        uuid = store.create_private(session, project_id=PROJECT, usage_type="ceph",
-                                    usage_id="c", value=b"v")
+        uuid = store.define(session, MINE, SecretDefinition(
+            uuid=None, usage_type="ceph", usage_id="c"))[0].uuid
         # Another request of this agent, before the insert commits.
         with db_api.transaction() as other:
             with pytest.raises(exception.SecretUsageConflict) as caught:
@@ -98,14 +106,14 @@ def test_an_ephemeral_definition_cannot_take_a_usage_being_inserted(store):
 def test_a_rolled_back_insert_releases_its_usage(store):
     with pytest.raises(RuntimeError):
         with db_api.transaction() as session:
-            store.create_private(session, project_id=PROJECT, usage_type="ceph",
-                                 usage_id="c", value=b"v")
+            store.define(session, MINE, SecretDefinition(uuid=None, usage_type="ceph",
+                                                         usage_id="c"))
             raise RuntimeError("the caller fails later")
 
     with db_api.transaction() as session:
         info, _ = store.define(session, MINE, SecretDefinition(
             uuid=None, ephemeral=True, usage_type="ceph", usage_id="c"))
-        assert store.uuid_for_usage(session, "ceph", "c") == info.uuid
+        assert store.lookup_by_usage(session, MINE, "ceph", "c").uuid == info.uuid
 
 
 def test_a_rolled_back_move_to_memory_leaves_the_secret_in_the_database(store):
@@ -156,32 +164,37 @@ def test_a_value_copied_onto_another_row_does_not_decrypt(store):
                                 master_key_id=source.master_key_id))
 
     with db_api.transaction() as session:
-        assert store.read_private(session, first) == b"first value"
+        assert _driver_value(store, session, "iqn.a") == b"first value"
         with pytest.raises(exception.DecryptionFailed) as caught:
-            store.read_private(session, second)
+            _driver_value(store, session, "iqn.b")
     assert "first value" not in caught.value.msg
 
 
-def test_delete_is_idempotent_and_read_private_then_finds_nothing(store):
+def test_delete_is_idempotent_and_the_driver_then_finds_nothing(store):
     uuid = _create(store)
 
     for _ in range(2):
         with db_api.transaction() as session:
-            store.delete(session, uuid)
+            store.delete_driver_secret(session, namespace="other", uuid=uuid)
+    with db_api.transaction() as session:
+        assert _driver_value(store, session) == b"chap-secret"
+    for _ in range(2):
+        with db_api.transaction() as session:
+            store.delete_driver_secret(session, namespace="lvm", uuid=uuid)
 
     with db_api.transaction() as session:
-        with pytest.raises(exception.SecretNotFound):
-            store.read_private(session, uuid)
+        assert _driver_value(store, session) is None
         assert session.scalars(sa.select(models.Secret)).all() == []
 
 
-def test_in_process_api_reaches_ephemeral_secrets_too(store):
+def test_lookup_and_undefine_reach_ephemeral_secrets_too(store):
     with db_api.transaction() as session:
         uuid = store.define(session, MINE, SecretDefinition(
             uuid=None, ephemeral=True, private=True, usage_type="tls", usage_id="t"))[0].uuid
         store.set_value(session, MINE, uuid, b"in memory")
 
-        assert store.uuid_for_usage(session, "tls", "t") == uuid
-        assert store.read_private(session, uuid) == b"in memory"
-        store.delete(session, uuid)
-        assert store.uuid_for_usage(session, "tls", "t") is None
+        assert store.lookup_by_usage(session, MINE, "tls", "t").uuid == uuid
+        store.undefine(session, MINE, uuid)
+        with pytest.raises(exception.SecretNotFound):
+            store.lookup_by_usage(session, MINE, "tls", "t")
+    assert uuid not in store.ephemeral
