@@ -103,12 +103,34 @@ def get_rpc_server(host: str, endpoints: list[Any]) -> messaging.RPCServer:
         access_policy=messaging.DefaultRPCAccessPolicy)
 
 
+def notification_retry(conf: cfg.ConfigOpts | None = None) -> int:
+    """Return the reconnection attempts of one try to send a notification.
+
+    Enough to reach every node of the notification transport URL once:
+    each new connection takes the nodes in a shuffled order, and with too
+    few attempts (kombu reads -1 as none at all) a try ends at a node that
+    refuses it instead of moving to the next. The sender retries the whole
+    send on top of this (:class:`agent.notifier.NotificationSender`).
+
+    :param conf: configuration holding the transport URLs (the global one
+        when omitted).
+    """
+    conf = conf or CONF
+    url = conf.oslo_messaging_notifications.transport_url or conf.transport_url
+    nodes = len(messaging.TransportURL.parse(conf, url).hosts)
+    return max(notifier.SEND_RETRY, nodes - 1)
+
+
 def get_notifier(host: str) -> notifier.BrokerNotifier:
-    """Return the agent's notifier: ``messagingv2`` on topic ``notifications``."""
+    """Return the agent's notifier: ``messagingv2`` on topic ``notifications``.
+
+    Each try reaches every broker node (:func:`notification_retry`).
+    """
     assert NOTIFICATION_TRANSPORT is not None, "agent.rpc.init() was not called"
     return notifier.BrokerNotifier(NOTIFICATION_TRANSPORT, publisher_id=f"custos-agent.{host}",
                                    topics=[NOTIFICATION_TOPIC],
-                                   serializer=NotificationSerializer())
+                                   serializer=NotificationSerializer(),
+                                   retry=notification_retry())
 
 
 def event_targets(conf: cfg.ConfigOpts | None = None) -> list[messaging.Target]:

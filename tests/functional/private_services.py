@@ -84,10 +84,10 @@ class PrivateRabbit:
     :ivar node: its Erlang node name, for ``rabbitmqctl -n``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, name: str | None = None) -> None:
         self.port = free_port()
         self.dist_port = free_port()
-        self.node = f"custos-fault-{uuid.uuid4().hex[:8]}@localhost"
+        self.node = f"{name or 'custos-fault-' + uuid.uuid4().hex[:8]}@localhost"
         self.base = _owned_tempdir("custos-rabbit-", "rabbitmq")
 
     @property
@@ -108,6 +108,14 @@ class PrivateRabbit:
 
     def start(self) -> None:
         """Start the node and wait until it accepts AMQP connections."""
+        self.launch()
+        self.wait_started()
+
+    def launch(self, erl_args: str = "") -> None:
+        """Start the node in the background; :meth:`wait_started` waits for it.
+
+        :param erl_args: extra arguments for the Erlang VM.
+        """
         for name in ("mnesia", "log"):
             (self.base / name).mkdir()
         (self.base / "enabled_plugins").write_text("[].\n")
@@ -127,10 +135,15 @@ class PrivateRabbit:
                "RABBITMQ_LOG_BASE": str(self.base / "log"),
                "RABBITMQ_PID_FILE": str(self.base / "rabbit.pid"),
                "ERL_FLAGS": "-kernel inet_dist_use_interface {127,0,0,1}"}
+        if erl_args:
+            env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] = erl_args
         subprocess.run(["runuser", "-u", "rabbitmq", "--", "env", "-i",
                         *[f"{k}={v}" for k, v in env.items()],
                         str(RABBIT_LIBEXEC / "rabbitmq-server"), "-detached"],
                        check=True, cwd=RABBIT_HOME, timeout=60)
+
+    def wait_started(self) -> None:
+        """Wait until the launched node runs RabbitMQ and accepts AMQP connections."""
         self._check("wait", "--timeout", "60", str(self.base / "rabbit.pid"))
         self._check("await_startup")
         self.wait_listening(True)
