@@ -26,6 +26,7 @@ from oslo_config import cfg
 
 from agent import rpc
 from rpcapi import CustosAPI
+from tests import services
 from tests.functional import databases
 from tests.functional.agentproc import AgentProcess
 from tests.common import NotificationRecorder, nobody
@@ -401,3 +402,19 @@ def shared_agent(tmp_path_factory: pytest.TempPathFactory, exchange: str, rabbit
 
     yield get
     retire()
+
+
+@pytest.fixture
+def nova(rabbit_url: str) -> Iterator[services.Service]:
+    """Nova's notifiers, configured as Nova configures them (tests/services.py)."""
+    service = services.nova(rabbit_url)
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def cinder(rabbit_url: str) -> Iterator[services.Service]:
+    """Cinder's notifier, configured as Cinder configures it (tests/services.py)."""
+    service = services.cinder(rabbit_url)
+    yield service
+    service.close()

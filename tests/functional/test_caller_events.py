@@ -31,18 +31,6 @@ from tests.functional.conftest import RABBIT_URL, _rabbitmqctl, agent_sections
 from tests.stub_server import StubServer, json_reply
 
 
-@pytest.fixture
-def nova(rabbit_url: str) -> Iterator[services.Service]:
-    service = services.nova(rabbit_url)
-    yield service
-    service.close()
-
-
-@pytest.fixture
-def cinder(rabbit_url: str) -> Iterator[services.Service]:
-    service = services.cinder(rabbit_url)
-    yield service
-    service.close()
 
 
 def eventually(check: Callable[[], Any], timeout: float = 60.0) -> Any:

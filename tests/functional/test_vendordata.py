@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -52,20 +52,6 @@ def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def nova(rabbit_url: str) -> Iterator[services.Service]:
-    """Nova's notifiers, configured as Nova configures them (tests/services.py)."""
-    service = services.nova(rabbit_url)
-    yield service
-    service.close()
-
-
-@pytest.fixture
-def cinder(rabbit_url: str) -> Iterator[services.Service]:
-    """Cinder's notifier, configured as Cinder configures it (tests/services.py)."""
-    service = services.cinder(rabbit_url)
-    yield service
-    service.close()
 
 
 def vendordata(server: StubServer, **targets: str) -> dict[str, Any]:
