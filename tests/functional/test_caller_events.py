@@ -283,11 +283,12 @@ def test_on_a_quorum_queue_the_brokers_count_bounds_redelivery_across_agents(
         for proc in agents:
             # No RPC client here: one on this virtual host would have to
             # declare its exchange as quorum queues need, so readiness is
-            # read from the log (a loaded machine can take a while).
-            assert eventually(lambda: log_lines(proc, "Purging on events from exchanges")
+            # read from the log (a loaded machine can take a while). The
+            # agent says it is serving once its listeners' queues exist.
+            assert eventually(lambda: log_lines(proc, "serving topic custos-agent")
                               or proc.process is None or proc.process.poll() is not None,
                               timeout=120)
-            assert log_lines(proc, "Purging on events from exchanges"), proc.log()
+            assert log_lines(proc, "serving topic custos-agent"), proc.log()
         volume = str(uuid.uuid4())
         event = {"message_id": str(uuid.uuid4()), "publisher_id": "volume.volume-1",
                  "event_type": "volume.delete.end", "priority": "INFO",
