@@ -13,6 +13,7 @@ decides where the notifier publishes.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import oslo_messaging as messaging
@@ -101,6 +102,55 @@ def get_rpc_server(host: str, endpoints: list[Any]) -> messaging.RPCServer:
         TRANSPORT, target, endpoints,
         serializer=context.RequestContextSerializer(),
         access_policy=messaging.DefaultRPCAccessPolicy)
+
+
+def cancel_deliveries(server: messaging.RPCServer, timeout: float = 5.0) -> bool:
+    """Have the broker stop delivering requests to a running RPC server.
+
+    Call it before ``server.stop()``. The rabbit driver acknowledges a
+    request as it arrives and queues it for the server's poll loop; once
+    ``stop()`` has ended that loop, a request the connection still reads
+    (while it deletes its fanout queue on close, or in a heartbeat's read)
+    is acknowledged but never handled, and its caller times out. Cancelling
+    the consumers first, on the listener's own thread while it still polls,
+    means every request delivered before the broker's cancel-ok is handled,
+    and every later one stays queued for the other agents.
+
+    :param server: a started RPC server.
+    :param timeout: seconds to wait for the listener thread to cancel.
+    :returns: True once the consumers are cancelled; False for a transport
+        without broker consumers (``fake:``), on a broker error, or when the
+        listener did not get to it within ``timeout``.
+    """
+    listener = getattr(getattr(server, "listener", None), "_poll_style_listener", None)
+    operations = getattr(listener, "_message_operations_handler", None)
+    connection = getattr(listener, "conn", None)
+    if operations is None or connection is None:
+        return False
+    cancelled = threading.Event()
+    failed: list[str] = []
+
+    def cancel() -> None:
+        # Runs inside the listener's poll loop, which must not see an
+        # exception: it would end the loop and the requests queued in it.
+        try:
+            with connection._connection_lock:
+                for consumer, tag in list(connection._consumers.items()):
+                    consumer.cancel(tag=tag)
+        except Exception as error:  # noqa: BLE001 - any broker error ends the attempt
+            failed.append(type(error).__name__)
+        finally:
+            cancelled.set()
+
+    operations.do(cancel)
+    if not cancelled.wait(timeout):
+        LOG.warning("RPC consumers not cancelled within %ss; stopping anyway", timeout)
+        return False
+    if failed:
+        LOG.warning("Cancelling RPC consumers failed (%s); stopping anyway", failed[0])
+        return False
+    LOG.info("Stopped taking requests from the broker")
+    return True
 
 
 def notification_retry(conf: cfg.ConfigOpts | None = None) -> int:

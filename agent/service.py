@@ -199,7 +199,14 @@ class AgentService:
             LOG.warning("No backup signing key yet: %s", type(error.orig).__name__)
 
     def stop(self) -> None:
-        """Stop taking new requests and events."""
+        """Stop taking new requests and events.
+
+        The broker stops delivering requests before the server stops, so
+        that no request is acknowledged and then dropped (see
+        :func:`agent.rpc.cancel_deliveries`).
+        """
+        if self.server is not None:
+            rpc.cancel_deliveries(self.server)
         for part in (self.server, *self.listeners):
             if part is not None:
                 part.stop()
