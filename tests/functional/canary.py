@@ -3,9 +3,9 @@
 Every call the functional ``api`` client makes carries a known token in
 its context, and the client remembers the secret values it sends and
 receives and the CHAP passwords it is given. Every agent a test starts is
-remembered with its log file and master key file. At the end of the run
-``test_zz_log_canary`` scans every agent log line and every notification
-seen on the session's bus for any of them (SPEC §4).
+remembered with its log file and master key file. When the session ends,
+the ``log_canary`` fixture scans every agent log line and every
+notification seen on the session's bus for any of them (SPEC §4).
 """
 
 from __future__ import annotations

@@ -125,6 +125,21 @@ def canary_listener(notification_transport: Any) -> Iterator[None]:
     listener.wait()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def log_canary(canary_listener: None) -> Iterator[None]:
+    """After this session's last functional test, scan for leaks (SPEC §4).
+
+    Every agent log line and every notification of the session is
+    searched for the sensitive values the session's clients saw and for
+    the agents' master keys (:mod:`tests.functional.canary`). A leak fails
+    the run as an error in the teardown of the session's last test. Each
+    test process (``pytest -n``) checks the agents and bus of its own.
+    """
+    yield
+    leaks = CANARY.leaks()
+    assert leaks == [], "sensitive values reached a log or notification:\n" + "\n".join(leaks)
+
+
 @pytest.fixture
 def notifications(notification_transport: Any) -> Iterator[NotificationRecorder]:
     """Every notification on this session's bus from now on, in a listener pool of its own."""

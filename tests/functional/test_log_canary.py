@@ -1,10 +1,12 @@
-"""The log canary, run after every other functional test (SPEC §4).
+"""The log canary finds a leak, and a real agent's log holds none (SPEC §4).
 
 Every functional call carries known tokens, and the client remembers the
 secret values and CHAP passwords that passed through it
-(:mod:`tests.functional.canary`). Here the agents' log files (written at
-DEBUG) and every notification of the session are searched for them and
-for the agents' master keys.
+(:mod:`tests.functional.canary`). The session's ``log_canary`` fixture
+searches every agent log (written at DEBUG) and every notification for
+them when the session ends; these tests show that the search finds a
+planted value, and drive one agent through the sensitive methods and
+search its log and notifications at once.
 """
 
 from __future__ import annotations
