@@ -78,6 +78,10 @@ _BY_UUID = sa.select(_TABLE).where(_TABLE.c.uuid == sa.bindparam("uuid"))
 _BY_USAGE = sa.select(_TABLE).where(_TABLE.c.project_id == sa.bindparam("project_id"),
                                     _TABLE.c.usage_type == sa.bindparam("usage_type"),
                                     _TABLE.c.usage_id == sa.bindparam("usage_id"))
+_BY_DRIVER_USAGE = sa.select(_TABLE).where(
+    _TABLE.c.driver_namespace == sa.bindparam("namespace"),
+    _TABLE.c.usage_type == sa.bindparam("usage_type"),
+    _TABLE.c.usage_id == sa.bindparam("usage_id"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -465,11 +469,10 @@ class SecretStore:
 
     @staticmethod
     def _driver_row(session: Session, namespace: str, usage_type: str,
-                    usage_id: str) -> models.Secret | None:
-        return session.scalars(sa.select(models.Secret)
-                               .where(models.Secret.driver_namespace == namespace,
-                                      models.Secret.usage_type == usage_type,
-                                      models.Secret.usage_id == usage_id)).one_or_none()
+                    usage_id: str) -> sa.Row[Any] | None:
+        return session.execute(_BY_DRIVER_USAGE, {"namespace": namespace,
+                                                  "usage_type": usage_type,
+                                                  "usage_id": usage_id}).one_or_none()
 
     @staticmethod
     def _check_redefinition(old: SecretDefinition, new: SecretDefinition, *,
