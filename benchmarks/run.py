@@ -229,21 +229,31 @@ def agent_config(workdir: Path, url: str, exchange: str, database_url: str,
 
 
 @contextlib.contextmanager
-def profiled(pid: int, directory: Path | None, name: str) -> Iterator[None]:
-    """Sample process ``pid`` with py-spy while the block runs (when ``directory`` is set)."""
+def profiled(pids: dict[str, int], directory: Path | None, name: str) -> Iterator[None]:
+    """Sample each named process with py-spy while the block runs (when ``directory`` is set).
+
+    Only the thread holding the GIL is sampled (``--gil``), so the samples
+    follow the Python work rather than the idle executor threads waiting
+    for it. It is a sampling of wall time, not a CPU clock: compare the two
+    servers' shares, and use the CPU per call the figures print for totals.
+    Each process gets ``DIR/<figure>.<process name>.txt``.
+    """
     if directory is None:
         yield
         return
     directory.mkdir(parents=True, exist_ok=True)
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
-    recorder = subprocess.Popen([spy, "record", "-p", str(pid), "-r", "200", "-f", "raw",
-                                 "-o", str(directory / f"{name}.txt")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    recorders = [subprocess.Popen([spy, "record", "--gil", "-p", str(pid), "-r", "200", "-f", "raw",
+                                   "-o", str(directory / f"{name}.{label}.txt")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for label, pid in pids.items()]
     try:
         yield
     finally:
-        recorder.send_signal(signal.SIGINT)
-        recorder.wait(60)
+        for recorder in recorders:
+            recorder.send_signal(signal.SIGINT)
+        for recorder in recorders:
+            recorder.wait(60)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -268,8 +278,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="record the agent with py-spy during each figure, as "
-                             "collapsed stacks in DIR/<figure>.txt")
+                        help="record the agent and the no-op server with py-spy during "
+                             "each figure, as collapsed stacks in DIR/<figure>.<server>.txt")
     return parser.parse_args(argv)
 
 
@@ -323,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for figure in selected:
             print(f"measuring: {figure.title}", file=sys.stderr, flush=True)
-            with profiled(agent.pid, args.profile, figure.key):
+            with profiled({"agent": agent.pid, "noop": noop.pid}, args.profile, figure.key):
                 results.append(figure.run(bench))
 
     facts = report.machine()
