@@ -115,3 +115,19 @@ class NotificationRecorder:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {event_type} notification")
             time.sleep(0.02)
+
+
+def eventually(check: Callable[[], Any], timeout: float) -> Any:
+    """Poll ``check`` until it returns something true; after ``timeout`` seconds
+    return its last result, for the caller's assertion to show."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
+
+
+def log_lines(proc: Any, text: str) -> list[str]:
+    """The lines of an agent's log (``proc.log()``) that contain ``text``."""
+    return [line for line in proc.log().splitlines() if text in line]

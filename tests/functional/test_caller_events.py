@@ -12,39 +12,29 @@ it.
 
 from __future__ import annotations
 
+import functools
 import copy
 import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import kombu
 import pytest
 
 from agent import exception
-from tests import services
-from tests.common import PROJECT, member, member_with_service, nobody, service_only
+from tests import common, services
+from tests.common import (PROJECT, log_lines, member, member_with_service, nobody,
+                          service_only)
 from tests.functional.agentproc import AgentProcess
 from tests.functional.conftest import RABBIT_URL, _rabbitmqctl, agent_sections
 from tests.stub_server import StubServer, json_reply
 
 
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """Poll ``check`` until it returns something true, or give up after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.05)
-
-
-def log_lines(proc: AgentProcess, text: str) -> list[str]:
-    return [line for line in proc.log().splitlines() if text in line]
+# Events and purges reach an agent asynchronously.
+eventually = functools.partial(common.eventually, timeout=60.0)
 
 
 def targets(server: StubServer) -> dict[str, Any]:

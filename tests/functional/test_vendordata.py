@@ -10,10 +10,10 @@ issuing one token to whoever asks: a real Keystone cannot run here.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,10 +21,9 @@ import sqlalchemy as sa
 
 from agent import exception
 from db import models
-from tests import services
-from tests.common import PROJECT, make_context, service_only
-from tests.functional.agentproc import AgentProcess, run_script
-from tests.functional.inprocess import InProcessAgent
+from tests import common, services
+from tests.common import PROJECT, log_lines, make_context, service_only
+from tests.functional.agentproc import run_script
 from tests.stub_server import (
     StreamLog, StubServer, after, close_connection, hang, json_reply, keystone_tokens,
     raw_reply, stream)
@@ -42,25 +41,13 @@ def instance(**fields: Any) -> dict[str, Any]:
     return values
 
 
-def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    """Poll ``check`` until it returns something true, or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.05)
-
-
+# How long a test waits for what agents do in the background.
+eventually = functools.partial(common.eventually, timeout=20.0)
 
 
 def vendordata(server: StubServer, **targets: str) -> dict[str, Any]:
     """The [vendordata] section naming ``targets`` (name -> path) on ``server``."""
     return {"targets": ",".join(f"{name}@{server.url(path)}" for name, path in targets.items())}
-
-
-def log_lines(proc: AgentProcess | InProcessAgent, text: str) -> list[str]:
-    return [line for line in proc.log().splitlines() if text in line]
 
 
 # -- concurrency and the cache ------------------------------------------------
