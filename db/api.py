@@ -123,11 +123,12 @@ def create_engine(url: str, conf: cfg.ConfigOpts | None = None) -> Engine:
     conf = conf or CONF
     parsed = make_url(url)
     # hide_parameters: an error message must never carry a bound value.
-    # pre-ping: a pooled connection the server dropped (restart, Galera node
-    # failover, idle timeout) is replaced before use instead of failing
-    # the first request that draws it.
-    kwargs: dict[str, Any] = {"future": True, "hide_parameters": True,
-                              "pool_pre_ping": True}
+    # No pre-ping: a pooled connection the server dropped (restart, Galera
+    # node failover, idle timeout) fails its first statement as a
+    # disconnect, the dialect then discards every pooled connection, and
+    # run_in_transaction runs the work again at once. A ping would cost a
+    # round trip on every request to save that one retry.
+    kwargs: dict[str, Any] = {"future": True, "hide_parameters": True}
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
@@ -135,9 +136,6 @@ def create_engine(url: str, conf: cfg.ConfigOpts | None = None) -> Engine:
             _private_sqlite_file(database)
         connect_args["check_same_thread"] = False
         connect_args["timeout"] = 10
-        # A SQLite file has no server to drop a connection; the ping would
-        # only add a query to every request.
-        kwargs["pool_pre_ping"] = False
     else:
         kwargs.update(pool_size=conf.database.max_pool_size,
                       max_overflow=conf.database.max_overflow,
@@ -252,6 +250,23 @@ def is_unreachable(error: BaseException) -> bool:
     return False
 
 
+def _attempt(func: Callable[[Session], T], read_only: bool) -> T:
+    """Run ``func`` in one transaction; once more at once if its connection was stale.
+
+    A connection the server dropped while it sat in the pool fails with
+    ``connection_invalidated``; the pool is emptied by then, so a second
+    attempt on a fresh connection needs no pause.
+    """
+    try:
+        with transaction(read_only) as session:
+            return func(session)
+    except sa_exc.DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+    with transaction(read_only) as session:
+        return func(session)
+
+
 def run_in_transaction(func: Callable[[Session], T], read_only: bool = False) -> T:
     """Run ``func(session)`` in a transaction, retrying it as a whole.
 
@@ -268,8 +283,7 @@ def run_in_transaction(func: Callable[[Session], T], read_only: bool = False) ->
     # only after a first retriable failure, with the waits and the number
     # of attempts it would have had from the start.
     try:
-        with transaction(read_only) as session:
-            return func(session)
+        return _attempt(func, read_only)
     except sa_exc.DBAPIError as error:
         if not is_retriable(error):
             raise
@@ -299,11 +313,21 @@ def run_in_transaction(func: Callable[[Session], T], read_only: bool = False) ->
 
 def ping() -> str:
     """Return ``'ok'`` when the database answers, else an error code."""
-    try:
-        get_engine()
+
+    def once() -> None:
         assert _read_sessionmaker is not None
         with _read_sessionmaker.kw["bind"].connect() as conn:
             conn.execute(_PING)
+
+    try:
+        get_engine()
+        try:
+            once()
+        except sa_exc.DBAPIError as error:
+            # A stale pooled connection: the pool is fresh for the second try.
+            if not error.connection_invalidated:
+                raise
+            once()
         return "ok"
     except sa_exc.DBAPIError:
         return exception.DatabaseUnavailable.code

@@ -118,6 +118,29 @@ def test_database_outage_is_reported_then_served_again_without_restart(
     assert proc.process.pid == pid and proc.process.poll() is None
 
 
+def test_connections_a_database_restart_dropped_cost_no_failed_call(
+        private_postgres, start_agent, api):
+    """The pooled connections of an idle agent die with the server's restart.
+
+    The first request after the restart draws a dead connection; the agent
+    runs it again on a fresh one at once, so the caller sees no error.
+    """
+    proc = start_agent(database_url=private_postgres.create_database(), host="stale-pool")
+    secret = api.secret_generate(member(), "ceph", "client.before-restart")
+    api.health(nobody())
+
+    private_postgres.stop()
+    private_postgres.start()
+    health = api.health(nobody())
+    value = api.secret_get_value(member(), secret)
+    after = api.secret_generate(member(), "ceph", "client.after-restart")
+
+    assert len(value) == 32
+    assert health["database"] == "ok"
+    assert api.secret_lookup_by_usage(member(), "ceph", "client.after-restart") == after
+    assert "DatabaseUnavailable" not in proc.log()
+
+
 def test_partner_agent_keeps_serving_when_one_is_killed(start_agent, api):
     first = start_agent(host="agent-a")
     start_agent(host="agent-b")

@@ -6,6 +6,7 @@ import pymysql
 import pytest
 from sqlalchemy import exc as sa_exc
 
+from agent import exception
 from db import api as db_api
 
 
@@ -26,9 +27,38 @@ def test_a_permanent_error_is_not_retried():
     assert not db_api.is_retriable(mysql_error(1146, "Table 'custos.nope' doesn't exist"))
 
 
-def test_the_engine_checks_pooled_connections_before_use(conf):
-    engine = db_api.create_engine("postgresql+psycopg2://custos@127.0.0.1/custos")
-    try:
-        assert engine.pool._pre_ping
-    finally:
-        engine.dispose()
+def stale_connection_error() -> sa_exc.OperationalError:
+    return sa_exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"),
+                                   connection_invalidated=True)
+
+
+def test_a_stale_pooled_connection_is_retried_at_once(conf, monkeypatch):
+    pauses: list[float] = []
+    monkeypatch.setattr(db_api.time, "sleep", pauses.append)
+    attempts: list[int] = []
+
+    def work(session):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise stale_connection_error()
+        return "done"
+
+    assert db_api.run_in_transaction(work) == "done"
+    assert len(attempts) == 2
+    assert pauses == []
+
+
+def test_a_database_that_stays_away_is_retried_with_pauses(conf, monkeypatch):
+    conf.set_override("max_retries", 2, group="database")
+    pauses: list[float] = []
+    monkeypatch.setattr(db_api.time, "sleep", pauses.append)
+    attempts: list[int] = []
+
+    def work(session):
+        attempts.append(1)
+        raise stale_connection_error()
+
+    with pytest.raises(exception.DatabaseUnavailable):
+        db_api.run_in_transaction(work)
+    assert pauses, "a database that stays away is waited for, not hammered"
+    assert len(attempts) >= 3
