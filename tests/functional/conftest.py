@@ -18,7 +18,7 @@ import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import oslo_messaging as messaging
 import pytest
@@ -34,6 +34,8 @@ from tests.functional.canary import CANARY, RecordingClient
 from tests.functional.inprocess import InProcessAgent
 
 CONF = cfg.CONF
+# An agent a test starts: a custos-agent process or one in the test process.
+A = TypeVar("A", AgentProcess, InProcessAgent)
 
 RABBIT_URL = os.environ.get("CUSTOS_TEST_RABBIT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
 
@@ -327,6 +329,25 @@ def _own_agent(tmp_path: Path, exchange: str, rabbit_url: str, database_url: str
                                    state_path=state_path, rabbit_url=rabbit_url, **extra)
 
 
+def _starter(tmp_path: Path, exchange: str, rabbit_url: str, api: CustosAPI,
+             launcher: Callable[[Path, dict[str, dict[str, Any]], messaging.Transport], A],
+             agents: list[A]) -> Callable[..., A]:
+    """``start(database_url=None, host='agent-1', state_path=None, **sections)``
+    for a fixture: it retires the shared agents, launches one of the test's
+    own with ``launcher`` and keeps it in ``agents`` for the fixture to stop.
+    """
+
+    def start(database_url: str | None = None, host: str = "agent-1",
+              state_path: Path | None = None, **extra: dict[str, Any]) -> A:
+        workdir, sections = _own_agent(tmp_path, exchange, rabbit_url, database_url, host,
+                                       state_path, extra)
+        agent = launcher(workdir, sections, api.client.transport)
+        agents.append(agent)
+        return agent
+
+    return start
+
+
 @pytest.fixture
 def start_agent(tmp_path: Path, exchange: str, rabbit_url: str,
                 api: CustosAPI) -> Iterator[Callable[..., AgentProcess]]:
@@ -336,16 +357,7 @@ def start_agent(tmp_path: Path, exchange: str, rabbit_url: str,
     it returns once the agent answers ``health``.
     """
     agents: list[AgentProcess] = []
-
-    def start(database_url: str | None = None, host: str = "agent-1",
-              state_path: Path | None = None, **extra: dict[str, Any]) -> AgentProcess:
-        workdir, sections = _own_agent(tmp_path, exchange, rabbit_url, database_url, host,
-                                       state_path, extra)
-        proc = launch(workdir, sections, api.client.transport)
-        agents.append(proc)
-        return proc
-
-    yield start
+    yield _starter(tmp_path, exchange, rabbit_url, api, launch, agents)
     stop_all(agents)
 
 
@@ -358,16 +370,7 @@ def in_process_agent(tmp_path: Path, exchange: str, rabbit_url: str,
     point; one at a time.
     """
     agents: list[InProcessAgent] = []
-
-    def start(database_url: str | None = None, host: str = "agent-1",
-              state_path: Path | None = None, **extra: dict[str, Any]) -> InProcessAgent:
-        workdir, sections = _own_agent(tmp_path, exchange, rabbit_url, database_url, host,
-                                       state_path, extra)
-        agent = launch_in_process(workdir, sections, api.client.transport)
-        agents.append(agent)
-        return agent
-
-    yield start
+    yield _starter(tmp_path, exchange, rabbit_url, api, launch_in_process, agents)
     for agent in agents:
         agent.stop()
 
