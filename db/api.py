@@ -250,21 +250,29 @@ def is_unreachable(error: BaseException) -> bool:
     return False
 
 
-def _attempt(func: Callable[[Session], T], read_only: bool) -> T:
-    """Run ``func`` in one transaction; once more at once if its connection was stale.
+def _again_if_stale(work: Callable[[], T]) -> T:
+    """Run ``work``; once more at once if it drew a stale pooled connection.
 
     A connection the server dropped while it sat in the pool fails with
     ``connection_invalidated``; the pool is emptied by then, so a second
-    attempt on a fresh connection needs no pause.
+    run on a fresh connection needs no pause.
     """
     try:
-        with transaction(read_only) as session:
-            return func(session)
+        return work()
     except sa_exc.DBAPIError as error:
         if not error.connection_invalidated:
             raise
-    with transaction(read_only) as session:
-        return func(session)
+    return work()
+
+
+def _attempt(func: Callable[[Session], T], read_only: bool) -> T:
+    """Run ``func`` in one transaction (again at once on a stale connection)."""
+
+    def once() -> T:
+        with transaction(read_only) as session:
+            return func(session)
+
+    return _again_if_stale(once)
 
 
 def run_in_transaction(func: Callable[[Session], T], read_only: bool = False) -> T:
@@ -321,13 +329,7 @@ def ping() -> str:
 
     try:
         get_engine()
-        try:
-            once()
-        except sa_exc.DBAPIError as error:
-            # A stale pooled connection: the pool is fresh for the second try.
-            if not error.connection_invalidated:
-                raise
-            once()
+        _again_if_stale(once)
         return "ok"
     except sa_exc.DBAPIError:
         return exception.DatabaseUnavailable.code
