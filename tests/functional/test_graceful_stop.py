@@ -10,7 +10,6 @@ it, and one it had not handed over is served by the other agent.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -47,24 +46,6 @@ def two_agents(tmp_path, exchange, rabbit_url, transport) -> Iterator[list[Agent
         drop()
 
 
-class Casts(threading.Thread):
-    """Casts glance metadata for fresh volumes until stopped; remembers each."""
-
-    def __init__(self, api: CustosAPI) -> None:
-        super().__init__(name="casts", daemon=True)
-        self.api = api
-        self.sent: dict[str, dict[str, str]] = {}
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            volume_id = str(uuid.uuid4())
-            metadata = {"image_id": str(uuid.uuid4())}
-            self.api.volume_glance_metadata_set(member_with_service(), volume_id, metadata)
-            self.sent[volume_id] = metadata
-            time.sleep(0.05)
-
-
 def test_restarting_agents_one_at_a_time_loses_no_call_and_no_cast(
         two_agents, transport):
     api = CustosAPI(transport=transport, timeout=20)
@@ -75,9 +56,14 @@ def test_restarting_agents_one_at_a_time_loses_no_call_and_no_cast(
                                           f"{uuid.uuid4().hex[:8]}")
         return bool(api.secret_get_value(project, secret_uuid))
 
+    def cast_metadata(worker: int, n: int) -> tuple[str, dict[str, str]]:
+        volume_id, metadata = str(uuid.uuid4()), {"image_id": str(uuid.uuid4())}
+        api.volume_glance_metadata_set(member_with_service(), volume_id, metadata)
+        time.sleep(0.05)
+        return volume_id, metadata
+
     load = Load(write_then_read, threads=4).start()
-    casts = Casts(api)
-    casts.start()
+    casts = Load(cast_metadata, threads=1).start()
     stops: list[tuple[float, float]] = []
     try:
         load.wait_for("ok", 20)
@@ -89,14 +75,15 @@ def test_restarting_agents_one_at_a_time_loses_no_call_and_no_cast(
                 two_agents[index] = launch(proc.workdir, proc.sections, transport)
                 load.wait_for("ok", 20, after=time.monotonic())
     finally:
-        casts.stopping.set()
-        casts.join(30)
+        casts.stop()
         load.stop()
 
     # Every stop happened under load, so a dropped request would have shown.
     assert all(load.overlapping(began, ended) > 0 for began, ended in stops)
     assert set(load.summary()) == {"ok"}, load.summary()
+    assert set(casts.summary()) == {"ok"}, casts.summary()
+    sent = dict(casts.results())
     applied = {volume_id: api.volume_glance_metadata_get(member(), volume_id)
-               for volume_id in casts.sent}
-    assert len(casts.sent) > 50
-    assert applied == casts.sent
+               for volume_id in sent}
+    assert len(sent) > 50
+    assert applied == sent
