@@ -119,7 +119,9 @@ def slow_target_config(server: StubServer, **extra: Any) -> dict[str, Any]:
 def test_trickling_target_is_cut_at_its_deadline_beside_a_good_one(
         start_agent, api, server, notifications):  # noqa: F811
     server.route("/good", json_reply({"fine": True}))
-    server.route("/drip", trickle(0.3))
+    # A byte every 50 ms: the read timeout (1.5 s) is never what ends the
+    # exchange, even when three test workers slow the stub server down.
+    server.route("/drip", trickle(0.05))
     start_agent(vendordata=slow_target_config(server))
     vms = [instance() for _ in range(6)]
 
