@@ -20,7 +20,7 @@ import oslo_messaging as messaging
 from oslo_config import cfg
 from oslo_messaging.notify import listener as notify_listener
 
-from agent import context, notifier, wire
+from agent import context, executor, notifier, wire
 from agent.events.dispatcher import EventDispatcher
 
 CONF = cfg.CONF
@@ -92,16 +92,21 @@ def cleanup() -> None:
 def get_rpc_server(host: str, endpoints: list[Any]) -> messaging.RPCServer:
     """Return an RPC server on exchange ``custos``, topic ``custos-agent``, named ``host``.
 
-    The executor argument is left out on purpose: without eventlet
-    monkey-patching oslo.messaging picks its threading executor, sized by
-    ``executor_thread_pool_size``.
+    Requests run on :class:`agent.executor.LifoExecutor`, sized by
+    ``executor_thread_pool_size`` as oslo.messaging's threading executor
+    is, but waking its most recently idle thread (see that module for
+    why).
     """
     assert TRANSPORT is not None, "agent.rpc.init() was not called"
     target = messaging.Target(exchange=wire.EXCHANGE, topic=TOPIC, server=host)
-    return messaging.get_rpc_server(
+    server = messaging.get_rpc_server(
         TRANSPORT, target, endpoints,
         serializer=context.RequestContextSerializer(),
         access_policy=messaging.DefaultRPCAccessPolicy)
+    # start() builds the pool as _executor_cls(max_workers=...), and the
+    # public executor argument names only oslo.messaging's own two.
+    server._executor_cls = executor.LifoExecutor
+    return server
 
 
 def cancel_deliveries(server: messaging.RPCServer, timeout: float = 5.0) -> bool:
