@@ -10,6 +10,9 @@ Cinder's and Nova's services.
 The signal handler only starts a thread: the report is built and logged
 outside the handler, so a signal that arrives while the main thread holds
 a logging lock cannot deadlock it.
+
+oslo.reports (with jinja2 and psutil) is imported by :func:`setup`, which
+the agent calls once it serves: a first request does not wait for it.
 """
 
 from __future__ import annotations
@@ -19,14 +22,14 @@ import signal
 import threading
 from importlib import metadata
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oslo_config import cfg
-from oslo_reports import guru_meditation_report as gmr
-from oslo_reports import opts as gmr_opts
-from oslo_reports.models import with_default_views
 
 import agent
+
+if TYPE_CHECKING:
+    from oslo_reports.models import with_default_views
 
 LOG = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ class Version:
 
 def library_versions() -> with_default_views.ModelWithDefaultViews:
     """Return the installed version of each library in :data:`LIBRARIES`."""
+    from oslo_reports.models import with_default_views
+
     versions: dict[str, str] = {}
     for name in LIBRARIES:
         try:
@@ -66,10 +71,14 @@ def library_versions() -> with_default_views.ModelWithDefaultViews:
 
 def build(frame: FrameType | None = None) -> str:
     """Return the text of one report."""
+    from oslo_reports import guru_meditation_report as gmr
+
     return str(gmr.TextGuruMeditation(Version(), frame).run())
 
 
 def _write(conf: cfg.ConfigOpts) -> None:
+    from oslo_reports import guru_meditation_report as gmr
+
     log_dir = conf.oslo_reports.log_dir
     if log_dir:
         gmr.TextGuruMeditation.handle_signal(Version(), "custos-agent", log_dir, None)
@@ -88,6 +97,9 @@ def setup(conf: cfg.ConfigOpts) -> None:
 
     :param conf: the parsed configuration (it is part of the report).
     """
+    from oslo_reports import guru_meditation_report as gmr
+    from oslo_reports import opts as gmr_opts
+
     gmr_opts.set_defaults(conf)
     sections = getattr(gmr.TextGuruMeditation, "persistent_sections", [])
     if not any(title == "Libraries" for title, _ in sections):
