@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from typing import Any
 
 from oslo_config import cfg
@@ -194,38 +194,35 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-_CONTEXT_FIELDS = ("user_id", "project_id", "domain_id", "user_domain_id",
-                   "project_domain_id", "system_scope", "is_admin", "service_user_id",
-                   "service_project_id")
+# Every attribute oslo.context's to_policy_values() reads: a decision is
+# remembered under these, so two contexts equal in them are judged alike.
+_POLICY_FIELDS = ("user_id", "user_domain_id", "system_scope", "domain_id", "project_id",
+                  "project_domain_id", "is_admin_project", "service_user_id",
+                  "service_user_domain_id", "service_project_id",
+                  "service_project_domain_id")
 
 
-def _credentials(ctx: Any) -> tuple[MutableMapping[str, Any], Any]:
-    """The context's policy values and their decision key, worked out once per context.
+def _credentials_key(ctx: Any) -> Any:
+    """The key a decision about ``ctx`` is remembered under.
 
-    One request checks several rules against the same context (the method,
-    then the caller's scope); the key of its credentials is built once.
+    Built from the attributes its policy values come from, not from the
+    values themselves, so that a remembered decision costs no
+    ``to_policy_values()``; a context changed in place gets a new key.
     """
-    # What the policy values derive from: a context changed in place
-    # (tests do) gets its key worked out again.
-    fingerprint = tuple(getattr(ctx, name, None) for name in _CONTEXT_FIELDS)
-    fingerprint += (tuple(getattr(ctx, "roles", None) or ()),
-                    tuple(getattr(ctx, "service_roles", None) or ()))
-    known = getattr(ctx, "_custos_policy_credentials", None)
-    if known is None or known[0] != fingerprint:
-        creds = _creds(ctx)
-        known = (fingerprint, creds, _frozen(creds))
-        try:
-            ctx._custos_policy_credentials = known
-        except AttributeError:
-            pass  # a context that takes no attributes: work it out each time
-    return known[1], known[2]
+    key = tuple(getattr(ctx, name, None) for name in _POLICY_FIELDS) + (
+        tuple(getattr(ctx, "roles", None) or ()),
+        tuple(getattr(ctx, "service_roles", None) or ()))
+    try:
+        hash(key)
+    except TypeError:
+        return _frozen(key)
+    return key
 
 
-def _decide(rule: str, target: dict[str, Any], creds: MutableMapping[str, Any],
-            creds_key: Any = None) -> bool:
+def _decide(rule: str, target: dict[str, Any], ctx: Any) -> bool:
     """Evaluate ``rule``, remembering the answer for :data:`DECISION_TTL_S`."""
     global _decisions_expire
-    key = (rule, _frozen(target), _frozen(creds) if creds_key is None else creds_key)
+    key = (rule, _frozen(target), _credentials_key(ctx))
     now = time.monotonic()
     with _lock:
         if now >= _decisions_expire:
@@ -235,7 +232,7 @@ def _decide(rule: str, target: dict[str, Any], creds: MutableMapping[str, Any],
     if known is not None:
         return known
     try:
-        allowed = bool(get_enforcer().enforce(rule, target, creds))
+        allowed = bool(get_enforcer().enforce(rule, target, _creds(ctx)))
     except oslo_policy.InvalidScope:
         allowed = False
     with _lock:
@@ -285,7 +282,7 @@ def authorize(ctx: Any, method: str, target: dict[str, Any] | None = None) -> No
     values = _target(ctx, target)
     if rule not in get_enforcer().registered_rules:
         raise exception.Forbidden(action=rule)
-    if not _decide(rule, values, *_credentials(ctx)):
+    if not _decide(rule, values, ctx):
         raise exception.Forbidden(action=rule)
 
 
@@ -300,7 +297,7 @@ def check(ctx: Any, rule: str, target: dict[str, Any] | None = None) -> bool:
     """
     rule = rule.removeprefix("rule:")
     values = _target(ctx, target)
-    return _decide(rule, values, *_credentials(ctx))
+    return _decide(rule, values, ctx)
 
 
 @dataclasses.dataclass(frozen=True)
