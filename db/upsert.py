@@ -88,7 +88,11 @@ def insert_if_absent(session: Session, model: Any, row: dict[str, Any],
                      key: Sequence[str]) -> None:
     """Insert ``row`` unless a row with the same ``key`` exists; never overwrite."""
     values = {"created_at": models.utcnow(), **row}
-    session.execute(_insert_if_absent_statement(_dialect(session), model, tuple(key)), values)
+    # On the session's connection, in its transaction: the statement is
+    # plain Core, and the ORM's bulk-insert handling of session.execute
+    # would only add to every cast that writes a row.
+    session.connection().execute(
+        _insert_if_absent_statement(_dialect(session), model, tuple(key)), values)
 
 
 def rowcount(result: Any) -> int:
