@@ -13,6 +13,9 @@ context and the message's keyword arguments. A method decorated with
    deadlock or a lost connection (:func:`db.api.run_in_transaction`);
    the handler receives it in a :class:`Request`. A method declared
    ``readonly`` gets a session without a write transaction. A method
+   declared ``grouped`` may share its transaction with other requests of
+   the same method that arrive together (:mod:`db.group_commit`); it
+   still returns only once its work is committed. A method
    declared with a ``retry_deadline`` is also run again in a fresh
    transaction when it raises :class:`~agent.drivers.base.RetryRequest`,
    until the deadline;
@@ -46,6 +49,7 @@ from sqlalchemy.orm import Session
 from agent import exception, policy, validation
 from agent.drivers.base import RetryRequest
 from db import api as db_api
+from db.group_commit import GroupCommit
 from rpcapi import RPC_API_VERSION
 
 if TYPE_CHECKING:
@@ -172,7 +176,7 @@ def _run_transaction(name: str, work: Callable[[Session], T], retry_deadline: fl
 
 
 def rpc_method(transactional: bool = True, retry_deadline: float = 0.0,
-               readonly: bool = False) -> Callable[[F], F]:
+               readonly: bool = False, grouped: bool = False) -> Callable[[F], F]:
     """Make an endpoint method an RPC method behind the dispatch boundary.
 
     The decorated function is written as ``handler(self, request, **args)``;
@@ -185,12 +189,21 @@ def rpc_method(transactional: bool = True, retry_deadline: float = 0.0,
     :param readonly: the handler only reads: its session runs without a
         write transaction (:func:`db.api.transaction`), and a write in it
         fails.
+    :param grouped: requests of this method that arrive together may
+        commit in one transaction (:class:`db.group_commit.GroupCommit`),
+        for casts that write a row or two. Not with ``readonly`` or a
+        ``retry_deadline``.
+    :raises ValueError: for ``grouped`` with ``readonly``,
+        ``retry_deadline`` or without ``transactional``.
     """
+    if grouped and (readonly or retry_deadline or not transactional):
+        raise ValueError("a grouped method writes in a request transaction, without retry_deadline")
 
     def decorator(func: F) -> F:
         # Worked out once here, not on every call.
         names, required = _parameters(inspect.signature(func))
         name = func.__name__
+        group = GroupCommit() if grouped else None
 
         @functools.wraps(func)
         def wrapper(self: Any, ctxt: Any, **kwargs: Any) -> Any:
@@ -207,7 +220,10 @@ def rpc_method(transactional: bool = True, retry_deadline: float = 0.0,
                         holder[:] = [Request(ctxt, session, name)]
                         return func(self, holder[0], **kwargs)
 
-                    result = _run_transaction(name, work, retry_deadline, readonly)
+                    if group is not None:
+                        result = group.run(work)
+                    else:
+                        result = _run_transaction(name, work, retry_deadline, readonly)
                 else:
                     holder[:] = [Request(ctxt, method=name)]
                     result = func(self, holder[0], **kwargs)
@@ -220,6 +236,7 @@ def rpc_method(transactional: bool = True, retry_deadline: float = 0.0,
                 raise messaging.ExpectedException() from error
 
         wrapper.rpc_method = True  # type: ignore[attr-defined]
+        wrapper.group_commit = group  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorator

@@ -26,7 +26,7 @@ class VendordataEndpoint(Endpoint):
     def vendordata(self) -> lookup.VendordataLookup:
         return self.runtime.vendordata
 
-    @rpc_method()
+    @rpc_method(grouped=True)
     def instance_boot_roles_set(self, request: Request, instance_uuid: Any,
                                 roles: Any = None) -> None:
         """Record the roles an instance booted with, once.

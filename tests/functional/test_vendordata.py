@@ -124,6 +124,38 @@ def test_concurrent_first_casts_store_one_set_of_roles(in_process_agent, api, se
     assert "Traceback" not in proc.log()
 
 
+def test_a_burst_of_boot_roles_casts_is_stored_whole_beside_bad_ones(start_agent, api,
+                                                                    database_url):
+    proc = start_agent(database_url=database_url)
+    instances = [str(uuid.uuid4()) for _ in range(300)]
+
+    for n, vm_uuid in enumerate(instances):
+        api.instance_boot_roles_set(service_only(), vm_uuid, ["member", f"r{n % 7}"])
+        if n % 60 == 0:
+            # Casts that commit together must not lose a good cast to a bad one.
+            api._cast(service_only(), "instance_boot_roles_set", instance_uuid="vm-7",
+                      roles=["member"])
+    engine = sa.create_engine(database_url)
+    try:
+        def stored() -> dict[str, str]:
+            with engine.connect() as conn:
+                return dict(conn.execute(sa.select(
+                    models.InstanceSystemMetadata.instance_uuid,
+                    models.InstanceSystemMetadata.value)).all())
+
+        assert eventually(lambda: len(stored()) >= len(instances))
+        rows = stored()
+    finally:
+        engine.dispose()
+
+    assert rows == {vm_uuid: json.dumps(["member", f"r{n % 7}"])
+                    for n, vm_uuid in enumerate(instances)}
+    assert eventually(lambda: len(log_lines(proc, "instance_boot_roles_set refused: "
+                                                  "invalid_input")) == 5)
+    assert "Traceback" not in proc.log()
+    assert api.health(service_only())["database"] == "ok"
+
+
 # -- misbehaving targets ------------------------------------------------------
 
 MISBEHAVING = {

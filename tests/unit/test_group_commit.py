@@ -1,0 +1,172 @@
+"""Group commit: requests that arrive together share a transaction, never an outcome."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import sqlalchemy as sa
+
+from agent import exception
+from agent.vendordata import bootroles
+from db import api as db_api
+from db import models
+from db.group_commit import GroupCommit
+from tests.common import eventually, make_context
+
+
+def _roles_of(instance: str) -> list[str] | None:
+    return db_api.run_in_transaction(lambda s: bootroles.load(s, instance), read_only=True)
+
+
+def _store(instance: str, roles: list[str]):
+    def work(session):
+        bootroles.store_once(session, instance, roles)
+        return instance
+    return work
+
+
+def _gated(group: GroupCommit, gate: threading.Event):
+    """Start a request whose work waits on ``gate``: it leads, the rest queue behind it."""
+    started = threading.Event()
+
+    def work(session):
+        started.set()
+        gate.wait(10)
+        bootroles.store_once(session, str(uuid.uuid4()), ["first"])
+        return "first"
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(group.run, work)
+    assert started.wait(10)
+    return pool, future
+
+
+def _queued(group: GroupCommit) -> int:
+    with group._lock:
+        return len(group._waiting)
+
+
+def test_requests_arriving_while_a_batch_commits_share_the_next_transaction(migrated):
+    group = GroupCommit()
+    gate = threading.Event()
+    pool, first = _gated(group, gate)
+    instances = [str(uuid.uuid4()) for _ in range(10)]
+    with ThreadPoolExecutor(max_workers=10) as others:
+        futures = [others.submit(group.run, _store(i, ["member"])) for i in instances]
+        assert eventually(lambda: _queued(group) == 10, 5)
+        gate.set()
+        assert [f.result(timeout=10) for f in futures] == instances
+    assert first.result(timeout=10) == "first"
+    pool.shutdown()
+
+    assert [_roles_of(i) for i in instances] == [["member"]] * 10
+    assert group.batches == 1 and group.grouped == 10
+
+
+def test_one_bad_request_gets_its_error_and_costs_the_others_nothing(migrated):
+    group = GroupCommit()
+    gate = threading.Event()
+    pool, first = _gated(group, gate)
+    good = [str(uuid.uuid4()) for _ in range(5)]
+
+    def bad(session):
+        bootroles.store_once(session, str(uuid.uuid4()), ["written then undone"])
+        raise exception.InvalidInput(field="roles", reason="not a list")
+
+    with ThreadPoolExecutor(max_workers=6) as others:
+        futures = [others.submit(group.run, _store(i, ["reader"])) for i in good[:3]]
+        futures.append(others.submit(group.run, bad))
+        futures += [others.submit(group.run, _store(i, ["reader"])) for i in good[3:]]
+        assert eventually(lambda: _queued(group) == 6, 5)
+        gate.set()
+        for future in futures[:3] + futures[4:]:
+            future.result(timeout=10)
+        with pytest.raises(exception.InvalidInput):
+            futures[3].result(timeout=10)
+    first.result(timeout=10)
+    pool.shutdown()
+
+    assert [_roles_of(i) for i in good] == [["reader"]] * 5
+    # The bad request's row went with its rollback: only the good ones and the leader's.
+    with db_api.get_engine().connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(
+            models.InstanceSystemMetadata)) == 6
+    assert group.batches == 0
+
+
+def test_a_request_alone_runs_in_its_own_transaction(migrated):
+    group = GroupCommit()
+    instance = str(uuid.uuid4())
+
+    assert group.run(_store(instance, [])) == instance
+
+    assert _roles_of(instance) == []
+    assert group.batches == 0
+
+
+def test_the_first_roles_stay_when_one_batch_holds_two_casts_for_an_instance(migrated):
+    group = GroupCommit()
+    gate = threading.Event()
+    pool, first = _gated(group, gate)
+    instance = str(uuid.uuid4())
+    with ThreadPoolExecutor(max_workers=2) as others:
+        earlier = others.submit(group.run, _store(instance, ["member"]))
+        assert eventually(lambda: _queued(group) == 1, 5)
+        later = others.submit(group.run, _store(instance, ["admin"]))
+        assert eventually(lambda: _queued(group) == 2, 5)
+        gate.set()
+        earlier.result(timeout=10)
+        later.result(timeout=10)
+    first.result(timeout=10)
+    pool.shutdown()
+
+    assert _roles_of(instance) == ["member"]
+    assert group.batches == 1
+
+
+def test_a_batch_holds_at_most_max_batch_requests(migrated):
+    group = GroupCommit(max_batch=3)
+    gate = threading.Event()
+    pool, first = _gated(group, gate)
+    instances = [str(uuid.uuid4()) for _ in range(7)]
+    with ThreadPoolExecutor(max_workers=7) as others:
+        futures = [others.submit(group.run, _store(i, ["member"])) for i in instances]
+        assert eventually(lambda: _queued(group) == 7, 5)
+        gate.set()
+        for future in futures:
+            future.result(timeout=10)
+    first.result(timeout=10)
+    pool.shutdown()
+
+    assert [_roles_of(i) for i in instances] == [["member"]] * 7
+    # 3 + 3 together, the last one alone.
+    assert group.batches == 2 and group.grouped == 6
+
+
+def test_max_batch_below_one_is_refused():
+    with pytest.raises(ValueError):
+        GroupCommit(max_batch=0)
+
+
+def test_a_burst_of_boot_roles_casts_is_stored_whole_with_a_bad_one_among_them(harness):
+    instances = [str(uuid.uuid4()) for _ in range(60)]
+    service = make_context(service_roles=["service"])
+    for n, instance in enumerate(instances):
+        harness.api.instance_boot_roles_set(service, instance, roles=["member"])
+        if n == 30:
+            harness.api._cast(service, "instance_boot_roles_set",
+                              instance_uuid="not-a-uuid", roles=["member"])
+
+    assert eventually(lambda: all(_roles_of(i) == ["member"] for i in instances), 20)
+
+
+@pytest.mark.parametrize("options", [{"readonly": True}, {"retry_deadline": 1.0},
+                                     {"transactional": False}])
+def test_grouping_is_refused_where_a_shared_transaction_cannot_hold(options):
+    from agent.dispatch import rpc_method
+
+    with pytest.raises(ValueError):
+        rpc_method(grouped=True, **options)
