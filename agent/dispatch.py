@@ -12,7 +12,9 @@ context and the message's keyword arguments. A method decorated with
 3. one database session in one transaction, retried as a whole on a
    deadlock or a lost connection (:func:`db.api.run_in_transaction`);
    the handler receives it in a :class:`Request`. A method declared
-   ``readonly`` gets a session without a write transaction. A method
+   ``readonly`` gets a session without a write transaction; one declared
+   ``read_first`` too, and runs again in a write transaction only when it
+   tries to write (:class:`db.api.WriteNeeded`). A method
    declared ``grouped`` may share its transaction with other requests of
    the same method that arrive together (:mod:`db.group_commit`); it
    still returns only once its work is committed. A method
@@ -150,6 +152,14 @@ def _check_arguments(names: frozenset[str], required: tuple[str, ...],
             raise exception.InvalidInput(field=name, reason="missing argument")
 
 
+def _read_first(name: str, work: Callable[[Session], T], retry_deadline: float) -> T:
+    """Run ``work`` without a write transaction; in one if it tries to write."""
+    try:
+        return db_api.run_in_transaction(work, read_only=True)
+    except (db_api.WriteNeeded, RetryRequest):
+        return _run_transaction(name, work, retry_deadline)
+
+
 def _run_transaction(name: str, work: Callable[[Session], T], retry_deadline: float,
                      readonly: bool = False) -> T:
     """Run ``work`` in a transaction; again in a fresh one on RetryRequest.
@@ -176,7 +186,8 @@ def _run_transaction(name: str, work: Callable[[Session], T], retry_deadline: fl
 
 
 def rpc_method(transactional: bool = True, retry_deadline: float = 0.0,
-               readonly: bool = False, grouped: bool = False) -> Callable[[F], F]:
+               readonly: bool = False, grouped: bool = False,
+               read_first: bool = False) -> Callable[[F], F]:
     """Make an endpoint method an RPC method behind the dispatch boundary.
 
     The decorated function is written as ``handler(self, request, **args)``;
@@ -189,15 +200,21 @@ def rpc_method(transactional: bool = True, retry_deadline: float = 0.0,
     :param readonly: the handler only reads: its session runs without a
         write transaction (:func:`db.api.transaction`), and a write in it
         fails.
+    :param read_first: the handler usually only reads: it runs as
+        ``readonly`` first, and when it tries to write (before anything is
+        written) it runs again from the start in a write transaction.
     :param grouped: requests of this method that arrive together may
         commit in one transaction (:class:`db.group_commit.GroupCommit`),
         for casts that write a row or two. Not with ``readonly`` or a
         ``retry_deadline``.
     :raises ValueError: for ``grouped`` with ``readonly``,
-        ``retry_deadline`` or without ``transactional``.
+        ``retry_deadline`` or without ``transactional``; for ``read_first``
+        with ``readonly``, ``grouped`` or without ``transactional``.
     """
     if grouped and (readonly or retry_deadline or not transactional):
         raise ValueError("a grouped method writes in a request transaction, without retry_deadline")
+    if read_first and (readonly or grouped or not transactional):
+        raise ValueError("a read-first method may write in a request transaction of its own")
 
     def decorator(func: F) -> F:
         # Worked out once here, not on every call.
@@ -222,6 +239,8 @@ def rpc_method(transactional: bool = True, retry_deadline: float = 0.0,
 
                     if group is not None:
                         result = group.run(work)
+                    elif read_first:
+                        result = _read_first(name, work, retry_deadline)
                     else:
                         result = _run_transaction(name, work, retry_deadline, readonly)
                 else:

@@ -82,8 +82,29 @@ def _sqlite_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
+class WriteNeeded(RuntimeError):
+    """Work running without a write transaction tried to write.
+
+    Raised before anything is written: by the flush of a read-only
+    session, and by any statement other than a SELECT on a read-only
+    connection. Work declared read-first is then run again in a write
+    transaction (:func:`agent.dispatch.rpc_method`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__("a read-only request tried to write")
+
+
 def _refuse_write(session: Session, _context: Any, _instances: Any) -> None:
-    raise RuntimeError("a read-only request tried to write")
+    raise WriteNeeded()
+
+
+def _refuse_write_statement(conn: Any, _cursor: Any, statement: str, _parameters: Any,
+                            _context: Any, _executemany: bool) -> None:
+    # Without a transaction a write would commit by itself, statement by
+    # statement: it must never reach the database.
+    if conn.get_execution_options().get(READ_ONLY) and not statement.lstrip()[:6].upper() == "SELECT":
+        raise WriteNeeded()
 
 
 def _read_only_engine(engine: Engine) -> Engine:
@@ -148,6 +169,7 @@ def create_engine(url: str, conf: cfg.ConfigOpts | None = None) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+    event.listen(engine, "before_cursor_execute", _refuse_write_statement)
     return engine
 
 
@@ -192,8 +214,8 @@ def transaction(read_only: bool = False) -> Iterator[Session]:
 
     :param read_only: for work that changes nothing: no explicit
         transaction (SQLite emits no BEGIN, PostgreSQL runs in autocommit),
-        so each statement sees its own snapshot; a flush raises
-        ``RuntimeError``.
+        so each statement sees its own snapshot; a flush or a statement
+        other than a SELECT raises :class:`WriteNeeded`.
     :raises sqlalchemy.exc.SQLAlchemyError: as the database reports it;
         :func:`run_in_transaction` is what retries and translates.
     """
@@ -207,6 +229,20 @@ def transaction(read_only: bool = False) -> Iterator[Session]:
     assert _sessionmaker is not None
     with _sessionmaker() as session, session.begin():
         yield session
+
+
+def read(session: Session, statement: Any, params: dict[str, Any]) -> Any:
+    """Run a prebuilt Core read in the session's transaction, on its connection.
+
+    Cheaper than ``session.execute``, whose ORM layer a Core statement does
+    not need; what the session holds unflushed is flushed first, as
+    ``session.execute`` would, so the read sees the request's own writes.
+
+    :returns: the statement's result.
+    """
+    if session.new or session.deleted or session.dirty:
+        session.flush()
+    return session.connection().execute(statement, params)
 
 
 def _dbapi_code(error: BaseException) -> Any:

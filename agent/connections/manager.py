@@ -25,6 +25,7 @@ from agent.connections import initiator_data
 from agent.connections.backends import Backend
 from agent.connections.updates import InitiatorUpdate, pop_update
 from agent.drivers.base import DriverRequest, RetryRequest, SecretStore
+from db import api as db_api
 
 LOG = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class ConnectionManager:
             retry.give_up = exception.VolumeDriverError(
                 backend=backend.name, reason="concurrent requests kept conflicting")
             raise
-        except (exception.CustosException, sa_exc.DBAPIError):
+        except (exception.CustosException, sa_exc.DBAPIError, db_api.WriteNeeded):
             raise
         except Exception as error:  # noqa: BLE001 - any driver bug becomes a named error
             # Only the class: a driver handles secret material, and an

@@ -48,13 +48,16 @@ class ConnectionEndpoint(Endpoint):
         if project_id and project_id != request.context.project_id:
             policy.authorize(request.context, method, {"project_id": project_id})
 
-    @rpc_method(retry_deadline=RETRY_DEADLINE)
+    @rpc_method(retry_deadline=RETRY_DEADLINE, read_first=True)
     def initialize_connection(self, request: Request, volume: Any, connector: Any,
                               backend: Any = None) -> dict[str, Any]:
         """Return ``connection_info`` for ``volume`` on ``connector``.
 
-        A driver that lost a race to a concurrent attach has the request
-        run again in a fresh transaction, for up to ``RETRY_DEADLINE`` seconds.
+        An attach of an initiator that has its credentials only reads, so
+        it runs without a write transaction; one that creates or rotates
+        them runs again in one as soon as it tries to write. A driver that
+        lost a race to a concurrent attach has the request run again in a
+        fresh transaction, for up to ``RETRY_DEADLINE`` seconds.
         """
         volume = _volume(volume)
         connector = _connector(connector)

@@ -54,6 +54,7 @@ from agent.policy import Scope
 from agent.secrets import outcome, passphrase
 from agent.secrets.definition import SecretDefinition
 from agent.secrets.ephemeral import EphemeralSecret, EphemeralSecretStore
+from db import api as db_api
 from db import models
 
 __all__ = ["KIND", "MAX_VALUE_BYTES", "Scope", "SecretInfo", "SecretStore"]
@@ -459,18 +460,18 @@ class SecretStore:
     @staticmethod
     def _read(session: Session, uuid: str) -> sa.Row[Any] | None:
         """Read a secret's row with Core: no ORM object, no flush."""
-        return session.execute(_BY_UUID, {"uuid": uuid}).one_or_none()
+        return db_api.read(session, _BY_UUID, {"uuid": uuid}).one_or_none()
 
     @staticmethod
     def _row_for_usage(session: Session, project_id: str, usage_type: str,
                        usage_id: str) -> sa.Row[Any] | None:
-        return session.execute(_BY_USAGE, {"project_id": project_id, "usage_type": usage_type,
+        return db_api.read(session, _BY_USAGE, {"project_id": project_id, "usage_type": usage_type,
                                            "usage_id": usage_id}).one_or_none()
 
     @staticmethod
     def _driver_row(session: Session, namespace: str, usage_type: str,
                     usage_id: str) -> sa.Row[Any] | None:
-        return session.execute(_BY_DRIVER_USAGE, {"namespace": namespace,
+        return db_api.read(session, _BY_DRIVER_USAGE, {"namespace": namespace,
                                                   "usage_type": usage_type,
                                                   "usage_id": usage_id}).one_or_none()
 

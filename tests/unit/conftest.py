@@ -11,6 +11,7 @@ from typing import Any
 
 import oslo_messaging as messaging
 import pytest
+import sqlalchemy as sa
 from oslo_config import cfg
 from oslo_messaging._drivers import impl_fake
 from oslo_messaging.notify import _impl_test as test_notifier
@@ -70,6 +71,20 @@ def migrated(conf: cfg.ConfigOpts, sqlite_template: Path) -> cfg.ConfigOpts:
 def master_key(conf: cfg.ConfigOpts) -> str:
     """A fresh master key file at the default path; returns its id."""
     return masterkey.init_key_file(masterkey.default_path())
+
+
+@pytest.fixture
+def statements():
+    """The first word of each SQL statement the agent's engine sends, as the database receives it."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement.strip().split()[0].upper())
+
+    engine = db_api.get_engine()
+    sa.event.listen(engine, "before_cursor_execute", record)
+    yield seen
+    sa.event.remove(engine, "before_cursor_execute", record)
 
 
 @dataclass

@@ -30,19 +30,20 @@ class ReadOnlyProbe(Endpoint):
             instance_uuid=instance, key="k", value="v"))
         request.session.flush()
 
+    @rpc_method(readonly=True)
+    def probe_core_write(self, request, instance):
+        request.session.connection().execute(sa.insert(models.InstanceSystemMetadata), {
+            "instance_uuid": instance, "key": "k", "value": "v"})
 
-@pytest.fixture
-def statements():
-    """SQL the agent's engine sends, as the database receives it."""
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement.strip().split()[0].upper())
-
-    engine = db_api.get_engine()
-    sa.event.listen(engine, "before_cursor_execute", record)
-    yield seen
-    sa.event.remove(engine, "before_cursor_execute", record)
+    @rpc_method(read_first=True)
+    def probe_read_first(self, request, instance, writes):
+        self.runs.append(request.session.get_bind().get_execution_options().get(
+            db_api.READ_ONLY, False))
+        request.notify("probe.ran", {"run": len(self.runs)})
+        for n in range(writes):
+            request.session.connection().execute(sa.insert(models.InstanceSystemMetadata), {
+                "instance_uuid": instance, "key": f"k{n}", "value": "v"})
+        return len(self.runs)
 
 
 def test_secret_reads_send_one_select_and_no_begin(harness, statements):
@@ -67,13 +68,50 @@ def test_initiator_data_get_sends_one_select(harness, statements):
     assert statements == ["SELECT"]
 
 
-def test_a_write_in_a_read_only_method_fails_and_stores_nothing(migrated):
-    policy.get_enforcer().register_default(
-        oslo_policy.RuleDefault("custos:probe_sneaky_write", "@"))
-    probe = ReadOnlyProbe(Recorder())
+@pytest.fixture
+def probe(migrated):
+    for name in ("probe_sneaky_write", "probe_core_write", "probe_read_first"):
+        policy.get_enforcer().register_default(oslo_policy.RuleDefault(f"custos:{name}", "@"))
+    endpoint = ReadOnlyProbe(Recorder())
+    endpoint.runs = []
+    return endpoint
+
+
+def _metadata_rows():
+    return db_api.run_in_transaction(lambda s: s.scalars(
+        sa.select(models.InstanceSystemMetadata.key)).all())
+
+
+def test_a_write_in_a_read_only_method_fails_and_stores_nothing(probe):
 
     with pytest.raises(RuntimeError, match="read-only"):
         probe.probe_sneaky_write(member(), instance="i-ro")
 
-    assert db_api.run_in_transaction(lambda s: s.scalars(
-        sa.select(models.InstanceSystemMetadata.instance_uuid)).all()) == []
+    assert _metadata_rows() == []
+
+
+def test_a_core_statement_that_writes_never_reaches_the_database_read_only(probe):
+    # Without a transaction it would commit at once, so it must be stopped
+    # before the database sees it.
+    with pytest.raises(db_api.WriteNeeded):
+        probe.probe_core_write(member(), instance="i-ro")
+
+    assert _metadata_rows() == []
+
+
+def test_a_read_first_method_that_only_reads_runs_once_without_a_transaction(probe, statements):
+    assert probe.probe_read_first(member(), instance="i-1", writes=0) == 1
+
+    assert probe.runs == [True]
+    assert "BEGIN" not in statements and "COMMIT" not in statements
+    assert probe.runtime.sent == [("probe.ran", {"run": 1}, "info")]
+
+
+def test_a_read_first_method_that_writes_runs_again_in_one_transaction(probe, statements):
+    assert probe.probe_read_first(member(), instance="i-1", writes=2) == 2
+
+    assert probe.runs == [True, False]
+    assert statements.count("INSERT") == 2 and "BEGIN" in statements
+    assert sorted(_metadata_rows()) == ["k0", "k1"]
+    # Only what the committed run queued is announced.
+    assert probe.runtime.sent == [("probe.ran", {"run": 2}, "info")]

@@ -254,3 +254,15 @@ def test_a_longest_initiator_gets_and_keeps_credentials(chap_backend, harness, s
     assert second["auth_password"] == first["auth_password"]
     [secret] = chap_secrets(harness)
     assert secret["usage_id"] == initiator
+
+
+def test_repeat_attaches_send_no_begin_and_a_first_attach_commits_in_one(chap_backend, harness,
+                                                                         statements):
+    first = attach(harness)
+    assert statements.count("BEGIN") == 1 and statements.count("INSERT") >= 2
+    statements.clear()
+    again = attach(harness)
+
+    assert again["data"]["auth_password"] == first["data"]["auth_password"]
+    assert set(statements) == {"SELECT"}
+    assert [n["event_type"] for n in harness.notifications()].count("connection.initialize") == 2
