@@ -141,8 +141,10 @@ def _latency(bench: Any, result: Result, agent_op: Callable[[], object], label: 
 
 def measure_startup(bench: Any, result: Result) -> None:
     result.value = bench.agent_startup_s
-    result.details = [("custos-agent", f"{bench.agent_startup_s:.3f} s from exec to first reply"),
-                      ("no-op server", f"{bench.noop_startup_s:.3f} s from exec to first reply")]
+    result.details = [("custos-agent", f"{bench.agent_startup_s:.3f} s from exec to first reply "
+                                       f"(median of {bench.starts} starts)"),
+                      ("no-op server", f"{bench.noop_startup_s:.3f} s from exec to first reply "
+                                       f"(median of {bench.starts} starts)")]
 
 
 def measure_startup_ratio(bench: Any, result: Result) -> None:

@@ -85,15 +85,15 @@ def noop_server(url: str, exchange: str, workdir: Path) -> ServerProcess:
     return ServerProcess("noop", command, workdir / "noop.log")
 
 
-def custos_agent(config: Path, workdir: Path) -> ServerProcess:
-    """A custos-agent process on ``config`` (not started).
-
-    The database is migrated and the master key created first, as an
-    operator would before starting it.
-    """
+def prepare_agent(config: Path) -> None:
+    """Migrate the database and create the master key, as an operator would first."""
     for args in (["db", "sync"], ["keys", "init"]):
         subprocess.run([str(BIN / "custos-manage"), "--config-file", str(config), *args],
                        check=True, capture_output=True, timeout=120)
+
+
+def custos_agent(config: Path, workdir: Path) -> ServerProcess:
+    """A custos-agent process on ``config`` (not started; see :func:`prepare_agent`)."""
     return ServerProcess("custos-agent", [str(BIN / "custos-agent"), "--config-file",
                                           str(config)], workdir / "custos-agent.log")
 

@@ -14,3 +14,7 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ constraints.txt -nt "$st
         -c constraints.txt -e '.[test]'
     touch "$stamp"
 fi
+# Bytecode for custos' own modules, as an installed package has it: with
+# PYTHONDONTWRITEBYTECODE set (as in some CI images) every agent and CLI
+# start would compile them again. Only changed files are compiled.
+.venv/bin/python -m compileall -q agent db rpcapi >/dev/null
