@@ -37,6 +37,7 @@ _lock = threading.Lock()
 _engine: Engine | None = None
 _sessionmaker: sessionmaker[Session] | None = None
 _read_sessionmaker: sessionmaker[Session] | None = None
+_read_engine: Engine | None = None
 
 #: Execution option of the connections of read-only work (:func:`transaction`).
 READ_ONLY = "custos_read_only"
@@ -108,12 +109,18 @@ def _refuse_write_statement(conn: Any, _cursor: Any, statement: str, _parameters
 
 
 def _read_only_engine(engine: Engine) -> Engine:
-    """The engine, sharing its pool, with the options of read-only work."""
-    options: dict[str, Any] = {READ_ONLY: True}
+    """The engine of read-only work.
+
+    PostgreSQL reads get a pool of their own whose connections stay in
+    autocommit: no BEGIN and COMMIT round trips around a single SELECT,
+    and no switch of a pooled connection in and out of autocommit
+    (psycopg2's set_isolation_level) at every checkout and return, which
+    cost as much. Elsewhere it is the engine itself, sharing its pool.
+    """
     if engine.dialect.name == "postgresql":
-        # No BEGIN and COMMIT round trips around a single SELECT.
-        options["isolation_level"] = "AUTOCOMMIT"
-    return engine.execution_options(**options)
+        engine = create_engine(engine.url.render_as_string(hide_password=False),
+                               read_only=True)
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 def _private_sqlite_file(path: str) -> None:
@@ -134,11 +141,14 @@ def _private_sqlite_file(path: str) -> None:
             os.chmod(name, 0o600)
 
 
-def create_engine(url: str, conf: cfg.ConfigOpts | None = None) -> Engine:
+def create_engine(url: str, conf: cfg.ConfigOpts | None = None,
+                  read_only: bool = False) -> Engine:
     """Build an engine for ``url`` with the pool and driver settings custos uses.
 
     :param url: an SQLAlchemy URL (sqlite, postgresql+psycopg2,
         mysql+pymysql).
+    :param read_only: (PostgreSQL) connections in autocommit, for
+        statements that change nothing.
     :returns: a new engine; the caller owns it.
     """
     conf = conf or CONF
@@ -163,6 +173,8 @@ def create_engine(url: str, conf: cfg.ConfigOpts | None = None) -> Engine:
                       pool_timeout=conf.database.pool_timeout,
                       pool_recycle=3600)
         connect_args["connect_timeout"] = conf.database.connect_timeout
+        if read_only and parsed.get_backend_name() == "postgresql":
+            kwargs.update(isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True)
         if parsed.get_backend_name() == "mysql" and "charset" not in parsed.query:
             parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     engine = sa.create_engine(parsed, connect_args=connect_args, **kwargs)
@@ -178,13 +190,13 @@ def configure(url: str | None = None) -> Engine:
 
     :returns: the new engine.
     """
-    global _engine, _sessionmaker, _read_sessionmaker
+    global _engine, _sessionmaker, _read_sessionmaker, _read_engine
     with _lock:
-        if _engine is not None:
-            _engine.dispose()
+        _dispose_locked()
         _engine = create_engine(url or default_url())
+        _read_engine = _read_only_engine(_engine)
         _sessionmaker = sessionmaker(bind=_engine, expire_on_commit=False)
-        _read_sessionmaker = sessionmaker(bind=_read_only_engine(_engine),
+        _read_sessionmaker = sessionmaker(bind=_read_engine,
                                           expire_on_commit=False, autoflush=False)
         event.listen(_read_sessionmaker, "before_flush", _refuse_write)
         return _engine
@@ -199,13 +211,17 @@ def get_engine() -> Engine:
 
 def dispose() -> None:
     """Close every pooled connection and forget the engine."""
-    global _engine, _sessionmaker, _read_sessionmaker
     with _lock:
-        if _engine is not None:
-            _engine.dispose()
-        _engine = None
-        _sessionmaker = None
-        _read_sessionmaker = None
+        _dispose_locked()
+
+
+def _dispose_locked() -> None:
+    global _engine, _sessionmaker, _read_sessionmaker, _read_engine
+    for engine in (_engine, _read_engine):
+        if engine is not None:
+            engine.dispose()
+    _engine = _read_engine = None
+    _sessionmaker = _read_sessionmaker = None
 
 
 @contextlib.contextmanager
@@ -359,8 +375,8 @@ def ping() -> str:
     """Return ``'ok'`` when the database answers, else an error code."""
 
     def once() -> None:
-        assert _read_sessionmaker is not None
-        with _read_sessionmaker.kw["bind"].connect() as conn:
+        assert _read_engine is not None
+        with _read_engine.connect() as conn:
             conn.execute(_PING)
 
     try:

@@ -12,7 +12,10 @@ opts: list[cfg.Opt] = [
              "mysql+pymysql://custos@127.0.0.1/custos. Default: a SQLite "
              "file custos.sqlite under state_path."),
     cfg.IntOpt("max_pool_size", default=10, min=1,
-               help="Connections kept open per agent (not used for SQLite)."),
+               help="Connections kept open per agent and per pool (not used for "
+                    "SQLite). On PostgreSQL reads that change nothing have a pool "
+                    "of their own, so an agent holds up to twice max_pool_size plus "
+                    "max_overflow connections."),
     cfg.IntOpt("max_overflow", default=20, min=0,
                help="Connections opened above max_pool_size under load."),
     cfg.IntOpt("pool_timeout", default=10, min=1,

@@ -1,0 +1,74 @@
+"""Work without a write transaction, on each real database.
+
+On PostgreSQL such work runs on connections that stay in autocommit, where
+a write would commit by itself: it must be stopped before the server
+sees it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from db import api as db_api
+from db import models
+from tests.functional.conftest import DATABASES, create_database
+
+
+@pytest.fixture(params=DATABASES)
+def migrated_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    url, drop = create_database(request.param, tmp_path, migrated=True)
+    db_api.configure(url)
+    try:
+        yield url
+    finally:
+        db_api.dispose()
+        drop()
+
+
+def _insert(instance: str):
+    def work(session):
+        session.connection().execute(sa.insert(models.InstanceSystemMetadata), {
+            "instance_uuid": instance, "key": "boot_roles", "value": "[]"})
+    return work
+
+
+def _stored(url: str, instance: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(sa.select(sa.func.count()).select_from(
+                models.InstanceSystemMetadata).where(
+                    models.InstanceSystemMetadata.instance_uuid == instance))
+    finally:
+        engine.dispose()
+
+
+def test_a_write_in_read_only_work_never_reaches_the_database(migrated_database):
+    instance = str(uuid.uuid4())
+
+    with pytest.raises(db_api.WriteNeeded):
+        db_api.run_in_transaction(_insert(instance), read_only=True)
+
+    assert _stored(migrated_database, instance) == 0
+    # The connection it was refused on serves the next reads and writes.
+    db_api.run_in_transaction(_insert(instance))
+    assert db_api.run_in_transaction(lambda s: s.execute(sa.select(
+        models.InstanceSystemMetadata.value).where(
+            models.InstanceSystemMetadata.instance_uuid == instance)).scalar_one(),
+        read_only=True) == "[]"
+    assert _stored(migrated_database, instance) == 1
+
+
+def test_read_only_work_sees_each_commit_at_once(migrated_database):
+    instances = [str(uuid.uuid4()) for _ in range(20)]
+
+    for n, instance in enumerate(instances):
+        db_api.run_in_transaction(_insert(instance))
+        seen = db_api.run_in_transaction(lambda s: s.execute(sa.select(sa.func.count()).select_from(
+            models.InstanceSystemMetadata)).scalar_one(), read_only=True)
+        assert seen == n + 1
