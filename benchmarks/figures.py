@@ -268,6 +268,22 @@ def measure_boot_roles_throughput(bench: Any, result: Result) -> None:
                             for k in ("agent", "noop"))))]
 
 
+def measure_cli_health(bench: Any, result: Result) -> None:
+    """Wall time of ``custos health`` as an operator runs it, median of five."""
+    from benchmarks.processes import BIN
+
+    command = [str(BIN / "custos"), "--config-file", str(bench.config), "health"]
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+        times.append(time.perf_counter() - started)
+    times.sort()
+    result.value = times[len(times) // 2]
+    result.details = [("custos health", "median {:.3f} s, slowest {:.3f} s (5 runs)".format(
+        result.value, times[-1]))]
+
+
 def _scale_script(bench: Any, result: Result, module: str, *args: str) -> None:
     """Run a table-size benchmark of this package and take its figures.
 
@@ -341,6 +357,8 @@ FIGURES: list[Figure] = [
     Figure("instance_boot_roles_set",
            "instance_boot_roles_set cast throughput / no-op cast throughput",
            Goal(">=", 0.8), ("instance_boot_roles_set",), measure_boot_roles_throughput),
+    Figure("cli_health", "custos health from the CLI, wall time", Goal("<", 1.0),
+           ("health",), measure_cli_health, unit="s"),
     Figure("memory", "agent resident memory after 20,000 requests / after 10,000",
            Goal("<=", 1.05), ("health",), measure_memory),
     Figure("secret_lookup_by_usage", "secret_lookup_by_usage p50 at 100,000 rows / at 100 rows",

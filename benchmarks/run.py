@@ -116,6 +116,8 @@ class Bench:
         self.vendordata = vendordata
         self.vendordata_name = VENDORDATA_NAME
         self._available: dict[str, bool] = {}
+        #: The agent's configuration file, which the ``custos`` CLI reads too.
+        self.config: Path | None = None
 
     def call(self, ctxt: RequestContext, method: str, **kwargs: Any) -> Any:
         """Call ``method`` on the agent as callers do (no ``server=``)."""
@@ -345,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         agent_startup = statistics.median(agent_starts)
 
         bench = Bench(args, transport, agent, noop, database_url, vendordata)
+        bench.config = config
         stack.callback(bench.engine.dispose)
         bench.agent_startup_s, bench.noop_startup_s = agent_startup, noop_startup
         results = []
