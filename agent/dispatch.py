@@ -255,7 +255,6 @@ def rpc_method(transactional: bool = True, retry_deadline: float = 0.0,
                 raise messaging.ExpectedException() from error
 
         wrapper.rpc_method = True  # type: ignore[attr-defined]
-        wrapper.group_commit = group  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorator
