@@ -49,45 +49,49 @@ def _queued(group: GroupCommit) -> int:
         return len(group._waiting)
 
 
-def test_requests_arriving_while_a_batch_commits_share_the_next_transaction(migrated):
-    group = GroupCommit()
+def _burst(group: GroupCommit, works: list) -> list:
+    """Queue ``works`` behind a leader held at a gate, then let them through.
+
+    :returns: their futures, all done.
+    """
     gate = threading.Event()
     pool, first = _gated(group, gate)
-    instances = [str(uuid.uuid4()) for _ in range(10)]
-    with ThreadPoolExecutor(max_workers=10) as others:
-        futures = [others.submit(group.run, _store(i, ["member"])) for i in instances]
-        assert eventually(lambda: _queued(group) == 10, 5)
+    with ThreadPoolExecutor(max_workers=len(works)) as others:
+        futures = [others.submit(group.run, work) for work in works]
+        assert eventually(lambda: _queued(group) == len(works), 5)
         gate.set()
-        assert [f.result(timeout=10) for f in futures] == instances
+        for future in futures:
+            future.exception(timeout=10)
     assert first.result(timeout=10) == "first"
     pool.shutdown()
+    return futures
 
+
+def test_requests_arriving_while_a_batch_commits_share_the_next_transaction(migrated):
+    group = GroupCommit()
+    instances = [str(uuid.uuid4()) for _ in range(10)]
+
+    futures = _burst(group, [_store(i, ["member"]) for i in instances])
+
+    assert [f.result() for f in futures] == instances
     assert [_roles_of(i) for i in instances] == [["member"]] * 10
     assert group.batches == 1 and group.grouped == 10
 
 
 def test_one_bad_request_gets_its_error_and_costs_the_others_nothing(migrated):
     group = GroupCommit()
-    gate = threading.Event()
-    pool, first = _gated(group, gate)
     good = [str(uuid.uuid4()) for _ in range(5)]
 
     def bad(session):
         bootroles.store_once(session, str(uuid.uuid4()), ["written then undone"])
         raise exception.InvalidInput(field="roles", reason="not a list")
 
-    with ThreadPoolExecutor(max_workers=6) as others:
-        futures = [others.submit(group.run, _store(i, ["reader"])) for i in good[:3]]
-        futures.append(others.submit(group.run, bad))
-        futures += [others.submit(group.run, _store(i, ["reader"])) for i in good[3:]]
-        assert eventually(lambda: _queued(group) == 6, 5)
-        gate.set()
-        for future in futures[:3] + futures[4:]:
-            future.result(timeout=10)
-        with pytest.raises(exception.InvalidInput):
-            futures[3].result(timeout=10)
-    first.result(timeout=10)
-    pool.shutdown()
+    works = [_store(i, ["reader"]) for i in good]
+    futures = _burst(group, works[:3] + [bad] + works[3:])
+
+    assert [f.result() for f in futures[:3] + futures[4:]] == good
+    with pytest.raises(exception.InvalidInput):
+        futures[3].result()
 
     assert [_roles_of(i) for i in good] == [["reader"]] * 5
     # The bad request's row went with its rollback: only the good ones and the leader's.
@@ -129,17 +133,11 @@ def test_the_first_roles_stay_when_one_batch_holds_two_casts_for_an_instance(mig
 
 def test_a_batch_holds_at_most_max_batch_requests(migrated):
     group = GroupCommit(max_batch=3)
-    gate = threading.Event()
-    pool, first = _gated(group, gate)
     instances = [str(uuid.uuid4()) for _ in range(7)]
-    with ThreadPoolExecutor(max_workers=7) as others:
-        futures = [others.submit(group.run, _store(i, ["member"])) for i in instances]
-        assert eventually(lambda: _queued(group) == 7, 5)
-        gate.set()
-        for future in futures:
-            future.result(timeout=10)
-    first.result(timeout=10)
-    pool.shutdown()
+
+    futures = _burst(group, [_store(i, ["member"]) for i in instances])
+
+    assert [f.result() for f in futures] == instances
 
     assert [_roles_of(i) for i in instances] == [["member"]] * 7
     # 3 + 3 together, the last one alone.
