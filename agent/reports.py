@@ -11,8 +11,9 @@ The signal handler only starts a thread: the report is built and logged
 outside the handler, so a signal that arrives while the main thread holds
 a logging lock cannot deadlock it.
 
-oslo.reports (with jinja2 and psutil) is imported by :func:`setup`, which
-the agent calls once it serves: a first request does not wait for it.
+:func:`setup` only installs the handler; oslo.reports (with jinja2 and
+psutil) is imported when the first report is asked for, so the agent's
+start does not wait for it and a signal is handled from the start.
 """
 
 from __future__ import annotations
@@ -69,16 +70,34 @@ def library_versions() -> with_default_views.ModelWithDefaultViews:
     return with_default_views.ModelWithDefaultViews(versions)
 
 
+_prepare_lock = threading.Lock()
+
+
+def _prepare(conf: cfg.ConfigOpts) -> None:
+    """Load oslo.reports and register its options and the Libraries section, once."""
+    from oslo_reports import guru_meditation_report as gmr
+    from oslo_reports import opts as gmr_opts
+
+    with _prepare_lock:
+        if "oslo_reports" not in conf:
+            gmr_opts.set_defaults(conf)
+        sections = getattr(gmr.TextGuruMeditation, "persistent_sections", [])
+        if not any(title == "Libraries" for title, _ in sections):
+            gmr.TextGuruMeditation.register_section("Libraries", library_versions)
+
+
 def build(frame: FrameType | None = None) -> str:
     """Return the text of one report."""
     from oslo_reports import guru_meditation_report as gmr
 
+    _prepare(cfg.CONF)
     return str(gmr.TextGuruMeditation(Version(), frame).run())
 
 
 def _write(conf: cfg.ConfigOpts) -> None:
     from oslo_reports import guru_meditation_report as gmr
 
+    _prepare(conf)
     log_dir = conf.oslo_reports.log_dir
     if log_dir:
         gmr.TextGuruMeditation.handle_signal(Version(), "custos-agent", log_dir, None)
@@ -97,13 +116,6 @@ def setup(conf: cfg.ConfigOpts) -> None:
 
     :param conf: the parsed configuration (it is part of the report).
     """
-    from oslo_reports import guru_meditation_report as gmr
-    from oslo_reports import opts as gmr_opts
-
-    gmr_opts.set_defaults(conf)
-    sections = getattr(gmr.TextGuruMeditation, "persistent_sections", [])
-    if not any(title == "Libraries" for title, _ in sections):
-        gmr.TextGuruMeditation.register_section("Libraries", library_versions)
     signum = getattr(signal, conf.report_signal)
 
     def handle(_signum: int, _frame: Any) -> None:

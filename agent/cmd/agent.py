@@ -53,6 +53,7 @@ def _run(argv: Sequence[str]) -> int:
     conf = cfg.CONF
     common.parse_args(argv, name="custos-agent")
     log.setup(conf, "custos")
+    reports.setup(conf)
     stop_requested = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -71,8 +72,6 @@ def _run(argv: Sequence[str]) -> int:
         print(f"custos-agent: {error.msg}", file=sys.stderr)
         return 1
     _collect_again()
-    # After start: oslo.reports is not needed to answer the first request.
-    reports.setup(conf)
     while not stop_requested.wait(1.0):
         pass
     service.stop()
