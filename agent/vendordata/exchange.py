@@ -272,6 +272,8 @@ def _exchange(connections: Connections, watchdog: Watchdog,
             try:
                 conn.connect()
             except (TimeoutError, socket.timeout):
+                if watch.expired or time.monotonic() >= deadline_at:
+                    raise ExchangeFailed("deadline exceeded") from None
                 raise ExchangeFailed("connect timeout", retryable=True) from None
             except ssl.SSLError:
                 raise ExchangeFailed("TLS error") from None
@@ -352,6 +354,9 @@ def _read_body(response: http.client.HTTPResponse, watch: _Watch, max_bytes: int
 
 
 def _expired_or(watch: _Watch, reason: str, status: int | None = None) -> ExchangeFailed:
-    if watch.expired:
+    # Socket timeouts are never set past the deadline, so one that fires at
+    # it is the deadline's doing even when the watchdog thread has not yet
+    # run to mark it (its wake-up is late on a loaded machine).
+    if watch.expired or time.monotonic() >= watch.deadline_at:
         return ExchangeFailed("deadline exceeded", status=status)
     return ExchangeFailed(reason, status=status)

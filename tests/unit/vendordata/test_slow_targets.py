@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from agent.vendordata import exchange
 from agent.vendordata.fetcher import Fetcher, build_body
 from agent.vendordata.targets import Target
 from tests.stub_server import (
@@ -100,3 +101,33 @@ def test_close_cuts_exchanges_in_flight(server):
     assert not thread.is_alive()
     assert time.monotonic() - started < 0.5
     assert not outcome["h"].ok
+
+
+class _LateWatchdog(exchange.Watchdog):
+    """A watchdog whose thread has not run yet when the deadline passes."""
+
+    def watch(self, conn, deadline_at):
+        return exchange._Watch(conn, deadline_at)
+
+
+def test_a_read_ended_by_the_deadline_is_reported_as_the_deadline_before_the_watchdog_runs(
+        server):
+    url = server.route("/silent", hang())
+
+    with pytest.raises(exchange.ExchangeFailed) as failed:
+        exchange.post(exchange.Connections(), _LateWatchdog(), url, b"{}", {},
+                      connect_timeout=CONNECT, read_timeout=5.0,
+                      deadline_at=time.monotonic() + 0.3, max_bytes=MB)
+
+    assert failed.value.reason == "deadline exceeded"
+
+
+def test_a_silent_target_within_the_deadline_is_a_read_timeout(server):
+    url = server.route("/silent", hang())
+
+    with pytest.raises(exchange.ExchangeFailed) as failed:
+        exchange.post(exchange.Connections(), _LateWatchdog(), url, b"{}", {},
+                      connect_timeout=CONNECT, read_timeout=0.3,
+                      deadline_at=time.monotonic() + 5.0, max_bytes=MB)
+
+    assert failed.value.reason == "read timeout"
