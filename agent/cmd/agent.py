@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from agent.service import AgentService
 
 LOG = logging.getLogger("agent.cmd.agent")
+
+#: How often the main thread looks for a stop signal, in seconds.
+STOP_POLL_S = 0.2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,12 +58,14 @@ def _run(argv: Sequence[str]) -> int:
     common.parse_args(argv, name="custos-agent")
     log.setup(conf, "custos")
     reports.setup(conf)
-    stop_requested = threading.Event()
+    stop_signals: list[int] = []
 
     def request_stop(signum: int, _frame: object) -> None:
-        LOG.info("Received %s; stopping after in-flight requests",
-                 signal.Signals(signum).name)
-        stop_requested.set()
+        # The handler runs on the main thread between two of its bytecodes,
+        # possibly while that thread holds a lock the handler would take:
+        # an Event's (set() from here once hung an agent in its stop loop)
+        # or a log handler's. So it only records the signal.
+        stop_signals.append(signum)
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
@@ -72,8 +78,10 @@ def _run(argv: Sequence[str]) -> int:
         print(f"custos-agent: {error.msg}", file=sys.stderr)
         return 1
     _collect_again()
-    while not stop_requested.wait(1.0):
-        pass
+    while not stop_signals:
+        time.sleep(STOP_POLL_S)
+    LOG.info("Received %s; stopping after in-flight requests",
+             signal.Signals(stop_signals[0]).name)
     service.stop()
     waiter = threading.Thread(target=service.wait, daemon=True)
     waiter.start()
