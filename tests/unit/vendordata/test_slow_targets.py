@@ -110,24 +110,20 @@ class _LateWatchdog(exchange.Watchdog):
         return exchange._Watch(conn, deadline_at)
 
 
-def test_a_read_ended_by_the_deadline_is_reported_as_the_deadline_before_the_watchdog_runs(
-        server):
+def _silent_exchange(server, read_timeout: float, deadline_in: float) -> str:
+    """The reason an exchange with a target that never answers fails for."""
     url = server.route("/silent", hang())
-
     with pytest.raises(exchange.ExchangeFailed) as failed:
         exchange.post(exchange.Connections(), _LateWatchdog(), url, b"{}", {},
-                      connect_timeout=CONNECT, read_timeout=5.0,
-                      deadline_at=time.monotonic() + 0.3, max_bytes=MB)
+                      connect_timeout=CONNECT, read_timeout=read_timeout,
+                      deadline_at=time.monotonic() + deadline_in, max_bytes=MB)
+    return failed.value.reason
 
-    assert failed.value.reason == "deadline exceeded"
+
+def test_a_read_ended_by_the_deadline_is_reported_as_the_deadline_before_the_watchdog_runs(
+        server):
+    assert _silent_exchange(server, read_timeout=5.0, deadline_in=0.3) == "deadline exceeded"
 
 
 def test_a_silent_target_within_the_deadline_is_a_read_timeout(server):
-    url = server.route("/silent", hang())
-
-    with pytest.raises(exchange.ExchangeFailed) as failed:
-        exchange.post(exchange.Connections(), _LateWatchdog(), url, b"{}", {},
-                      connect_timeout=CONNECT, read_timeout=0.3,
-                      deadline_at=time.monotonic() + 5.0, max_bytes=MB)
-
-    assert failed.value.reason == "read timeout"
+    assert _silent_exchange(server, read_timeout=0.3, deadline_in=5.0) == "read timeout"
