@@ -212,7 +212,8 @@ def rpc_method(transactional: bool = True, retry_deadline: float = 0.0,
         with ``readonly``, ``grouped`` or without ``transactional``.
     """
     if grouped and (readonly or retry_deadline or not transactional):
-        raise ValueError("a grouped method writes in a request transaction, without retry_deadline")
+        raise ValueError("a grouped method writes in a request transaction, "
+                         "without retry_deadline")
     if read_first and (readonly or grouped or not transactional):
         raise ValueError("a read-first method may write in a request transaction of its own")
 

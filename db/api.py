@@ -104,7 +104,8 @@ def _refuse_write_statement(conn: Any, _cursor: Any, statement: str, _parameters
                             _context: Any, _executemany: bool) -> None:
     # Without a transaction a write would commit by itself, statement by
     # statement: it must never reach the database.
-    if conn.get_execution_options().get(READ_ONLY) and not statement.lstrip()[:6].upper() == "SELECT":
+    if (conn.get_execution_options().get(READ_ONLY)
+            and statement.lstrip()[:6].upper() != "SELECT"):
         raise WriteNeeded()
 
 
