@@ -209,9 +209,11 @@ def _credentials_key(ctx: Any) -> Any:
     values themselves, so that a remembered decision costs no
     ``to_policy_values()``; a context changed in place gets a new key.
     """
-    key = tuple(getattr(ctx, name, None) for name in _POLICY_FIELDS) + (
-        tuple(getattr(ctx, "roles", None) or ()),
-        tuple(getattr(ctx, "service_roles", None) or ()))
+    # The class too: one that overrides to_policy_values() may derive other
+    # values from the same attributes.
+    key = (type(ctx), *(getattr(ctx, name, None) for name in _POLICY_FIELDS),
+           tuple(getattr(ctx, "roles", None) or ()),
+           tuple(getattr(ctx, "service_roles", None) or ()))
     try:
         hash(key)
     except TypeError:
