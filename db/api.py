@@ -248,12 +248,13 @@ def transaction(read_only: bool = False) -> Iterator[Session]:
         yield session
 
 
-def read(session: Session, statement: Any, params: dict[str, Any]) -> Any:
-    """Run a prebuilt Core read in the session's transaction, on its connection.
+def execute(session: Session, statement: Any, params: dict[str, Any]) -> Any:
+    """Run a prebuilt Core statement in the session's transaction, on its connection.
 
     Cheaper than ``session.execute``, whose ORM layer a Core statement does
     not need; what the session holds unflushed is flushed first, as
-    ``session.execute`` would, so the read sees the request's own writes.
+    ``session.execute`` would, so the statement sees the request's own
+    writes and comes after them.
 
     :returns: the statement's result.
     """

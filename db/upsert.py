@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from db import api as db_api
 from db import models
 
 _MYSQL = ("mysql", "mariadb")
@@ -88,11 +89,10 @@ def insert_if_absent(session: Session, model: Any, row: dict[str, Any],
                      key: Sequence[str]) -> None:
     """Insert ``row`` unless a row with the same ``key`` exists; never overwrite."""
     values = {"created_at": models.utcnow(), **row}
-    # On the session's connection, in its transaction: the statement is
-    # plain Core, and the ORM's bulk-insert handling of session.execute
-    # would only add to every cast that writes a row.
-    session.connection().execute(
-        _insert_if_absent_statement(_dialect(session), model, tuple(key)), values)
+    # Not session.execute: its ORM bulk-insert handling would only add to
+    # every cast that writes a row.
+    db_api.execute(session, _insert_if_absent_statement(_dialect(session), model, tuple(key)),
+                   values)
 
 
 def rowcount(result: Any) -> int:

@@ -30,7 +30,7 @@ _READ = (sa.select(_TABLE.c.key, _TABLE.c.value)
 
 def read(session: Session, initiator: str, namespace: str) -> dict[str, str]:
     """Return ``{key: value}`` of one initiator in one namespace ({} when none)."""
-    rows = db_api.read(session, _READ, {"initiator": initiator, "namespace": namespace})
+    rows = db_api.execute(session, _READ, {"initiator": initiator, "namespace": namespace})
     return {key: value if value is not None else "" for key, value in rows}
 
 

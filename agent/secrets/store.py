@@ -459,21 +459,22 @@ class SecretStore:
 
     @staticmethod
     def _read(session: Session, uuid: str) -> sa.Row[Any] | None:
-        """Read a secret's row with Core: no ORM object, no flush."""
-        return db_api.read(session, _BY_UUID, {"uuid": uuid}).one_or_none()
+        """Read a secret's row with Core: no ORM object."""
+        return db_api.execute(session, _BY_UUID, {"uuid": uuid}).one_or_none()
 
     @staticmethod
     def _row_for_usage(session: Session, project_id: str, usage_type: str,
                        usage_id: str) -> sa.Row[Any] | None:
-        return db_api.read(session, _BY_USAGE, {"project_id": project_id, "usage_type": usage_type,
-                                           "usage_id": usage_id}).one_or_none()
+        return db_api.execute(session, _BY_USAGE, {
+            "project_id": project_id, "usage_type": usage_type,
+            "usage_id": usage_id}).one_or_none()
 
     @staticmethod
     def _driver_row(session: Session, namespace: str, usage_type: str,
                     usage_id: str) -> sa.Row[Any] | None:
-        return db_api.read(session, _BY_DRIVER_USAGE, {"namespace": namespace,
-                                                  "usage_type": usage_type,
-                                                  "usage_id": usage_id}).one_or_none()
+        return db_api.execute(session, _BY_DRIVER_USAGE, {
+            "namespace": namespace, "usage_type": usage_type,
+            "usage_id": usage_id}).one_or_none()
 
     @staticmethod
     def _check_redefinition(old: SecretDefinition, new: SecretDefinition, *,
