@@ -272,7 +272,7 @@ def _exchange(connections: Connections, watchdog: Watchdog,
             try:
                 conn.connect()
             except (TimeoutError, socket.timeout):
-                if watch.expired or time.monotonic() >= deadline_at:
+                if _cut_by_deadline(watch):
                     raise ExchangeFailed("deadline exceeded") from None
                 raise ExchangeFailed("connect timeout", retryable=True) from None
             except ssl.SSLError:
@@ -353,10 +353,14 @@ def _read_body(response: http.client.HTTPResponse, watch: _Watch, max_bytes: int
         chunks.append(chunk)
 
 
-def _expired_or(watch: _Watch, reason: str, status: int | None = None) -> ExchangeFailed:
+def _cut_by_deadline(watch: _Watch) -> bool:
     # Socket timeouts are never set past the deadline, so one that fires at
     # it is the deadline's doing even when the watchdog thread has not yet
     # run to mark it (its wake-up is late on a loaded machine).
-    if watch.expired or time.monotonic() >= watch.deadline_at:
+    return watch.expired or time.monotonic() >= watch.deadline_at
+
+
+def _expired_or(watch: _Watch, reason: str, status: int | None = None) -> ExchangeFailed:
+    if _cut_by_deadline(watch):
         return ExchangeFailed("deadline exceeded", status=status)
     return ExchangeFailed(reason, status=status)
