@@ -10,6 +10,7 @@ falls on both sides alike.
 from __future__ import annotations
 
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -141,10 +142,10 @@ def _latency(bench: Any, result: Result, agent_op: Callable[[], object], label: 
 
 def measure_startup(bench: Any, result: Result) -> None:
     result.value = bench.agent_startup_s
-    result.details = [("custos-agent", f"{bench.agent_startup_s:.3f} s from exec to first reply "
-                                       f"(median of {bench.starts} starts)"),
-                      ("no-op server", f"{bench.noop_startup_s:.3f} s from exec to first reply "
-                                       f"(median of {bench.starts} starts)")]
+    result.details = [(name, f"{seconds:.3f} s from exec to first reply "
+                             f"(median of {bench.starts} starts)")
+                      for name, seconds in (("custos-agent", bench.agent_startup_s),
+                                            ("no-op server", bench.noop_startup_s))]
 
 
 def measure_startup_ratio(bench: Any, result: Result) -> None:
@@ -278,10 +279,9 @@ def measure_cli_health(bench: Any, result: Result) -> None:
         started = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True, timeout=60)
         times.append(time.perf_counter() - started)
-    times.sort()
-    result.value = times[len(times) // 2]
-    result.details = [("custos health", "median {:.3f} s, slowest {:.3f} s (5 runs)".format(
-        result.value, times[-1]))]
+    result.value = statistics.median(times)
+    result.details = [("custos health",
+                       f"median {result.value:.3f} s, slowest {max(times):.3f} s (5 runs)")]
 
 
 def _scale_script(bench: Any, result: Result, module: str, *args: str) -> None:

@@ -87,7 +87,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, transport: messaging.Transport,
                  agent: processes.ServerProcess, noop: processes.ServerProcess,
                  database_url: str,
-                 vendordata: VendordataTarget) -> None:
+                 vendordata: VendordataTarget, config: Path) -> None:
         self.requests: int = args.requests
         self.rounds: int = args.rounds
         self.warmup: int = args.warmup
@@ -117,7 +117,7 @@ class Bench:
         self.vendordata_name = VENDORDATA_NAME
         self._available: dict[str, bool] = {}
         #: The agent's configuration file, which the ``custos`` CLI reads too.
-        self.config: Path | None = None
+        self.config = config
 
     def call(self, ctxt: RequestContext, method: str, **kwargs: Any) -> Any:
         """Call ``method`` on the agent as callers do (no ``server=``)."""
@@ -346,8 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         noop_startup = statistics.median(noop_starts)
         agent_startup = statistics.median(agent_starts)
 
-        bench = Bench(args, transport, agent, noop, database_url, vendordata)
-        bench.config = config
+        bench = Bench(args, transport, agent, noop, database_url, vendordata, config)
         stack.callback(bench.engine.dispose)
         bench.agent_startup_s, bench.noop_startup_s = agent_startup, noop_startup
         results = []
