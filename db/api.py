@@ -23,7 +23,7 @@ import sqlalchemy as sa
 import tenacity
 from oslo_config import cfg
 from sqlalchemy import event, exc as sa_exc
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent import exception
@@ -38,10 +38,13 @@ _engine: Engine | None = None
 _sessionmaker: sessionmaker[Session] | None = None
 _read_sessionmaker: sessionmaker[Session] | None = None
 _read_engine: Engine | None = None
+_warm_reads: WarmReads | None = None
 
 #: Execution option of the connections of read-only work (:func:`transaction`).
 READ_ONLY = "custos_read_only"
 _PING = sa.text("SELECT 1")
+#: Seconds after which a pooled connection is replaced (not for SQLite).
+POOL_RECYCLE_S = 3600
 
 # SQLSTATE / error numbers that mean "try the whole transaction again".
 _PG_RETRY_CODES = {"40001", "40P01"}
@@ -109,19 +112,99 @@ def _refuse_write_statement(conn: Any, _cursor: Any, statement: str, _parameters
         raise WriteNeeded()
 
 
-def _read_only_engine(engine: Engine) -> Engine:
-    """The engine of read-only work.
+def _own_read_pool(engine: Engine) -> bool:
+    """True where read-only work gets an engine and pool of its own.
 
-    PostgreSQL reads get a pool of their own whose connections stay in
-    autocommit: no BEGIN and COMMIT round trips around a single SELECT,
-    and no switch of a pooled connection in and out of autocommit
-    (psycopg2's set_isolation_level) at every checkout and return, which
-    cost as much. Elsewhere it is the engine itself, sharing its pool.
+    PostgreSQL: its connections stay in autocommit, so there are no BEGIN
+    and COMMIT round trips around a single SELECT and no switch of a
+    pooled connection in and out of autocommit (psycopg2's
+    set_isolation_level) at every checkout and return, which cost as
+    much. A SQLite file: readers in WAL mode never wait for the writer.
+    MySQL and in-memory SQLite share the engine's pool (an in-memory
+    database exists only in its own connection).
     """
     if engine.dialect.name == "postgresql":
+        return True
+    database = engine.url.database
+    return (engine.dialect.name == "sqlite" and bool(database)
+            and database != ":memory:" and not str(database).startswith("file:"))
+
+
+def _read_only_engine(engine: Engine) -> Engine:
+    """The engine of read-only work (see :func:`_own_read_pool`)."""
+    if _own_read_pool(engine):
         engine = create_engine(engine.url.render_as_string(hide_password=False),
                                read_only=True)
     return engine.execution_options(**{READ_ONLY: True})
+
+
+class WarmReads:
+    """Connections of read-only work, kept checked out between requests.
+
+    A request that makes one primary-key read spent more on taking a
+    connection from SQLAlchemy's pool and giving it back (connection
+    object, checkout and return events, the reset on return) than on the
+    read. Read-only sessions bind to one of these connections instead;
+    the most recently used is taken first, so a steady stream of requests
+    runs on one warm connection.
+
+    Bounds: at most ``keep`` connections wait here; more are returned to
+    the pool. Every connection still comes from the read engine's pool,
+    so its size and overflow bound them all. A connection is not kept
+    after an error that invalidated it, when it is still in a
+    transaction, or past :data:`POOL_RECYCLE_S`; a stale connection
+    (the server restarted) makes every waiting one go (:meth:`drop`).
+
+    :param engine: the read-only engine, with a pool of its own.
+    :param keep: how many idle connections to keep (0: none).
+    """
+
+    def __init__(self, engine: Engine, keep: int) -> None:
+        self._engine = engine
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._idle: list[tuple[Connection, float]] = []
+        self._generation = 0
+
+    def take(self) -> tuple[Connection, float, int]:
+        """Return a connection, when it left the pool, and the current generation."""
+        with self._lock:
+            generation = self._generation
+            if self._idle:
+                conn, born = self._idle.pop()
+                return conn, born, generation
+        return self._engine.connect(), time.monotonic(), generation
+
+    def give(self, conn: Connection, born: float, generation: int) -> None:
+        """Keep ``conn`` for the next request, or close it (back to the pool)."""
+        if (not conn.invalidated and not conn.in_transaction()
+                and time.monotonic() - born < POOL_RECYCLE_S):
+            with self._lock:
+                if generation == self._generation and len(self._idle) < self._keep:
+                    self._idle.append((conn, born))
+                    return
+        conn.close()
+
+    def drop(self) -> None:
+        """Close every waiting connection; those in use are not kept afterwards."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._generation += 1
+        for conn, _born in idle:
+            conn.close()
+
+    def idle(self) -> int:
+        """How many connections wait now."""
+        with self._lock:
+            return len(self._idle)
+
+
+def _warm_reads_for(read_engine: Engine) -> WarmReads:
+    keep = 0
+    if _own_read_pool(read_engine):
+        size = getattr(read_engine.pool, "size", None)
+        keep = size() if callable(size) else 0
+    return WarmReads(read_engine, keep)
 
 
 def _private_sqlite_file(path: str) -> None:
@@ -172,7 +255,7 @@ def create_engine(url: str, conf: cfg.ConfigOpts | None = None,
         kwargs.update(pool_size=conf.database.max_pool_size,
                       max_overflow=conf.database.max_overflow,
                       pool_timeout=conf.database.pool_timeout,
-                      pool_recycle=3600)
+                      pool_recycle=POOL_RECYCLE_S)
         connect_args["connect_timeout"] = conf.database.connect_timeout
         if read_only and parsed.get_backend_name() == "postgresql":
             kwargs.update(isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True)
@@ -191,14 +274,15 @@ def configure(url: str | None = None) -> Engine:
 
     :returns: the new engine.
     """
-    global _engine, _sessionmaker, _read_sessionmaker, _read_engine
+    global _engine, _sessionmaker, _read_sessionmaker, _read_engine, _warm_reads
     with _lock:
         _dispose_locked()
         _engine = create_engine(url or default_url())
         _read_engine = _read_only_engine(_engine)
+        _warm_reads = _warm_reads_for(_read_engine)
         _sessionmaker = sessionmaker(bind=_engine, expire_on_commit=False)
-        _read_sessionmaker = sessionmaker(bind=_read_engine,
-                                          expire_on_commit=False, autoflush=False)
+        # Bound per session to a connection of _warm_reads.
+        _read_sessionmaker = sessionmaker(expire_on_commit=False, autoflush=False)
         event.listen(_read_sessionmaker, "before_flush", _refuse_write)
         return _engine
 
@@ -210,6 +294,20 @@ def get_engine() -> Engine:
     return _engine
 
 
+def read_engine() -> Engine:
+    """Return the engine of read-only work (:func:`transaction`), building it on first use."""
+    get_engine()
+    assert _read_engine is not None
+    return _read_engine
+
+
+def warm_reads() -> WarmReads:
+    """Return the idle connections kept for read-only work."""
+    get_engine()
+    assert _warm_reads is not None
+    return _warm_reads
+
+
 def dispose() -> None:
     """Close every pooled connection and forget the engine."""
     with _lock:
@@ -217,11 +315,13 @@ def dispose() -> None:
 
 
 def _dispose_locked() -> None:
-    global _engine, _sessionmaker, _read_sessionmaker, _read_engine
+    global _engine, _sessionmaker, _read_sessionmaker, _read_engine, _warm_reads
+    if _warm_reads is not None:
+        _warm_reads.drop()
     for engine in (_engine, _read_engine):
         if engine is not None:
             engine.dispose()
-    _engine = _read_engine = None
+    _engine = _read_engine = _warm_reads = None
     _sessionmaker = _read_sessionmaker = None
 
 
@@ -239,9 +339,18 @@ def transaction(read_only: bool = False) -> Iterator[Session]:
     if _sessionmaker is None:
         get_engine()
     if read_only:
-        assert _read_sessionmaker is not None
-        with _read_sessionmaker() as session:
-            yield session
+        assert _read_sessionmaker is not None and _warm_reads is not None
+        warm = _warm_reads
+        conn, born, generation = warm.take()
+        try:
+            with _read_sessionmaker(bind=conn) as session:
+                yield session
+        except sa_exc.DBAPIError as error:
+            if error.connection_invalidated:
+                warm.drop()
+            raise
+        finally:
+            warm.give(conn, born, generation)
         return
     assert _sessionmaker is not None
     with _sessionmaker() as session, session.begin():

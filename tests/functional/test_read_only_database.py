@@ -72,3 +72,48 @@ def test_read_only_work_sees_each_commit_at_once(migrated_database):
         seen = db_api.run_in_transaction(lambda s: s.execute(sa.select(sa.func.count()).select_from(
             models.InstanceSystemMetadata)).scalar_one(), read_only=True)
         assert seen == n + 1
+
+
+def _count(session) -> int:
+    return session.execute(sa.select(sa.func.count()).select_from(
+        models.InstanceSystemMetadata)).scalar_one()
+
+
+def test_a_kept_read_connection_the_server_ended_is_replaced_at_once(tmp_path):
+    # Read-only work keeps its connections between requests; a server
+    # restart or an idle timeout ends them without the agent knowing.
+    url, drop = create_database("postgresql", tmp_path, migrated=True)
+    db_api.configure(url)
+    try:
+        pid = db_api.run_in_transaction(
+            lambda s: s.execute(sa.text("SELECT pg_backend_pid()")).scalar_one(), read_only=True)
+        assert db_api.warm_reads().idle() == 1
+        admin = sa.create_engine(url)
+        with admin.connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+        admin.dispose()
+        db_api.run_in_transaction(_insert(str(uuid.uuid4())))
+
+        # The caller sees an answer, not the lost connection.
+        assert db_api.run_in_transaction(_count, read_only=True) == 1
+        again = db_api.run_in_transaction(
+            lambda s: s.execute(sa.text("SELECT pg_backend_pid()")).scalar_one(), read_only=True)
+        assert again != pid
+        assert db_api.warm_reads().idle() == 1
+    finally:
+        db_api.dispose()
+        drop()
+
+
+def test_nothing_is_kept_where_read_only_work_shares_the_write_pool(tmp_path):
+    # MariaDB's reads share the engine's pool with writes: a kept
+    # connection there would take one from the writers.
+    url, drop = create_database("mysql", tmp_path, migrated=True)
+    db_api.configure(url)
+    try:
+        assert db_api.run_in_transaction(_count, read_only=True) == 0
+        assert db_api.warm_reads().idle() == 0
+        assert db_api.get_engine().pool.checkedout() == 0
+    finally:
+        db_api.dispose()
+        drop()

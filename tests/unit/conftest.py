@@ -75,16 +75,24 @@ def master_key(conf: cfg.ConfigOpts) -> str:
 
 @pytest.fixture
 def statements():
-    """The first word of each SQL statement the agent's engine sends, as the database receives it."""
+    """The first word of each SQL statement the database ran for the agent's engines.
+
+    Recorded after execution: a statement refused before it reached the
+    database (a write on a read-only connection) is not among them.
+    """
     seen: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
         seen.append(statement.strip().split()[0].upper())
 
-    engine = db_api.get_engine()
-    sa.event.listen(engine, "before_cursor_execute", record)
+    engines = [db_api.get_engine()]
+    if db_api.read_engine().pool is not engines[0].pool:
+        engines.append(db_api.read_engine())
+    for engine in engines:
+        sa.event.listen(engine, "after_cursor_execute", record)
     yield seen
-    sa.event.remove(engine, "before_cursor_execute", record)
+    for engine in engines:
+        sa.event.remove(engine, "after_cursor_execute", record)
 
 
 @dataclass
