@@ -332,7 +332,8 @@ def transaction(read_only: bool = False) -> Iterator[Session]:
     :param read_only: for work that changes nothing: no explicit
         transaction (SQLite emits no BEGIN, PostgreSQL runs in autocommit),
         so each statement sees its own snapshot; a flush or a statement
-        other than a SELECT raises :class:`WriteNeeded`.
+        other than a SELECT raises :class:`WriteNeeded`. The session runs
+        on a connection kept between requests (:class:`WarmReads`).
     :raises sqlalchemy.exc.SQLAlchemyError: as the database reports it;
         :func:`run_in_transaction` is what retries and translates.
     """
