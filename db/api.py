@@ -151,8 +151,9 @@ class WarmReads:
     Bounds: at most ``keep`` connections wait here; more are returned to
     the pool. Every connection still comes from the read engine's pool,
     so its size and overflow bound them all. A connection is not kept
-    after an error that invalidated it, when it is still in a
-    transaction, or past :data:`POOL_RECYCLE_S`; a stale connection
+    after an error that invalidated it or past :data:`POOL_RECYCLE_S`;
+    closing it returns it to the pool, whose reset on return ends any
+    transaction the database holds for it. A stale connection
     (the server restarted) makes every waiting one go (:meth:`drop`).
 
     :param engine: the read-only engine, with a pool of its own.
@@ -167,18 +168,27 @@ class WarmReads:
         self._generation = 0
 
     def take(self) -> tuple[Connection, float, int]:
-        """Return a connection, when it left the pool, and the current generation."""
+        """Return a connection, when it left the pool, and the current generation.
+
+        The connection is in a transaction of SQLAlchemy's that sessions
+        join (``join_transaction_mode="rollback_only"``) instead of
+        beginning and rolling back one of their own for every request. On
+        the read engine that transaction emits nothing to the database:
+        SQLite gets no BEGIN (:func:`_sqlite_begin`) and PostgreSQL runs in
+        autocommit, so each statement still sees the latest commit.
+        """
         with self._lock:
             generation = self._generation
-            if self._idle:
-                conn, born = self._idle.pop()
-                return conn, born, generation
-        return self._engine.connect(), time.monotonic(), generation
+            conn, born = self._idle.pop() if self._idle else (None, 0.0)
+        if conn is None:
+            conn, born = self._engine.connect(), time.monotonic()
+        if not conn.in_transaction():
+            conn.begin()
+        return conn, born, generation
 
     def give(self, conn: Connection, born: float, generation: int) -> None:
         """Keep ``conn`` for the next request, or close it (back to the pool)."""
-        if (not conn.invalidated and not conn.in_transaction()
-                and time.monotonic() - born < POOL_RECYCLE_S):
+        if not conn.invalidated and time.monotonic() - born < POOL_RECYCLE_S:
             with self._lock:
                 if generation == self._generation and len(self._idle) < self._keep:
                     self._idle.append((conn, born))
@@ -281,8 +291,10 @@ def configure(url: str | None = None) -> Engine:
         _read_engine = _read_only_engine(_engine)
         _warm_reads = _warm_reads_for(_read_engine)
         _sessionmaker = sessionmaker(bind=_engine, expire_on_commit=False)
-        # Bound per session to a connection of _warm_reads.
-        _read_sessionmaker = sessionmaker(expire_on_commit=False, autoflush=False)
+        # Bound per session to a connection of _warm_reads, joining its
+        # transaction (WarmReads.take).
+        _read_sessionmaker = sessionmaker(expire_on_commit=False, autoflush=False,
+                                          join_transaction_mode="rollback_only")
         event.listen(_read_sessionmaker, "before_flush", _refuse_write)
         return _engine
 
