@@ -378,10 +378,17 @@ def execute(session: Session, statement: Any, params: dict[str, Any]) -> Any:
     ``session.execute`` would, so the statement sees the request's own
     writes and comes after them.
 
+    A read-only session is bound to its kept connection (:class:`WarmReads`),
+    whose transaction it would only join: the statement goes to that
+    connection directly, without the session's transaction bookkeeping.
+
     :returns: the statement's result.
     """
     if session.new or session.deleted or session.dirty:
         session.flush()
+    bind = session.bind
+    if isinstance(bind, Connection):
+        return bind.execute(statement, params)
     return session.connection().execute(statement, params)
 
 

@@ -107,3 +107,13 @@ def test_dispose_closes_the_kept_connections(migrated):
 
     assert warm.idle() == 0
     assert engine.pool.checkedout() == 0
+
+
+def test_a_prebuilt_read_goes_to_the_kept_connection_without_a_session_transaction(migrated):
+    def work(session):
+        value = db_api.execute(session, sa.select(sa.literal(7)), {}).scalar_one()
+        return value, session.in_transaction()
+
+    assert db_api.run_in_transaction(work, read_only=True) == (7, False)
+    # A write transaction's reads stay in the session's own transaction.
+    assert db_api.run_in_transaction(work) == (7, True)
