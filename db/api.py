@@ -209,9 +209,11 @@ class WarmReads:
             return len(self._idle)
 
 
-def _warm_reads_for(read_engine: Engine) -> WarmReads:
+def _warm_reads_for(engine: Engine, read_engine: Engine) -> WarmReads:
+    # Kept only where reads have a pool of their own (_own_read_pool):
+    # kept readers must never hold connections the writers need.
     keep = 0
-    if _own_read_pool(read_engine):
+    if read_engine.pool is not engine.pool:
         size = getattr(read_engine.pool, "size", None)
         keep = size() if callable(size) else 0
     return WarmReads(read_engine, keep)
@@ -289,7 +291,7 @@ def configure(url: str | None = None) -> Engine:
         _dispose_locked()
         _engine = create_engine(url or default_url())
         _read_engine = _read_only_engine(_engine)
-        _warm_reads = _warm_reads_for(_read_engine)
+        _warm_reads = _warm_reads_for(_engine, _read_engine)
         _sessionmaker = sessionmaker(bind=_engine, expire_on_commit=False)
         # Bound per session to a connection of _warm_reads, joining its
         # transaction (WarmReads.take).
