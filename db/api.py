@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent import exception
+from db import prepared
 
 CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
@@ -382,14 +383,19 @@ def execute(session: Session, statement: Any, params: dict[str, Any]) -> Any:
 
     A read-only session is bound to its kept connection (:class:`WarmReads`),
     whose transaction it would only join: the statement goes to that
-    connection directly, without the session's transaction bookkeeping.
+    connection directly, without the session's transaction bookkeeping,
+    and a SELECT runs on the driver's cursor (:mod:`db.prepared`).
 
-    :returns: the statement's result.
+    :returns: the statement's result; for a prepared read, a
+        :class:`db.prepared.Rows` with the same ``one_or_none``, ``all``,
+        ``scalar`` and iteration.
     """
     if session.new or session.deleted or session.dirty:
         session.flush()
     bind = session.bind
     if isinstance(bind, Connection):
+        if isinstance(statement, sa.Select):
+            return prepared.run(bind, statement, params)
         return bind.execute(statement, params)
     return session.connection().execute(statement, params)
 

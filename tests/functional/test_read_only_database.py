@@ -7,6 +7,7 @@ sees it.
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from agent.connections import initiator_data
+from agent.secrets import store
 from db import api as db_api
-from db import models
+from db import models, prepared
 from tests.functional.conftest import DATABASES, create_database
 
 
@@ -117,3 +120,31 @@ def test_nothing_is_kept_where_read_only_work_shares_the_write_pool(tmp_path):
     finally:
         db_api.dispose()
         drop()
+
+
+def test_prepared_reads_return_what_sqlalchemy_returns(migrated_database):
+    secret = str(uuid.uuid4())
+    when = datetime.datetime(2026, 11, 26, 21, 30, 15)
+    with db_api.get_engine().begin() as conn:
+        conn.execute(sa.insert(models.Secret), {
+            "uuid": secret, "project_id": "p1", "usage_type": "ceph", "usage_id": "pool-a",
+            "description": "ring", "private": True, "generated": False,
+            "value": b"\x00sealed\xff", "wrapped_key": b"\x01key", "master_key_id": "mk-1",
+            "created_at": when, "updated_at": when})
+        conn.execute(sa.insert(models.DriverInitiatorData), [
+            {"initiator": "iqn.a", "namespace": "ns", "key": key, "value": value,
+             "created_at": when} for key, value in (("user", "u"), ("empty", None))])
+    reads = [(store._BY_UUID, {"uuid": secret}),
+             (store._BY_USAGE, {"project_id": "p1", "usage_type": "ceph", "usage_id": "pool-a"}),
+             (initiator_data._READ, {"initiator": "iqn.a", "namespace": "ns"})]
+
+    with db_api.read_engine().connect() as conn:
+        for statement, params in reads:
+            expected = sorted(conn.execute(statement, params).all(), key=repr)
+            got = sorted(prepared.run(conn, statement, params).all(), key=repr)
+
+            assert [tuple(row) for row in got] == [tuple(row) for row in expected]
+            assert ([[type(value) for value in row] for row in got]
+                    == [[type(value) for value in row] for row in expected])
+        row, = prepared.run(conn, store._BY_UUID, {"uuid": secret}).all()
+    assert row.value == b"\x00sealed\xff" and row.private is True and row.created_at == when

@@ -1,0 +1,114 @@
+"""Hot reads on the driver's cursor give what SQLAlchemy gives (db.prepared)."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from agent.connections import initiator_data
+from agent.secrets import store
+from db import api as db_api
+from db import models, prepared
+
+SECRET = "6f5c2a1e-0b7d-4c8e-9a3f-2d1b0c9e8f7a"
+PLAIN = "0d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+
+@pytest.fixture
+def rows(migrated):
+    """Two secrets (one with a value and every column set) and initiator data."""
+    when = datetime.datetime(2026, 11, 26, 21, 30, 15, 123456)
+    with db_api.get_engine().begin() as conn:
+        conn.execute(sa.insert(models.Secret), [
+            {"uuid": SECRET, "project_id": "p1", "usage_type": "ceph", "usage_id": "pool-a",
+             "description": "ring", "private": True, "generated": True,
+             "value": b"\x00sealed\xff", "wrapped_key": b"\x01key", "master_key_id": "mk-1",
+             "created_at": when, "updated_at": when},
+        ])
+        conn.execute(sa.insert(models.Secret), [
+            {"uuid": PLAIN, "project_id": "p1", "private": False, "created_at": when}])
+        conn.execute(sa.insert(models.DriverInitiatorData), [
+            {"initiator": "iqn.a", "namespace": "ns", "key": key, "value": value,
+             "created_at": when} for key, value in (("user", "u"), ("empty", None))
+        ])
+    return when
+
+
+def _both(statement, params):
+    """The rows of ``statement`` through SQLAlchemy and through db.prepared."""
+    with db_api.read_engine().connect() as conn:
+        expected = conn.execute(statement, params).all()
+        got = prepared.run(conn, statement, params)
+        assert isinstance(got, prepared.Rows)
+        return expected, got.all()
+
+
+@pytest.mark.parametrize("statement,params", [
+    (store._BY_UUID, {"uuid": SECRET}),
+    (store._BY_UUID, {"uuid": PLAIN}),
+    (store._BY_UUID, {"uuid": "00000000-0000-4000-8000-000000000000"}),
+    (store._BY_USAGE, {"project_id": "p1", "usage_type": "ceph", "usage_id": "pool-a"}),
+    (store._BY_DRIVER_USAGE, {"namespace": "ns", "usage_type": "ceph", "usage_id": "x"}),
+    (initiator_data._READ, {"initiator": "iqn.a", "namespace": "ns"}),
+], ids=["by-uuid-full", "by-uuid-sparse", "by-uuid-none", "by-usage", "by-driver-usage",
+        "initiator-data"])
+def test_a_prepared_read_returns_the_values_and_types_sqlalchemy_returns(rows, statement,
+                                                                       params):
+    expected, got = _both(statement, params)
+
+    assert sorted(map(tuple, got), key=repr) == sorted(map(tuple, expected), key=repr)
+    for want, have in zip(sorted(expected, key=repr), sorted(got, key=repr)):
+        assert [type(value) for value in have] == [type(value) for value in want]
+        assert have._fields == tuple(want._fields)
+
+
+def test_columns_are_read_by_name_with_their_python_types(rows):
+    _expected, (row,) = _both(store._BY_UUID, {"uuid": SECRET})
+
+    assert row.value == b"\x00sealed\xff" and row.wrapped_key == b"\x01key"
+    assert row.private is True and row.created_at == rows
+    assert isinstance(row.created_at, datetime.datetime)
+
+
+def test_one_or_none_refuses_two_rows(rows):
+    with db_api.read_engine().connect() as conn:
+        result = prepared.run(conn, initiator_data._READ,
+                              {"initiator": "iqn.a", "namespace": "ns"})
+
+        with pytest.raises(sa_exc.MultipleResultsFound):
+            result.one_or_none()
+
+
+def test_a_statement_with_a_list_parameter_goes_through_sqlalchemy(rows):
+    table = models.Secret.__table__
+    statement = sa.select(table.c.uuid).where(table.c.uuid.in_(sa.bindparam("uuids",
+                                                                           expanding=True)))
+
+    with db_api.read_engine().connect() as conn:
+        assert prepared.prepare(statement, conn.dialect) is None
+        result = prepared.run(conn, statement, {"uuids": [SECRET, PLAIN]})
+
+        assert not isinstance(result, prepared.Rows)
+        assert sorted(result.scalars()) == sorted([SECRET, PLAIN])
+
+
+def test_a_driver_error_reaches_the_caller_as_sqlalchemy_reports_it(rows):
+    statement = sa.select(sa.column("x")).select_from(sa.table("no_such_table"))
+
+    with db_api.read_engine().connect() as conn:
+        with pytest.raises(sa_exc.OperationalError) as raised:
+            prepared.run(conn, statement, {})
+
+    assert "no_such_table" in str(raised.value.orig)
+
+
+def test_engine_listeners_see_each_prepared_statement(rows, statements):
+    statements.clear()
+
+    db_api.run_in_transaction(
+        lambda session: store.SecretStore._read(session, SECRET), read_only=True)
+
+    assert statements == ["SELECT"]
