@@ -13,6 +13,8 @@ from pathlib import Path
 
 import oslo_messaging as messaging
 
+from benchmarks import LAUNCH_ENV
+
 BIN = Path(sys.executable).parent
 NOOP_TOPIC = "custos-noop"
 
@@ -50,7 +52,7 @@ class ServerProcess:
         """Start the process; does not wait for it to serve."""
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                            env=dict(os.environ))
+                                            env=dict(LAUNCH_ENV))
 
     @property
     def pid(self) -> int:

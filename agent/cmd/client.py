@@ -27,20 +27,14 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import agent.cmd  # noqa: F401  silences library deprecation notices first
+import agent.cmd  # noqa: F401  first: library notices and eventlet's DNS resolver off
+import oslo_messaging as messaging
+from oslo_config import cfg
 
-# The client never monkey-patches, so eventlet's DNS resolver (which
-# oslo.messaging imports through oslo.service) would only cost start-up
-# time: dnspython and, through it, cryptography.
-os.environ.setdefault("EVENTLET_NO_GREENDNS", "yes")
-
-import oslo_messaging as messaging  # noqa: E402
-from oslo_config import cfg  # noqa: E402
-
-from agent import exception, wire  # noqa: E402
-from agent.cmd import commands, output  # noqa: E402
-from agent.cmd.commands import argtypes  # noqa: E402
-from rpcapi import CustosAPI  # noqa: E402
+from agent import exception, wire
+from agent.cmd import commands, output
+from agent.cmd.commands import argtypes
+from rpcapi import CustosAPI
 
 CONF = cfg.CONF
 
