@@ -383,12 +383,14 @@ def execute(session: Session, statement: Any, params: dict[str, Any]) -> Any:
 
     A read-only session is bound to its kept connection (:class:`WarmReads`),
     whose transaction it would only join: the statement goes to that
-    connection directly, without the session's transaction bookkeeping,
-    and a SELECT runs on the driver's cursor (:mod:`db.prepared`).
+    connection directly, without the session's transaction bookkeeping.
+    A SELECT there, and an INSERT in a write transaction, run on the
+    driver's cursor (:mod:`db.prepared`).
 
-    :returns: the statement's result; for a prepared read, a
-        :class:`db.prepared.Rows` with the same ``one_or_none``, ``all``,
-        ``scalar`` and iteration.
+    :returns: the statement's result; for a prepared SELECT a
+        :class:`db.prepared.Rows` (``one_or_none``, ``all``, ``scalar``,
+        iteration), for a prepared INSERT a :class:`db.prepared.Written`
+        (``rowcount``).
     """
     if session.new or session.deleted or session.dirty:
         session.flush()
@@ -397,6 +399,8 @@ def execute(session: Session, statement: Any, params: dict[str, Any]) -> Any:
         if isinstance(statement, sa.Select):
             return prepared.run(bind, statement, params)
         return bind.execute(statement, params)
+    if isinstance(statement, sa.Insert):
+        return prepared.run(session.connection(), statement, params)
     return session.connection().execute(statement, params)
 
 

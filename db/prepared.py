@@ -1,63 +1,83 @@
-"""Hot reads run on the database driver's cursor, compiled once per dialect.
+"""Hot statements run on the database driver's cursor, compiled once per dialect.
 
-A primary-key read through SQLAlchemy's ``Connection.execute`` spent
-several times longer in SQLAlchemy (cache key, execution context, result
-set metadata, row objects) than in the driver and the database together.
-A :class:`PreparedSelect` does that work once per statement and dialect:
-the SQL text, the order of its parameters, their bind processors and
-each column's result processor. Each read then runs the text on a DBAPI
-cursor of the connection the request already holds and applies the same
-processors SQLAlchemy would, so the rows hold the same Python values.
+A primary-key read or a one-row insert through SQLAlchemy's
+``Connection.execute`` spent several times longer in SQLAlchemy (cache
+key, execution context, result metadata, row objects) than in the driver
+and the database together. A :class:`Prepared` statement does that work
+once per statement, dialect and set of parameter names: the SQL text, the
+order of its parameters and their bind processors, and for a SELECT each
+column's result processor. Each execution then runs the text on a DBAPI
+cursor of the connection the request already holds, in its transaction,
+and applies the processors SQLAlchemy would, so rows hold the same Python
+values.
 
-Only SELECTs on a read-only request's kept connection come here
-(:func:`db.api.execute`); everything else goes through SQLAlchemy. The
-engine's ``before_cursor_execute`` and ``after_cursor_execute`` listeners
-still see each statement. A driver error is not translated here: the
-statement runs again through SQLAlchemy, which wraps the error,
-recognises a lost connection and invalidates it as everywhere else.
+:func:`db.api.execute` sends SELECTs of read-only requests and INSERTs
+here; a statement this cannot run as SQLAlchemy would (a list parameter,
+a column default computed at execution) goes through SQLAlchemy instead.
+The engine's ``before_cursor_execute`` and ``after_cursor_execute``
+listeners still see each statement, and a driver error is raised as
+SQLAlchemy raises it: wrapped in :class:`sqlalchemy.exc.DBAPIError`
+without its parameters, with the connection invalidated when the error
+says it is lost.
 """
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Dialect
 
 Processor = Callable[[Any], Any]
+Statement = sa.Select[Any] | sa.Insert
 
 
-class PreparedSelect:
-    """One SELECT compiled for one dialect.
+class Prepared:
+    """One SELECT or INSERT compiled for one dialect and one set of parameter names.
 
-    :param statement: a SELECT whose parameters are all named bind
-        parameters (``sa.bindparam``) given at each execution.
+    :param statement: the statement; its parameters are named bind
+        parameters (``sa.bindparam``, or an INSERT's column values) given
+        at each execution.
     :param dialect: the dialect of the connections it runs on.
+    :param names: the parameter names each execution gives.
     :raises ValueError: for a statement this cannot run directly: an
-        expanding (``IN``) parameter or a literal value bound at build time.
+        expanding (``IN``) parameter, a value bound when it was built, or
+        a parameter the execution does not give (an INSERT column whose
+        default SQLAlchemy would compute).
     """
 
     __slots__ = ("sql", "_names", "_bind_processors", "_processors", "_row")
 
-    def __init__(self, statement: sa.Select[Any], dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
+    def __init__(self, statement: Statement, dialect: Dialect, names: frozenset[str]) -> None:
+        if isinstance(statement, sa.Insert):
+            compiled = statement.compile(dialect=dialect, column_keys=sorted(names))
+        else:
+            compiled = statement.compile(dialect=dialect)
         for name, bind in compiled.binds.items():
-            if bind.expanding or bind.value is not None or bind.callable is not None:
-                raise ValueError(f"parameter {name!r} is not a plain named parameter")
+            if (bind.expanding or name not in names or not bind.required
+                    or bind.callable is not None):
+                raise ValueError(f"parameter {name!r} is not given at execution")
         self.sql = compiled.string
         self._names: tuple[str, ...] | None = (
             tuple(compiled.positiontup or ()) if compiled.positional else None)
         self._bind_processors = {
             name: processor for name, bind in compiled.binds.items()
             if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect))}
-        columns = list(statement.selected_columns)
-        self._processors: list[tuple[int, Processor]] = [
-            (index, processor) for index, column in enumerate(columns)
-            if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None))]
-        self._row = collections.namedtuple(  # type: ignore[misc]
-            "Row", [column.key for column in columns])
+        self._row: Any = None
+        self._processors: list[tuple[int, Processor]] = []
+        if isinstance(statement, sa.Select):
+            columns = list(statement.selected_columns)
+            self._processors = [
+                (index, processor) for index, column in enumerate(columns)
+                if (processor := column.type.dialect_impl(dialect).result_processor(dialect,
+                                                                                    None))]
+            keys = [column.key for column in columns]
+            if None in keys:
+                raise ValueError("a selected column has no name")
+            self._row = collections.namedtuple("Row", keys)  # type: ignore[misc, arg-type]
 
     def parameters(self, params: dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """Return ``params`` in the driver's form: processed, in order where positional."""
@@ -77,6 +97,10 @@ class PreparedSelect:
                 values[index] = processor(values[index])
             return self._row._make(values)
         return self._row._make(raw)
+
+    @property
+    def returns_rows(self) -> bool:
+        return self._row is not None
 
 
 class Rows:
@@ -100,7 +124,7 @@ class Rows:
         :raises sqlalchemy.exc.MultipleResultsFound: for more than one row.
         """
         if len(self._rows) > 1:
-            raise sa.exc.MultipleResultsFound("Multiple rows were found when one or none "
+            raise sa_exc.MultipleResultsFound("Multiple rows were found when one or none "
                                               "was required")
         return self._rows[0] if self._rows else None
 
@@ -109,54 +133,79 @@ class Rows:
         return self._rows[0][0] if self._rows else None
 
 
+class Written:
+    """What a prepared INSERT reports: the rows it wrote."""
+
+    __slots__ = ("rowcount",)
+
+    def __init__(self, rowcount: int) -> None:
+        self.rowcount = rowcount
+
+
 # Statements compare by identity: each module-level statement is prepared
-# once per dialect, and is kept alive by this cache as by its module.
-_prepared: dict[tuple[sa.Select[Any], str], PreparedSelect | None] = {}
+# once per dialect and parameter names, and is kept alive by this cache as
+# by its module.
+_prepared: dict[tuple[Statement, str, frozenset[str]], Prepared | None] = {}
 
 
-def prepare(statement: sa.Select[Any], dialect: Dialect) -> PreparedSelect | None:
-    """Return ``statement`` compiled for ``dialect``, built on first use.
+def prepare(statement: Statement, dialect: Dialect,
+            names: frozenset[str] = frozenset()) -> Prepared | None:
+    """Return ``statement`` compiled for ``dialect`` and ``names``, built on first use.
 
     :returns: None for a statement that must go through SQLAlchemy
-        (see :class:`PreparedSelect`).
+        (see :class:`Prepared`).
     """
-    key = (statement, dialect.name)
+    key = (statement, dialect.name, names)
     try:
         return _prepared[key]
     except KeyError:
         pass
     try:
-        prepared: PreparedSelect | None = PreparedSelect(statement, dialect)
+        prepared: Prepared | None = Prepared(statement, dialect, names)
     except ValueError:
         prepared = None
     # Two threads may build it at once; either result is the same.
     return _prepared.setdefault(key, prepared)
 
 
-def run(conn: Connection, statement: sa.Select[Any], params: dict[str, Any]) -> Any:
-    """Run ``statement`` on the driver's cursor of ``conn``.
+def _raise_as_sqlalchemy(conn: Connection, error: Any, sql: str, args: Any,
+                         driver: Any, cursor: Any) -> NoReturn:
+    lost = bool(conn.dialect.is_disconnect(error, driver, cursor))
+    wrapped = sa_exc.DBAPIError.instance(
+        sql, args, error, conn.dialect.loaded_dbapi.Error, hide_parameters=True,
+        connection_invalidated=lost, dialect=conn.dialect)
+    if lost:
+        conn.invalidate(error)
+    raise wrapped from error
 
-    :returns: :class:`Rows`; or SQLAlchemy's result, when the statement
-        cannot be prepared or the driver raised (the statement then runs
-        again through SQLAlchemy, which translates the error).
-    :raises sqlalchemy.exc.DBAPIError: as SQLAlchemy reports the error.
+
+def run(conn: Connection, statement: Statement, params: dict[str, Any]) -> Any:
+    """Run ``statement`` with ``params`` on the driver's cursor of ``conn``.
+
+    :returns: :class:`Rows` for a SELECT, :class:`Written` for an INSERT;
+        SQLAlchemy's result when the statement cannot be prepared.
+    :raises sqlalchemy.exc.DBAPIError: as SQLAlchemy would raise it.
     """
-    prepared = prepare(statement, conn.dialect)
+    prepared = prepare(statement, conn.dialect, frozenset(params))
     if prepared is None:
         return conn.execute(statement, params)
+    sql = prepared.sql
     args = prepared.parameters(params)
     dispatch = conn.dispatch
     driver = conn.connection.driver_connection
     cursor = driver.cursor()  # type: ignore[union-attr]
     try:
         for listener in dispatch.before_cursor_execute:
-            listener(conn, cursor, prepared.sql, args, None, False)
-        cursor.execute(prepared.sql, args)
-        raw = cursor.fetchall()
+            listener(conn, cursor, sql, args, None, False)
+        try:
+            cursor.execute(sql, args)
+            raw = cursor.fetchall() if prepared.returns_rows else None
+        except conn.dialect.loaded_dbapi.Error as error:
+            _raise_as_sqlalchemy(conn, error, sql, args, driver, cursor)
         for listener in dispatch.after_cursor_execute:
-            listener(conn, cursor, prepared.sql, args, None, False)
-    except conn.dialect.loaded_dbapi.Error:
+            listener(conn, cursor, sql, args, None, False)
+        if raw is None:
+            return Written(cursor.rowcount)
+    finally:
         cursor.close()
-        return conn.execute(statement, params)
-    cursor.close()
     return Rows([prepared.row(row) for row in raw])

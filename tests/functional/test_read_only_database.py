@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from agent.connections import initiator_data
+from agent.vendordata import bootroles
 from agent.secrets import store
 from db import api as db_api
 from db import models, prepared
@@ -148,3 +149,30 @@ def test_prepared_reads_return_what_sqlalchemy_returns(migrated_database):
                     == [[type(value) for value in row] for row in expected])
         row, = prepared.run(conn, store._BY_UUID, {"uuid": secret}).all()
     assert row.value == b"\x00sealed\xff" and row.private is True and row.created_at == when
+
+
+def test_a_prepared_insert_on_a_lost_connection_runs_again_on_a_new_one(tmp_path):
+    url, drop = create_database("postgresql", tmp_path, migrated=True)
+    db_api.configure(url)
+    admin = sa.create_engine(url)
+    instance = str(uuid.uuid4())
+    ended: list[int] = []
+
+    def work(session):
+        pid = session.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        if not ended:
+            with admin.connect() as conn:
+                conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            ended.append(pid)
+        bootroles.store_once(session, instance, ["member"])
+        return pid
+
+    try:
+        pid = db_api.run_in_transaction(work)
+
+        assert ended and pid != ended[0]
+        assert _stored(url, instance) == 1
+    finally:
+        admin.dispose()
+        db_api.dispose()
+        drop()

@@ -1,8 +1,9 @@
-"""Hot reads on the driver's cursor give what SQLAlchemy gives (db.prepared)."""
+"""Hot reads and inserts on the driver's cursor do what SQLAlchemy does (db.prepared)."""
 
 from __future__ import annotations
 
 import datetime
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -11,7 +12,7 @@ from sqlalchemy import exc as sa_exc
 from agent.connections import initiator_data
 from agent.secrets import store
 from db import api as db_api
-from db import models, prepared
+from db import models, prepared, upsert
 
 SECRET = "6f5c2a1e-0b7d-4c8e-9a3f-2d1b0c9e8f7a"
 PLAIN = "0d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
@@ -112,3 +113,66 @@ def test_engine_listeners_see_each_prepared_statement(rows, statements):
         lambda session: store.SecretStore._read(session, SECRET), read_only=True)
 
     assert statements == ["SELECT"]
+
+
+def _insert_roles(instance: str, **extra):
+    def work(session):
+        return db_api.execute(session, upsert._insert_if_absent_statement(
+            "sqlite", models.InstanceSystemMetadata, ("instance_uuid", "key")),
+            {"instance_uuid": instance, "key": "boot_roles", "value": '["member"]', **extra})
+    return work
+
+
+def _stored_text(instance: str) -> tuple[str, str]:
+    with db_api.get_engine().connect() as conn:
+        return tuple(conn.exec_driver_sql(
+            "SELECT value, created_at FROM instance_system_metadata WHERE instance_uuid = ?",
+            (instance,)).one())
+
+
+def test_a_prepared_insert_stores_what_sqlalchemy_stores(migrated):
+    when = datetime.datetime(2026, 11, 26, 21, 30, 15, 123456)
+    ours, theirs = str(uuid.uuid4()), str(uuid.uuid4())
+
+    written = db_api.run_in_transaction(_insert_roles(ours, created_at=when))
+    with db_api.get_engine().begin() as conn:
+        conn.execute(sa.insert(models.InstanceSystemMetadata), {
+            "instance_uuid": theirs, "key": "boot_roles", "value": '["member"]',
+            "created_at": when})
+
+    assert isinstance(written, prepared.Written) and written.rowcount == 1
+    # The same text in the file, datetime format included.
+    assert _stored_text(ours) == _stored_text(theirs)
+
+
+def test_an_insert_leaving_a_default_to_sqlalchemy_goes_through_it(migrated):
+    instance = str(uuid.uuid4())
+
+    written = db_api.run_in_transaction(_insert_roles(instance))
+
+    assert not isinstance(written, prepared.Written)
+    value, created_at = _stored_text(instance)
+    assert value == '["member"]' and created_at
+
+
+def test_a_failed_prepared_insert_is_reported_without_its_values(migrated):
+    secret_value = "s3cret-never-shown"
+    table = models.InstanceSystemMetadata.__table__
+    plain = sa.insert(table)
+    row = {"instance_uuid": str(uuid.uuid4()), "key": "boot_roles", "value": secret_value,
+           "created_at": datetime.datetime(2026, 11, 26)}
+
+    assert prepared.prepare(plain, db_api.get_engine().dialect, frozenset(row)) is not None
+
+    def twice(session):
+        db_api.execute(session, plain, row)
+        db_api.execute(session, plain, row)
+
+    with pytest.raises(sa_exc.IntegrityError) as raised:
+        db_api.run_in_transaction(twice)
+
+    assert secret_value not in str(raised.value)
+    assert "UNIQUE" in str(raised.value.orig)
+    # Rolled back as a whole: the first insert is gone too.
+    with db_api.get_engine().connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(table)) == 0
