@@ -39,7 +39,8 @@ _engine: Engine | None = None
 _sessionmaker: sessionmaker[Session] | None = None
 _read_sessionmaker: sessionmaker[Session] | None = None
 _read_engine: Engine | None = None
-_warm_reads: WarmReads | None = None
+_warm_reads: WarmConnections | None = None
+_warm_writes: WarmConnections | None = None
 
 #: Execution option of the connections of read-only work (:func:`transaction`).
 READ_ONLY = "custos_read_only"
@@ -139,31 +140,36 @@ def _read_only_engine(engine: Engine) -> Engine:
     return engine.execution_options(**{READ_ONLY: True})
 
 
-class WarmReads:
-    """Connections of read-only work, kept checked out between requests.
+class WarmConnections:
+    """Connections kept checked out between requests.
 
-    A request that makes one primary-key read spent more on taking a
-    connection from SQLAlchemy's pool and giving it back (connection
-    object, checkout and return events, the reset on return) than on the
-    read. Read-only sessions bind to one of these connections instead;
-    the most recently used is taken first, so a steady stream of requests
-    runs on one warm connection.
+    A request that makes one primary-key read or one small write spent
+    more on taking a connection from SQLAlchemy's pool and giving it back
+    (connection object, checkout and return events, the reset on return)
+    than on its statement. Sessions bind to one of these connections
+    instead; the most recently used is taken first, so a steady stream of
+    requests runs on one warm connection.
 
     Bounds: at most ``keep`` connections wait here; more are returned to
-    the pool. Every connection still comes from the read engine's pool,
-    so its size and overflow bound them all. A connection is not kept
+    the pool. Every connection still comes from its engine's pool, so the
+    pool's size and overflow bound them all. A connection is not kept
     after an error that invalidated it or past :data:`POOL_RECYCLE_S`;
     closing it returns it to the pool, whose reset on return ends any
-    transaction the database holds for it. A stale connection
-    (the server restarted) makes every waiting one go (:meth:`drop`).
+    transaction the database holds for it. A stale connection (the server
+    restarted) makes every waiting one go (:meth:`drop`).
 
-    :param engine: the read-only engine, with a pool of its own.
+    :param engine: the engine they come from.
     :param keep: how many idle connections to keep (0: none).
+    :param hold_transaction: keep each in one transaction of SQLAlchemy's
+        that sessions join (read-only work, see :meth:`take`); otherwise a
+        connection waits outside any transaction and each session begins
+        and ends its own on it.
     """
 
-    def __init__(self, engine: Engine, keep: int) -> None:
+    def __init__(self, engine: Engine, keep: int, hold_transaction: bool = False) -> None:
         self._engine = engine
         self._keep = keep
+        self._hold = hold_transaction
         self._lock = threading.Lock()
         self._idle: list[tuple[Connection, float]] = []
         self._generation = 0
@@ -171,25 +177,27 @@ class WarmReads:
     def take(self) -> tuple[Connection, float, int]:
         """Return a connection, when it left the pool, and the current generation.
 
-        The connection is in a transaction of SQLAlchemy's that sessions
-        join (``join_transaction_mode="rollback_only"``) instead of
-        beginning and rolling back one of their own for every request. On
-        the read engine that transaction emits nothing to the database:
-        SQLite gets no BEGIN (:func:`_sqlite_begin`) and PostgreSQL runs in
-        autocommit, so each statement still sees the latest commit.
+        With ``hold_transaction`` the connection is in a transaction of
+        SQLAlchemy's that sessions join (``join_transaction_mode="rollback_only"``)
+        instead of beginning and rolling back one of their own for every
+        request. On the read engine that transaction emits nothing to the
+        database: SQLite gets no BEGIN (:func:`_sqlite_begin`) and
+        PostgreSQL runs in autocommit, so each statement still sees the
+        latest commit.
         """
         with self._lock:
             generation = self._generation
             conn, born = self._idle.pop() if self._idle else (None, 0.0)
         if conn is None:
             conn, born = self._engine.connect(), time.monotonic()
-        if not conn.in_transaction():
+        if self._hold and not conn.in_transaction():
             conn.begin()
         return conn, born, generation
 
     def give(self, conn: Connection, born: float, generation: int) -> None:
         """Keep ``conn`` for the next request, or close it (back to the pool)."""
-        if not conn.invalidated and time.monotonic() - born < POOL_RECYCLE_S:
+        if (not conn.invalidated and time.monotonic() - born < POOL_RECYCLE_S
+                and (self._hold or not conn.in_transaction())):
             with self._lock:
                 if generation == self._generation and len(self._idle) < self._keep:
                     self._idle.append((conn, born))
@@ -210,14 +218,16 @@ class WarmReads:
             return len(self._idle)
 
 
-def _warm_reads_for(engine: Engine, read_engine: Engine) -> WarmReads:
+def _pool_size(engine: Engine) -> int:
+    size = getattr(engine.pool, "size", None)
+    return size() if callable(size) else 0
+
+
+def _warm_reads_for(engine: Engine, read_engine: Engine) -> WarmConnections:
     # Kept only where reads have a pool of their own (_own_read_pool):
     # kept readers must never hold connections the writers need.
-    keep = 0
-    if read_engine.pool is not engine.pool:
-        size = getattr(read_engine.pool, "size", None)
-        keep = size() if callable(size) else 0
-    return WarmReads(read_engine, keep)
+    keep = _pool_size(read_engine) if read_engine.pool is not engine.pool else 0
+    return WarmConnections(read_engine, keep, hold_transaction=True)
 
 
 def _private_sqlite_file(path: str) -> None:
@@ -287,17 +297,19 @@ def configure(url: str | None = None) -> Engine:
 
     :returns: the new engine.
     """
-    global _engine, _sessionmaker, _read_sessionmaker, _read_engine, _warm_reads
+    global _engine, _sessionmaker, _read_sessionmaker, _read_engine, _warm_reads, _warm_writes
     with _lock:
         _dispose_locked()
         _engine = create_engine(url or default_url())
         _read_engine = _read_only_engine(_engine)
         _warm_reads = _warm_reads_for(_engine, _read_engine)
+        _warm_writes = WarmConnections(_engine, _pool_size(_engine))
         _sessionmaker = sessionmaker(bind=_engine, expire_on_commit=False)
         # Bound per session to a connection of _warm_reads, joining its
-        # transaction (WarmReads.take).
+        # transaction (WarmConnections.take).
         _read_sessionmaker = sessionmaker(expire_on_commit=False, autoflush=False,
-                                          join_transaction_mode="rollback_only")
+                                          join_transaction_mode="rollback_only",
+                                          info={READ_ONLY: True})
         event.listen(_read_sessionmaker, "before_flush", _refuse_write)
         return _engine
 
@@ -316,11 +328,18 @@ def read_engine() -> Engine:
     return _read_engine
 
 
-def warm_reads() -> WarmReads:
+def warm_reads() -> WarmConnections:
     """Return the idle connections kept for read-only work."""
     get_engine()
     assert _warm_reads is not None
     return _warm_reads
+
+
+def warm_writes() -> WarmConnections:
+    """Return the idle connections kept for write transactions."""
+    get_engine()
+    assert _warm_writes is not None
+    return _warm_writes
 
 
 def dispose() -> None:
@@ -330,13 +349,14 @@ def dispose() -> None:
 
 
 def _dispose_locked() -> None:
-    global _engine, _sessionmaker, _read_sessionmaker, _read_engine, _warm_reads
-    if _warm_reads is not None:
-        _warm_reads.drop()
+    global _engine, _sessionmaker, _read_sessionmaker, _read_engine, _warm_reads, _warm_writes
+    for warm in (_warm_reads, _warm_writes):
+        if warm is not None:
+            warm.drop()
     for engine in (_engine, _read_engine):
         if engine is not None:
             engine.dispose()
-    _engine = _read_engine = _warm_reads = None
+    _engine = _read_engine = _warm_reads = _warm_writes = None
     _sessionmaker = _read_sessionmaker = None
 
 
@@ -347,30 +367,33 @@ def transaction(read_only: bool = False) -> Iterator[Session]:
     :param read_only: for work that changes nothing: no explicit
         transaction (SQLite emits no BEGIN, PostgreSQL runs in autocommit),
         so each statement sees its own snapshot; a flush or a statement
-        other than a SELECT raises :class:`WriteNeeded`. The session runs
-        on a connection kept between requests (:class:`WarmReads`).
+        other than a SELECT raises :class:`WriteNeeded`.
+    Either way the session runs on a connection kept between requests
+    (:class:`WarmConnections`).
     :raises sqlalchemy.exc.SQLAlchemyError: as the database reports it;
         :func:`run_in_transaction` is what retries and translates.
     """
     if _sessionmaker is None:
         get_engine()
-    if read_only:
-        assert _read_sessionmaker is not None and _warm_reads is not None
-        warm = _warm_reads
-        conn, born, generation = warm.take()
-        try:
+    assert (_sessionmaker is not None and _read_sessionmaker is not None
+            and _warm_reads is not None and _warm_writes is not None)
+    warm = _warm_reads if read_only else _warm_writes
+    conn, born, generation = warm.take()
+    try:
+        if read_only:
             with _read_sessionmaker(bind=conn) as session:
                 yield session
-        except sa_exc.DBAPIError as error:
-            if error.connection_invalidated:
-                warm.drop()
-            raise
-        finally:
-            warm.give(conn, born, generation)
-        return
-    assert _sessionmaker is not None
-    with _sessionmaker() as session, session.begin():
-        yield session
+        else:
+            # The connection waits outside any transaction: the session
+            # begins its own on it and commits or rolls it back.
+            with _sessionmaker(bind=conn) as session, session.begin():
+                yield session
+    except sa_exc.DBAPIError as error:
+        if error.connection_invalidated:
+            warm.drop()
+        raise
+    finally:
+        warm.give(conn, born, generation)
 
 
 def execute(session: Session, statement: Any, params: dict[str, Any]) -> Any:
@@ -381,7 +404,7 @@ def execute(session: Session, statement: Any, params: dict[str, Any]) -> Any:
     ``session.execute`` would, so the statement sees the request's own
     writes and comes after them.
 
-    A read-only session is bound to its kept connection (:class:`WarmReads`),
+    A read-only session is bound to its kept connection (:class:`WarmConnections`),
     whose transaction it would only join: the statement goes to that
     connection directly, without the session's transaction bookkeeping.
     A SELECT there, and an INSERT in a write transaction, run on the
@@ -394,8 +417,9 @@ def execute(session: Session, statement: Any, params: dict[str, Any]) -> Any:
     """
     if session.new or session.deleted or session.dirty:
         session.flush()
-    bind = session.bind
-    if isinstance(bind, Connection):
+    if session.info.get(READ_ONLY):
+        bind = session.bind
+        assert isinstance(bind, Connection)
         if isinstance(statement, sa.Select):
             return prepared.run(bind, statement, params)
         return bind.execute(statement, params)

@@ -1,4 +1,4 @@
-"""Work without a write transaction, on each real database.
+"""Work without a write transaction, and kept connections, on each real database.
 
 On PostgreSQL such work runs on connections that stay in autocommit, where
 a write would commit by itself: it must be stopped before the server
@@ -174,5 +174,34 @@ def test_a_prepared_insert_on_a_lost_connection_runs_again_on_a_new_one(tmp_path
         assert _stored(url, instance) == 1
     finally:
         admin.dispose()
+        db_api.dispose()
+        drop()
+
+
+def test_a_kept_write_connection_the_server_ended_is_replaced_at_once(tmp_path):
+    url, drop = create_database("postgresql", tmp_path, migrated=True)
+    db_api.configure(url)
+
+    def pid_after_insert(instance: str):
+        def work(session):
+            bootroles.store_once(session, instance, ["member"])
+            return session.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        return work
+
+    try:
+        pid = db_api.run_in_transaction(pid_after_insert(str(uuid.uuid4())))
+        assert db_api.warm_writes().idle() == 1
+        admin = sa.create_engine(url)
+        with admin.connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+        admin.dispose()
+        instance = str(uuid.uuid4())
+
+        # The caller's write lands, on a new connection.
+        again = db_api.run_in_transaction(pid_after_insert(instance))
+
+        assert again != pid and _stored(url, instance) == 1
+        assert db_api.warm_writes().idle() == 1
+    finally:
         db_api.dispose()
         drop()

@@ -1,4 +1,4 @@
-"""Read-only work runs on connections kept between requests (db.api.WarmReads)."""
+"""Read-only work runs on connections kept between requests (db.api.WarmConnections)."""
 
 from __future__ import annotations
 
