@@ -85,7 +85,7 @@ def _sqlite_begin(conn: Any) -> None:
     # A read runs in the statement's own implicit transaction: one
     # statement sees one snapshot, and BEGIN/COMMIT would only add cost.
     if not conn.get_execution_options().get(READ_ONLY):
-        conn.exec_driver_sql("BEGIN")
+        prepared.run_text(conn, "BEGIN")
 
 
 class WriteNeeded(RuntimeError):

@@ -12,7 +12,8 @@ and applies the processors SQLAlchemy would, so rows hold the same Python
 values.
 
 :func:`db.api.execute` sends SELECTs of read-only requests and INSERTs
-here; a statement this cannot run as SQLAlchemy would (a list parameter,
+here, and SQLite's ``BEGIN`` of every write transaction runs through
+:func:`run_text`; a statement this cannot run as SQLAlchemy would (a list parameter,
 a column default computed at execution) goes through SQLAlchemy instead.
 The engine's ``before_cursor_execute`` and ``after_cursor_execute``
 listeners still see each statement, and a driver error is raised as
@@ -82,9 +83,9 @@ class Prepared:
     def parameters(self, params: dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """Return ``params`` in the driver's form: processed, in order where positional."""
         if self._bind_processors:
-            params = {name: self._bind_processors[name](value)
-                      if name in self._bind_processors else value
-                      for name, value in params.items()}
+            params = dict(params)
+            for name, processor in self._bind_processors.items():
+                params[name] = processor(params[name])
         if self._names is None:
             return params
         return tuple(params[name] for name in self._names)
@@ -179,6 +180,40 @@ def _raise_as_sqlalchemy(conn: Connection, error: Any, sql: str, args: Any,
     raise wrapped from error
 
 
+def _on_cursor(conn: Connection, sql: str, args: Any, rows: bool) -> tuple[Any, int]:
+    """Run ``sql`` on a cursor of ``conn``'s driver connection, as SQLAlchemy would.
+
+    :returns: the raw rows (None unless ``rows``) and the cursor's rowcount.
+    """
+    dispatch = conn.dispatch
+    driver = conn.connection.driver_connection
+    cursor = driver.cursor()  # type: ignore[union-attr]
+    try:
+        for listener in dispatch.before_cursor_execute:
+            listener(conn, cursor, sql, args, None, False)
+        try:
+            cursor.execute(sql, args)
+            raw = cursor.fetchall() if rows else None
+        except conn.dialect.loaded_dbapi.Error as error:
+            _raise_as_sqlalchemy(conn, error, sql, args, driver, cursor)
+        for listener in dispatch.after_cursor_execute:
+            listener(conn, cursor, sql, args, None, False)
+        return raw, cursor.rowcount
+    finally:
+        cursor.close()
+
+
+def run_text(conn: Connection, sql: str) -> None:
+    """Run ``sql``, a statement without parameters or rows, on the driver's cursor of ``conn``.
+
+    For what SQLAlchemy would run through ``exec_driver_sql`` on every
+    transaction (SQLite's ``BEGIN``).
+
+    :raises sqlalchemy.exc.DBAPIError: as SQLAlchemy would raise it.
+    """
+    _on_cursor(conn, sql, (), rows=False)
+
+
 def run(conn: Connection, statement: Statement, params: dict[str, Any]) -> Any:
     """Run ``statement`` with ``params`` on the driver's cursor of ``conn``.
 
@@ -189,23 +224,8 @@ def run(conn: Connection, statement: Statement, params: dict[str, Any]) -> Any:
     prepared = prepare(statement, conn.dialect, frozenset(params))
     if prepared is None:
         return conn.execute(statement, params)
-    sql = prepared.sql
-    args = prepared.parameters(params)
-    dispatch = conn.dispatch
-    driver = conn.connection.driver_connection
-    cursor = driver.cursor()  # type: ignore[union-attr]
-    try:
-        for listener in dispatch.before_cursor_execute:
-            listener(conn, cursor, sql, args, None, False)
-        try:
-            cursor.execute(sql, args)
-            raw = cursor.fetchall() if prepared.returns_rows else None
-        except conn.dialect.loaded_dbapi.Error as error:
-            _raise_as_sqlalchemy(conn, error, sql, args, driver, cursor)
-        for listener in dispatch.after_cursor_execute:
-            listener(conn, cursor, sql, args, None, False)
-        if raw is None:
-            return Written(cursor.rowcount)
-    finally:
-        cursor.close()
+    raw, rowcount = _on_cursor(conn, prepared.sql, prepared.parameters(params),
+                               prepared.returns_rows)
+    if raw is None:
+        return Written(rowcount)
     return Rows([prepared.row(row) for row in raw])
