@@ -364,12 +364,13 @@ def _dispose_locked() -> None:
 def transaction(read_only: bool = False) -> Iterator[Session]:
     """Open one session in one transaction: commit on success, else roll back.
 
+    The session runs on a connection kept between requests
+    (:class:`WarmConnections`).
+
     :param read_only: for work that changes nothing: no explicit
         transaction (SQLite emits no BEGIN, PostgreSQL runs in autocommit),
         so each statement sees its own snapshot; a flush or a statement
         other than a SELECT raises :class:`WriteNeeded`.
-    Either way the session runs on a connection kept between requests
-    (:class:`WarmConnections`).
     :raises sqlalchemy.exc.SQLAlchemyError: as the database reports it;
         :func:`run_in_transaction` is what retries and translates.
     """
