@@ -13,8 +13,9 @@ values.
 
 :func:`db.api.execute` sends SELECTs of read-only requests and INSERTs
 here, and SQLite's ``BEGIN`` of every write transaction runs through
-:func:`run_text`; a statement this cannot run as SQLAlchemy would (a list parameter,
-a column default computed at execution) goes through SQLAlchemy instead.
+:func:`run_text`. A statement this cannot run as SQLAlchemy would (a
+list parameter, a column default computed at execution) goes through
+SQLAlchemy instead.
 The engine's ``before_cursor_execute`` and ``after_cursor_execute``
 listeners still see each statement, and a driver error is raised as
 SQLAlchemy raises it: wrapped in :class:`sqlalchemy.exc.DBAPIError`
@@ -45,9 +46,10 @@ class Prepared:
     :param dialect: the dialect of the connections it runs on.
     :param names: the parameter names each execution gives.
     :raises ValueError: for a statement this cannot run directly: an
-        expanding (``IN``) parameter, a value bound when it was built, or
-        a parameter the execution does not give (an INSERT column whose
-        default SQLAlchemy would compute).
+        expanding (``IN``) parameter, a value bound when it was built, a
+        parameter the execution does not give (an INSERT column whose
+        default SQLAlchemy would compute), or a parameter name SQLAlchemy
+        escapes for the driver.
     """
 
     __slots__ = ("sql", "_names", "_bind_processors", "_processors", "_row")
@@ -61,6 +63,8 @@ class Prepared:
             if (bind.expanding or name not in names or not bind.required
                     or bind.callable is not None):
                 raise ValueError(f"parameter {name!r} is not given at execution")
+        if getattr(compiled, "escaped_bind_names", None):
+            raise ValueError("a parameter name needs escaping")
         self.sql = compiled.string
         self._names: tuple[str, ...] | None = (
             tuple(compiled.positiontup or ()) if compiled.positional else None)

@@ -148,6 +148,11 @@ def test_prepared_reads_return_what_sqlalchemy_returns(migrated_database):
             assert ([[type(value) for value in row] for row in got]
                     == [[type(value) for value in row] for row in expected])
         row, = prepared.run(conn, store._BY_UUID, {"uuid": secret}).all()
+        # A parameter name SQLAlchemy escapes for the driver goes through it.
+        odd = sa.select(models.Secret.__table__.c.uuid).where(
+            models.Secret.__table__.c.uuid == sa.bindparam("the uuid"))
+        assert prepared.prepare(odd, conn.dialect, frozenset({"the uuid"})) is None
+        assert prepared.run(conn, odd, {"the uuid": secret}).scalar() == secret
     assert row.value == b"\x00sealed\xff" and row.private is True and row.created_at == when
 
 
