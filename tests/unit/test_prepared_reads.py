@@ -16,11 +16,12 @@ from db import models, prepared, upsert
 
 SECRET = "6f5c2a1e-0b7d-4c8e-9a3f-2d1b0c9e8f7a"
 PLAIN = "0d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+DRIVER = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
 
 
 @pytest.fixture
 def rows(migrated):
-    """Two secrets (one with a value and every column set) and initiator data."""
+    """Three secrets (one with every column set, one a driver's) and initiator data."""
     when = datetime.datetime(2026, 11, 26, 21, 30, 15, 123456)
     with db_api.get_engine().begin() as conn:
         conn.execute(sa.insert(models.Secret), [
@@ -31,6 +32,9 @@ def rows(migrated):
         ])
         conn.execute(sa.insert(models.Secret), [
             {"uuid": PLAIN, "project_id": "p1", "private": False, "created_at": when}])
+        conn.execute(sa.insert(models.Secret), [
+            {"uuid": DRIVER, "driver_namespace": "ns", "usage_type": "ceph", "usage_id": "x",
+             "private": True, "value": b"chap", "created_at": when}])
         conn.execute(sa.insert(models.DriverInitiatorData), [
             {"initiator": "iqn.a", "namespace": "ns", "key": key, "value": value,
              "created_at": when} for key, value in (("user", "u"), ("empty", None))
@@ -47,19 +51,20 @@ def _both(statement, params):
         return expected, got.all()
 
 
-@pytest.mark.parametrize("statement,params", [
-    (store._BY_UUID, {"uuid": SECRET}),
-    (store._BY_UUID, {"uuid": PLAIN}),
-    (store._BY_UUID, {"uuid": "00000000-0000-4000-8000-000000000000"}),
-    (store._BY_USAGE, {"project_id": "p1", "usage_type": "ceph", "usage_id": "pool-a"}),
-    (store._BY_DRIVER_USAGE, {"namespace": "ns", "usage_type": "ceph", "usage_id": "x"}),
-    (initiator_data._READ, {"initiator": "iqn.a", "namespace": "ns"}),
+@pytest.mark.parametrize("statement,params,count", [
+    (store._BY_UUID, {"uuid": SECRET}, 1),
+    (store._BY_UUID, {"uuid": PLAIN}, 1),
+    (store._BY_UUID, {"uuid": "00000000-0000-4000-8000-000000000000"}, 0),
+    (store._BY_USAGE, {"project_id": "p1", "usage_type": "ceph", "usage_id": "pool-a"}, 1),
+    (store._BY_DRIVER_USAGE, {"namespace": "ns", "usage_type": "ceph", "usage_id": "x"}, 1),
+    (initiator_data._READ, {"initiator": "iqn.a", "namespace": "ns"}, 2),
 ], ids=["by-uuid-full", "by-uuid-sparse", "by-uuid-none", "by-usage", "by-driver-usage",
         "initiator-data"])
 def test_a_prepared_read_returns_the_values_and_types_sqlalchemy_returns(rows, statement,
-                                                                       params):
+                                                                       params, count):
     expected, got = _both(statement, params)
 
+    assert len(expected) == count
     assert sorted(map(tuple, got), key=repr) == sorted(map(tuple, expected), key=repr)
     for want, have in zip(sorted(expected, key=repr), sorted(got, key=repr)):
         assert [type(value) for value in have] == [type(value) for value in want]
