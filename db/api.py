@@ -204,6 +204,22 @@ class WarmConnections:
                     return
         conn.close()
 
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """Lend a connection for one piece of work, then keep it or close it.
+
+        An error that invalidated it makes every waiting one go (:meth:`drop`).
+        """
+        conn, born, generation = self.take()
+        try:
+            yield conn
+        except sa_exc.DBAPIError as error:
+            if error.connection_invalidated:
+                self.drop()
+            raise
+        finally:
+            self.give(conn, born, generation)
+
     def drop(self) -> None:
         """Close every waiting connection; those in use are not kept afterwards."""
         with self._lock:
@@ -378,9 +394,7 @@ def transaction(read_only: bool = False) -> Iterator[Session]:
         get_engine()
     assert (_sessionmaker is not None and _read_sessionmaker is not None
             and _warm_reads is not None and _warm_writes is not None)
-    warm = _warm_reads if read_only else _warm_writes
-    conn, born, generation = warm.take()
-    try:
+    with (_warm_reads if read_only else _warm_writes).connection() as conn:
         if read_only:
             with _read_sessionmaker(bind=conn) as session:
                 yield session
@@ -389,12 +403,6 @@ def transaction(read_only: bool = False) -> Iterator[Session]:
             # begins its own on it and commits or rolls it back.
             with _sessionmaker(bind=conn) as session, session.begin():
                 yield session
-    except sa_exc.DBAPIError as error:
-        if error.connection_invalidated:
-            warm.drop()
-        raise
-    finally:
-        warm.give(conn, born, generation)
 
 
 def execute(session: Session, statement: Any, params: dict[str, Any]) -> Any:
@@ -543,8 +551,8 @@ def ping() -> str:
     """Return ``'ok'`` when the database answers, else an error code."""
 
     def once() -> None:
-        assert _read_engine is not None
-        with _read_engine.connect() as conn:
+        assert _warm_reads is not None
+        with _warm_reads.connection() as conn:
             conn.execute(_PING)
 
     try:

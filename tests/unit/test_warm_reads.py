@@ -117,3 +117,13 @@ def test_a_prebuilt_read_goes_to_the_kept_connection_without_a_session_transacti
     assert db_api.run_in_transaction(work, read_only=True) == (7, False)
     # A write transaction's reads stay in the session's own transaction.
     assert db_api.run_in_transaction(work) == (7, True)
+
+
+def test_the_health_check_pings_on_a_kept_read_connection(migrated):
+    assert db_api.ping() == "ok"
+    assert db_api.ping() == "ok"
+
+    assert db_api.warm_reads().idle() == 1
+    assert db_api.read_engine().pool.checkedout() == 1
+    assert _dbapi_connection_of_a_read() == id(
+        db_api.warm_reads()._idle[0][0].connection.dbapi_connection)
