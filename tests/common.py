@@ -117,6 +117,28 @@ class NotificationRecorder:
             time.sleep(0.02)
 
 
+def run_at_once(calls: list[Callable[[], Any]], timeout: float = 30) -> list[BaseException]:
+    """Run each of ``calls`` in a thread of its own and wait for them all.
+
+    :returns: what the calls raised (assertion failures included), for
+        the caller to assert there is nothing.
+    """
+    failures: list[BaseException] = []
+
+    def run(call: Callable[[], Any]) -> None:
+        try:
+            call()
+        except BaseException as error:  # noqa: BLE001 - handed to the caller
+            failures.append(error)
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return failures
+
+
 def eventually(check: Callable[[], Any], timeout: float) -> Any:
     """Poll ``check`` until it returns something true; after ``timeout`` seconds
     return its last result, for the caller's assertion to show."""

@@ -10,6 +10,7 @@ from sqlalchemy import exc as sa_exc
 
 from db import api as db_api
 from db import models
+from tests.common import run_at_once
 
 
 def _dbapi_connection_of_a_read() -> int:
@@ -37,25 +38,15 @@ def test_a_burst_of_reads_keeps_no_more_than_the_pool_size_idle(migrated):
     keep = db_api.read_engine().pool.size()
     assert readers > keep
     barrier = threading.Barrier(readers)
-    failures: list[BaseException] = []
 
     def work(session):
         barrier.wait(10)
         return session.execute(sa.select(sa.literal(1))).scalar_one()
 
     def reader() -> None:
-        try:
-            assert db_api.run_in_transaction(work, read_only=True) == 1
-        except BaseException as error:  # noqa: BLE001 - reported below
-            failures.append(error)
+        assert db_api.run_in_transaction(work, read_only=True) == 1
 
-    threads = [threading.Thread(target=reader) for _ in range(readers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-
-    assert not failures
+    assert run_at_once([reader] * readers) == []
     assert db_api.warm_reads().idle() == keep
     # The rest went back to the pool: only the kept ones are checked out.
     assert db_api.read_engine().pool.checkedout() == keep

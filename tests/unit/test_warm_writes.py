@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import uuid
 
@@ -12,6 +13,7 @@ from sqlalchemy import exc as sa_exc
 from agent.vendordata import bootroles
 from db import api as db_api
 from db import models
+from tests.common import run_at_once
 
 
 def _store(instance: str) -> int:
@@ -63,7 +65,6 @@ def test_a_burst_of_writes_keeps_no_more_than_the_pool_size_idle(migrated):
     keep = db_api.get_engine().pool.size()
     assert writers > keep
     barrier = threading.Barrier(writers)
-    failures: list[BaseException] = []
     instances = [str(uuid.uuid4()) for _ in range(writers)]
 
     def writer(instance: str) -> None:
@@ -71,18 +72,9 @@ def test_a_burst_of_writes_keeps_no_more_than_the_pool_size_idle(migrated):
             session.connection()
             barrier.wait(10)
             bootroles.store_once(session, instance, [])
-        try:
-            db_api.run_in_transaction(work)
-        except BaseException as error:  # noqa: BLE001 - reported below
-            failures.append(error)
+        db_api.run_in_transaction(work)
 
-    threads = [threading.Thread(target=writer, args=(i,)) for i in instances]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-
-    assert not failures
+    assert run_at_once([functools.partial(writer, i) for i in instances], timeout=60) == []
     assert _stored() == set(instances)
     assert db_api.warm_writes().idle() == keep
     assert db_api.get_engine().pool.checkedout() == keep
