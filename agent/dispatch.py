@@ -20,7 +20,9 @@ context and the message's keyword arguments. A method decorated with
    still returns only once its work is committed. A method
    declared with a ``retry_deadline`` is also run again in a fresh
    transaction when it raises :class:`~agent.drivers.base.RetryRequest`,
-   until the deadline;
+   until the deadline. A method declared ``remembered`` also keeps its
+   answer in that transaction, and a copy of the same request delivered
+   again gets that answer (:mod:`agent.answers`);
 4. after the commit, the notifications the handler queued are sent;
 5. an expected failure (any :class:`~agent.exception.CustosException`)
    goes back to the caller without a traceback in the agent's log, after
@@ -49,6 +51,7 @@ import oslo_messaging as messaging
 from sqlalchemy.orm import Session
 
 from agent import exception, policy, validation
+from agent.answers import AnswerBook
 from agent.drivers.base import RetryRequest
 from db import api as db_api
 from db.group_commit import GroupCommit
@@ -185,9 +188,37 @@ def _run_transaction(name: str, work: Callable[[Session], T], retry_deadline: fl
             pause = min(pause * 2, MAX_PAUSE)
 
 
+def _run_remembered(book: AnswerBook, ctxt: Any, name: str, work: Callable[[Session], T],
+                   retry_deadline: float, holder: list[Request]) -> T:
+    """Run ``work`` keeping its answer; answer a copy of a served request as then.
+
+    A copy that fails, or whose record clashes with the first one's on
+    commit, has written nothing; it gets the answer kept for the first,
+    and sends none of the notifications its own run queued.
+    """
+    key = book.key(ctxt)
+    if key is None:
+        return _run_transaction(name, work, retry_deadline)
+    try:
+        result = _run_transaction(name, book.recording(work, key, name), retry_deadline)
+    except Exception as error:
+        try:
+            found, answer = book.recall(key, name)
+        except Exception:  # noqa: BLE001 - the request's own error is the one to report
+            LOG.warning("%s: could not look for an earlier answer", name)
+            raise error from None
+        if not found:
+            raise
+        LOG.info("%s: this request was served before; giving the answer it got then", name)
+        holder[:] = [Request(ctxt, method=name)]
+        return answer
+    book.prune_if_due()
+    return result
+
+
 def rpc_method(transactional: bool = True, retry_deadline: float = 0.0,
                readonly: bool = False, grouped: bool = False,
-               read_first: bool = False) -> Callable[[F], F]:
+               read_first: bool = False, remembered: bool = False) -> Callable[[F], F]:
     """Make an endpoint method an RPC method behind the dispatch boundary.
 
     The decorated function is written as ``handler(self, request, **args)``;
@@ -207,15 +238,24 @@ def rpc_method(transactional: bool = True, retry_deadline: float = 0.0,
         commit in one transaction (:class:`db.group_commit.GroupCommit`),
         for casts that write a row or two. Not with ``readonly`` or a
         ``retry_deadline``.
+    :param remembered: a second run of the same request would not answer
+        as the first (it creates or deletes): keep the answer, and give it
+        to a copy of the request that arrives again
+        (:class:`agent.answers.AnswerBook`). Only for methods whose answer
+        holds no secret: it is stored as it is.
     :raises ValueError: for ``grouped`` with ``readonly``,
         ``retry_deadline`` or without ``transactional``; for ``read_first``
-        with ``readonly``, ``grouped`` or without ``transactional``.
+        with ``readonly``, ``grouped`` or without ``transactional``; for
+        ``remembered`` with ``readonly``, ``read_first``, ``grouped`` or
+        without ``transactional``.
     """
     if grouped and (readonly or retry_deadline or not transactional):
         raise ValueError("a grouped method writes in a request transaction, "
                          "without retry_deadline")
     if read_first and (readonly or grouped or not transactional):
         raise ValueError("a read-first method may write in a request transaction of its own")
+    if remembered and (readonly or read_first or grouped or not transactional):
+        raise ValueError("a remembered method writes in a request transaction of its own")
 
     def decorator(func: F) -> F:
         # Worked out once here, not on every call.
@@ -242,6 +282,9 @@ def rpc_method(transactional: bool = True, retry_deadline: float = 0.0,
                         result = group.run(work)
                     elif read_first:
                         result = _read_first(name, work, retry_deadline)
+                    elif remembered:
+                        result = _run_remembered(self.runtime.answers, ctxt, name, work,
+                                                 retry_deadline, holder)
                     else:
                         result = _run_transaction(name, work, retry_deadline, readonly)
                 else:

@@ -19,8 +19,9 @@ from typing import Any
 import oslo_messaging as messaging
 from oslo_config import cfg
 from oslo_messaging.notify import listener as notify_listener
+from oslo_messaging.rpc import server as rpc_server
 
-from agent import context, executor, notifier, wire
+from agent import answers, context, executor, notifier, wire
 from agent.events.dispatcher import EventDispatcher
 
 CONF = cfg.CONF
@@ -89,20 +90,21 @@ def cleanup() -> None:
     TRANSPORT = NOTIFICATION_TRANSPORT = None
 
 
-def get_rpc_server(host: str, endpoints: list[Any]) -> messaging.RPCServer:
+def get_rpc_server(host: str, endpoints: list[Any]) -> rpc_server.RPCServer:
     """Return an RPC server on exchange ``custos``, topic ``custos-agent``, named ``host``.
 
-    Requests run on :class:`agent.executor.LifoExecutor`, sized by
+    Its dispatcher is :class:`agent.answers.RequestDispatcher`, which lets
+    the boundary know each request's message id. Requests run on
+    :class:`agent.executor.LifoExecutor`, sized by
     ``executor_thread_pool_size`` as oslo.messaging's threading executor
     is, but waking its most recently idle thread (see that module for
     why).
     """
     assert TRANSPORT is not None, "agent.rpc.init() was not called"
     target = messaging.Target(exchange=wire.EXCHANGE, topic=TOPIC, server=host)
-    server = messaging.get_rpc_server(
-        TRANSPORT, target, endpoints,
-        serializer=context.RequestContextSerializer(),
-        access_policy=messaging.DefaultRPCAccessPolicy)
+    dispatcher = answers.RequestDispatcher(
+        endpoints, context.RequestContextSerializer(), messaging.DefaultRPCAccessPolicy)
+    server = rpc_server.RPCServer(TRANSPORT, target, dispatcher)
     # start() builds the pool as _executor_cls(max_workers=...), and the
     # public executor argument names only oslo.messaging's own two.
     server._executor_cls = executor.LifoExecutor

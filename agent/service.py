@@ -21,6 +21,7 @@ from oslo_config import cfg
 from sqlalchemy import exc as sa_exc
 
 from agent import exception, rpc
+from agent.answers import AnswerBook
 from agent.dispatch import UnknownMethodEndpoint
 from agent.backups import store as backup_store
 from agent.backups.store import BackupStore
@@ -63,6 +64,8 @@ class Runtime:
     :ivar host: the agent's name (its RPC server name).
     :ivar notifications: the sender that publishes notifications from its
         own thread, off the reply path.
+    :ivar answers: the answers of remembered methods, kept so that a
+        request delivered twice changes state once.
     """
 
     conf: cfg.ConfigOpts
@@ -76,10 +79,12 @@ class Runtime:
     host: str = ""
     started_at: float = field(default_factory=time.monotonic)
     notifications: NotificationSender = field(init=False)
+    answers: AnswerBook = field(init=False)
 
     def __post_init__(self) -> None:
         self.host = self.host or self.conf.host
         self.notifications = NotificationSender(lambda: self.notifier)
+        self.answers = AnswerBook(self.conf.remember_answers_seconds)
 
     def send_notifications(self, ctxt: Any,
                            notifications: Iterable[tuple[str, dict[str, Any], str]]) -> None:

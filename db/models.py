@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import (Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary,
+from typing import Any
+
+from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary,
                         MetaData, String, Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -219,3 +221,22 @@ class KeyConsumer(TimestampMixin, Base):
     service: Mapped[str] = mapped_column(String(255))
     resource_type: Mapped[str] = mapped_column(String(255))
     resource_id: Mapped[str] = mapped_column(String(255))
+
+
+class RememberedAnswer(Base):
+    """The answer an agent gave to one request of a method that creates or deletes.
+
+    Keyed by the message's id, the caller's project and the method, so a
+    copy of the request that arrives again gets the same answer
+    (:mod:`agent.answers`).
+    Holds only what those methods answer: UUIDs, or nothing.
+    """
+
+    __tablename__ = "remembered_answers"
+    __table_args__ = (Index(None, "created_at"),)
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    method: Mapped[str] = mapped_column(String(64), primary_key=True)
+    answer: Mapped[Any] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)

@@ -20,6 +20,13 @@ opts: list[cfg.Opt] = [
     cfg.IntOpt(
         "graceful_shutdown_timeout", default=30, min=0,
         help="Seconds an agent waits for in-flight requests on SIGTERM."),
+    cfg.IntOpt(
+        "remember_answers_seconds", default=3600, min=0,
+        help="Seconds an agent keeps the answer of a request that created or "
+             "deleted something (secret_generate, secret_undefine, key_create, "
+             "...), so that a copy of the request the broker or the client "
+             "delivers again gets the same answer instead of changing state "
+             "twice. 0 keeps none."),
     cfg.StrOpt(
         "report_signal", default="SIGUSR2", choices=["SIGUSR1", "SIGUSR2"],
         help="Signal that makes custos-agent log a Guru Meditation report "

@@ -80,7 +80,7 @@ class KeyEndpoint(Endpoint):
     def store(self) -> KeyStore:
         return self.runtime.keys
 
-    @rpc_method()
+    @rpc_method(remembered=True)
     def key_create(self, request: Request, object_type: Any, algorithm: Any, bit_length: Any,
                    name: Any = None, expiration: Any = None) -> str:
         """Generate a symmetric key (AES 128/192/256/512 or HMAC) for the caller's project.
@@ -100,7 +100,7 @@ class KeyEndpoint(Endpoint):
         request.notify("key.create", info.payload())
         return info.uuid
 
-    @rpc_method()
+    @rpc_method(remembered=True)
     def key_create_pair(self, request: Request, algorithm: Any, bit_length: Any,
                         name: Any = None, expiration: Any = None) -> list[str]:
         """Generate an RSA key pair (2048, 3072 or 4096 bits) for the caller's project.
@@ -121,7 +121,7 @@ class KeyEndpoint(Endpoint):
             uuids.append(info.uuid)
         return uuids
 
-    @rpc_method()
+    @rpc_method(remembered=True)
     def key_store(self, request: Request, object_type: Any, value: Any, algorithm: Any = None,
                   bit_length: Any = None, name: Any = None, expiration: Any = None) -> str:
         """Keep an object's bytes (base64, at most 64 KiB decoded) byte for byte.
@@ -172,7 +172,7 @@ class KeyEndpoint(Endpoint):
                                 with_value=not metadata_only)
         return [_reply(info, value) for info, value in found]
 
-    @rpc_method()
+    @rpc_method(remembered=True)
     def key_delete(self, request: Request, uuid: Any, force: Any = False) -> None:
         """Delete an object and its data key.
 
@@ -196,7 +196,7 @@ class KeyEndpoint(Endpoint):
         consumer = _consumer(service, resource_type, resource_id)
         self.store.add_consumer(request.session, _scope(request), key_uuid, consumer)
 
-    @rpc_method()
+    @rpc_method(remembered=True)
     def key_consumer_remove(self, request: Request, uuid: Any, service: Any,
                             resource_type: Any, resource_id: Any) -> None:
         """Forget that a resource uses an object.

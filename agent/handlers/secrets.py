@@ -53,7 +53,7 @@ class SecretEndpoint(Endpoint):
     def store(self) -> SecretStore:
         return self.runtime.secrets
 
-    @rpc_method()
+    @rpc_method(remembered=True)
     def secret_define_xml(self, request: Request, xml: Any) -> str:
         """Define a secret from libvirt XML, or redefine the one with its UUID.
 
@@ -106,7 +106,7 @@ class SecretEndpoint(Endpoint):
                                      validation.uuid("uuid", uuid))
         return base64.b64encode(value).decode("ascii")
 
-    @rpc_method()
+    @rpc_method(remembered=True)
     def secret_undefine(self, request: Request, uuid: Any) -> None:
         """Delete a secret with its value and data key.
 
@@ -150,7 +150,7 @@ class SecretEndpoint(Endpoint):
         return self.store.lookup_by_usage(request.session, scope, usage_type, usage_id,
                                           project_id=project_id).uuid
 
-    @rpc_method()
+    @rpc_method(remembered=True)
     def secret_generate(self, request: Request, usage_type: Any, usage_id: Any,
                         length: Any = passphrase.DEFAULT_LENGTH, private: Any = False,
                         ephemeral: Any = False) -> str:

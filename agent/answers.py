@@ -1,0 +1,155 @@
+"""Remembered answers: a request that arrives twice changes state once.
+
+A call can reach the agents twice. RabbitMQ delivers it again when the
+agent's acknowledgement was lost with its connection (a broker node went
+away), and a client publishes it again when it lost the publish confirm.
+The copy may go to another agent. oslo.messaging drops a copy only when
+the same listener saw it among its last few messages.
+
+For most methods a second run answers as the first did. For the ones that
+create or delete, it would not: a second ``secret_generate`` meets the
+first one's usage and fails with ``SecretUsageConflict``, a second
+``secret_undefine`` finds nothing, a second ``key_create`` makes another
+key. The caller may get that second answer, and then believes that a
+change which was committed failed.
+
+For those methods (``remembered`` in :func:`agent.dispatch.rpc_method`) the
+boundary keeps the answer in the request's own transaction, keyed by the
+message's id, the caller's project and the method. A later copy then either fails
+(conflict, not found) or clashes with that key on commit, so all it wrote
+is rolled back, and it is answered from the record. A copy from another
+project never shares a key with the first, so it never sees that answer.
+Records older than ``[DEFAULT] remember_answers_seconds`` are deleted.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
+
+import oslo_messaging as messaging
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from db import api as db_api
+from db import models
+
+LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The id of the message being dispatched on this thread, set by
+#: :class:`RequestDispatcher`; None outside a dispatch or when the message
+#: carries none (oslo.messaging's ``fake:`` driver).
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "custos_request_id", default=None)
+
+# oslo.messaging sends a uuid4 in hex; anything else is not used as a key.
+_REQUEST_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
+
+#: Seconds between two deletions of old records by one agent.
+PRUNE_EVERY = 60.0
+
+
+class Key(NamedTuple):
+    request_id: str
+    project_id: str
+
+
+class RequestDispatcher(messaging.RPCDispatcher):
+    """oslo.messaging's RPC dispatcher, making each message's id known to the boundary."""
+
+    def dispatch(self, incoming: Any) -> Any:
+        unique_id = getattr(incoming, "unique_id", None)
+        if not isinstance(unique_id, str) or not _REQUEST_ID.fullmatch(unique_id):
+            unique_id = None
+        token = REQUEST_ID.set(unique_id)
+        try:
+            return super().dispatch(incoming)
+        finally:
+            REQUEST_ID.reset(token)
+
+
+class AnswerBook:
+    """Keeps, finds and forgets the answers of remembered methods.
+
+    :param keep_seconds: how long an answer is kept; 0 keeps none, and a
+        request that arrives twice then runs twice.
+    """
+
+    def __init__(self, keep_seconds: int) -> None:
+        self.keep_seconds = keep_seconds
+        self._pruning = threading.Lock()
+        self._next_prune = 0.0
+
+    def key(self, ctxt: Any) -> Key | None:
+        """Return the key of the request being dispatched, or None to keep nothing."""
+        request_id = REQUEST_ID.get()
+        if request_id is None or self.keep_seconds <= 0:
+            return None
+        return Key(request_id, getattr(ctxt, "project_id", None) or "")
+
+    def recording(self, work: Callable[[Session], T], key: Key,
+                  method: str) -> Callable[[Session], T]:
+        """Return ``work`` that also records its answer in its own transaction."""
+
+        def record(session: Session) -> T:
+            result = work(session)
+            session.add(models.RememberedAnswer(
+                request_id=key.request_id, project_id=key.project_id, method=method,
+                answer=result))
+            session.flush()
+            return result
+
+        return record
+
+    def recall(self, key: Key, method: str) -> tuple[bool, Any]:
+        """Look up the answer kept for ``key``.
+
+        :returns: ``(True, answer)`` when ``method`` answered this request
+            already; ``(False, None)`` otherwise.
+        :raises DatabaseUnavailable: when the database stays out of reach.
+        """
+
+        def find(session: Session) -> tuple[bool, Any]:
+            row = session.get(models.RememberedAnswer,
+                              (key.request_id, key.project_id, method))
+            if row is None:
+                return False, None
+            return True, row.answer
+
+        return db_api.run_in_transaction(find, read_only=True)
+
+    def prune_if_due(self) -> None:
+        """Delete the expired answers, at most once every :data:`PRUNE_EVERY` seconds.
+
+        Called after a remembered request committed; a failure is logged and
+        left to the next time, as the request itself succeeded.
+        """
+        now = time.monotonic()
+        if now < self._next_prune or not self._pruning.acquire(blocking=False):
+            return
+        try:
+            self._next_prune = now + PRUNE_EVERY
+            cutoff = models.utcnow() - datetime.timedelta(seconds=self.keep_seconds)
+            removed = db_api.run_in_transaction(lambda session: forget_before(session, cutoff))
+            if removed:
+                LOG.debug("Forgot %d remembered answers", removed)
+        except Exception as error:  # noqa: BLE001 - the next request tries again
+            LOG.warning("Could not delete expired remembered answers: %s",
+                        type(error).__name__)
+        finally:
+            self._pruning.release()
+
+
+def forget_before(session: Session, cutoff: datetime.datetime) -> int:
+    """Delete the answers recorded before ``cutoff``; returns how many."""
+    table = models.RememberedAnswer
+    result = session.execute(sa.delete(table).where(table.created_at < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)
