@@ -30,12 +30,20 @@ class BackupsAPI(BaseAPI):
         return self._cast(ctxt, "volume_glance_metadata_set", wait=wait,
                           volume_id=volume_id, metadata=metadata)
 
-    def volume_glance_metadata_get(self, ctxt: Any, volume_id: str) -> dict[str, str]:
-        """Return a volume's glance metadata (``{}`` when it has none).
+    def volume_glance_metadata_get(self, ctxt: Any, volume_id: str,
+                                   project_id: str | None = None) -> dict[str, str]:
+        """Return a project's glance metadata of a volume (``{}`` when it has none).
 
+        :param project_id: (API 1.1, administrators) read this project's
+            rows instead of the caller's; None reads the caller's.
         :raises agent.exception.Forbidden: not an operator of the project.
+        :raises RPCVersionCapped: ``project_id`` given while the version
+            cap is 1.0 (nothing is sent).
         """
-        return self._call(ctxt, "volume_glance_metadata_get", volume_id=volume_id)
+        if project_id is None:
+            return self._call(ctxt, "volume_glance_metadata_get", volume_id=volume_id)
+        return self._call(ctxt, "volume_glance_metadata_get", version="1.1",
+                          volume_id=volume_id, project_id=project_id)
 
     def volume_glance_metadata_copy(self, ctxt: Any, src_volume_id: str,
                                     dst_volume_id: str, wait: bool = False) -> None:

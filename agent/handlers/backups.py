@@ -60,11 +60,22 @@ class BackupEndpoint(Endpoint):
                        glance.set_payload(volume_id, scope.owner, values))
 
     @rpc_method()
-    def volume_glance_metadata_get(self, request: Request, volume_id: Any) -> dict[str, str]:
-        """Return a volume's glance metadata (``{}`` when none)."""
+    def volume_glance_metadata_get(self, request: Request, volume_id: Any,
+                                   project_id: Any = None) -> dict[str, str]:
+        """Return a project's glance metadata of a volume (``{}`` when none).
+
+        :param project_id: (API 1.1) the project whose rows are read, the
+            caller's own by default; another project's needs the
+            administrator.
+        :raises Forbidden: a context without a project, or a member naming
+            another project.
+        """
         volume_id = validation.uuid("volume_id", volume_id)
+        project_id = validation.string("project_id", project_id, nullable=True)
         scope = request.scope.require_project("glance metadata without a project")
-        return glance.get(request.session, volume_id, scope.owner,
+        if project_id is not None and not scope.may_act_on(project_id):
+            raise exception.Forbidden(action="custos:volume_glance_metadata_get")
+        return glance.get(request.session, volume_id, project_id or scope.owner,
                           ownerless=scope.all_projects)
 
     @rpc_method()

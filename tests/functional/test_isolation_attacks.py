@@ -153,6 +153,14 @@ def test_3_a_context_without_a_project_and_a_first_writer_claim_no_glance_metada
     assert api.volume_glance_metadata_get(p2, volume) == {"license": "forged"}
     assert api.volume_glance_metadata_get(admin(ADMIN_PROJECT), legacy) == {
         "license": "ownerless-licence"}
+    # The admin reads the project it names; a member of P2 naming P1 reads nothing.
+    assert api.volume_glance_metadata_get(admin(ADMIN_PROJECT), volume, project_id=PROJECT) \
+        == licence
+    assert api.volume_glance_metadata_get(admin(ADMIN_PROJECT), volume,
+                                          project_id=OTHER_PROJECT) == {"license": "forged"}
+    with pytest.raises(exception.Forbidden) as refused:
+        api.volume_glance_metadata_get(p2, volume, project_id=PROJECT)
+    assert "WIN-LICENCE" not in str(refused.value) and volume not in str(refused.value)
     with engine.connect() as conn:
         owners = dict(conn.execute(sa.text(
             "SELECT project_id, value FROM volume_glance_metadata"

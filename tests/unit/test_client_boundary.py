@@ -147,6 +147,18 @@ def test_a_capped_client_refuses_a_1_1_method_without_sending_it(conf):
     assert not capped.can_send_version("1.1")
 
 
+def test_a_capped_client_sends_no_project_for_glance_metadata(conf):
+    transport, capped = _lonely_client(conf, version_cap="1.0")
+    try:
+        with pytest.raises(exception.RPCVersionCapped) as caught:
+            capped.volume_glance_metadata_get(admin(), str(uuid.uuid4()),
+                                              project_id=uuid.uuid4().hex)
+    finally:
+        transport.cleanup()
+
+    assert "volume_glance_metadata_get" in caught.value.msg
+
+
 def test_the_version_cap_comes_from_upgrade_levels(conf):
     rpcapi_base.register_opts(conf)
     conf.set_override("custos", "1.0", group="upgrade_levels")

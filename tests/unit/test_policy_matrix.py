@@ -155,6 +155,10 @@ MATRIX: dict[str, tuple[Call, dict[str, str]]] = {
         lambda api, ctx, r: seen(api.volume_glance_metadata_get(ctx, r.volume) == LICENCE),
         {"member": "ok", "admin": "ok", "composite": "ok", "member-other": "empty",
          "admin-other": "empty", "composite-other": "empty"}),
+    "volume_glance_metadata_get (project_id=P1)": (
+        lambda api, ctx, r: seen(api.volume_glance_metadata_get(ctx, r.volume, project_id=P1)
+                                 == LICENCE),
+        {"member": "ok", "admin": "ok", "composite": "ok", "admin-other": "ok"}),
     "volume_glance_metadata_copy": (
         lambda api, ctx, r: api.volume_glance_metadata_copy(ctx, r.volume, str(uuid.uuid4()),
                                                             wait=True),

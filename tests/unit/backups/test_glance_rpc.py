@@ -11,7 +11,7 @@ import pytest
 
 from agent import exception
 from agent.backups import glance
-from tests.common import (OTHER_PROJECT, admin, auditor, make_context, member,
+from tests.common import (OTHER_PROJECT, PROJECT, admin, auditor, make_context, member,
                           member_with_service, nobody, service_only)
 
 VOLUME = str(uuid.uuid4())
@@ -197,6 +197,41 @@ def test_another_project_neither_reads_nor_overwrites_a_volumes_glance_metadata(
         "license": "forged"}
     assert harness.api.volume_glance_metadata_get(member(OTHER_PROJECT), CLONE) == {
         "license": "forged"}
+
+
+def test_the_admin_reads_the_project_it_names(harness):
+    harness.api.volume_glance_metadata_set(member_with_service(), VOLUME,
+                                           {"license": LICENCE}, wait=True)
+    harness.api.volume_glance_metadata_set(member_with_service(OTHER_PROJECT), VOLUME,
+                                           {"license": "theirs"}, wait=True)
+    own_admin = admin(uuid.uuid4().hex)
+
+    assert harness.api.volume_glance_metadata_get(own_admin, VOLUME) == {}
+    assert harness.api.volume_glance_metadata_get(
+        own_admin, VOLUME, project_id=PROJECT) == {"license": LICENCE}
+    assert harness.api.volume_glance_metadata_get(
+        own_admin, VOLUME, project_id=OTHER_PROJECT) == {"license": "theirs"}
+    assert harness.api.volume_glance_metadata_get(
+        own_admin, CLONE, project_id=PROJECT) == {}
+    # A member names its own project or none.
+    assert harness.api.volume_glance_metadata_get(
+        member(), VOLUME, project_id=PROJECT) == {"license": LICENCE}
+
+
+@pytest.mark.parametrize("ctxt", [
+    pytest.param(member(OTHER_PROJECT), id="member of another project"),
+    pytest.param(member_with_service(OTHER_PROJECT), id="another project with a service token"),
+    pytest.param(service_only(OTHER_PROJECT), id="service token alone"),
+    pytest.param(make_context(None, ["admin"], ["service"]), id="admin without a project"),
+])
+def test_only_the_admin_reads_a_project_it_names(harness, ctxt):
+    harness.api.volume_glance_metadata_set(member_with_service(), VOLUME,
+                                           {"license": LICENCE}, wait=True)
+
+    for volume_id in (VOLUME, CLONE):
+        with pytest.raises(exception.Forbidden) as caught:
+            harness.api.volume_glance_metadata_get(ctxt, volume_id, project_id=PROJECT)
+        assert LICENCE not in str(caught.value) and volume_id not in str(caught.value)
 
 
 def _ownerless_rows(volume_id: str, metadata: dict[str, str]) -> None:
