@@ -18,6 +18,7 @@ from typing import Any
 
 import oslo_messaging as messaging
 from oslo_config import cfg
+from oslo_messaging._drivers import common as driver_common
 from oslo_messaging.notify import listener as notify_listener
 from oslo_messaging.rpc import server as rpc_server
 
@@ -205,6 +206,37 @@ def event_targets(conf: cfg.ConfigOpts | None = None) -> list[messaging.Target]:
 def memory_pool(host: str) -> str:
     """Return the listener pool of one agent: every agent gets every event there."""
     return f"{LISTENER_POOL}.{host}"
+
+
+def delete_own_event_queue(host: str) -> bool:
+    """Delete an agent's own event queue, once its listener has stopped.
+
+    That queue only feeds purges of what the agent holds in memory, and a
+    stopped agent holds nothing: the events queued until it starts again
+    would purge nothing, and the queue of a host that never comes back
+    would grow on the broker for ever. The broker deletes it only while
+    no consumer uses it, so an agent still running under the same name
+    keeps it.
+
+    :param host: the agent's name (:func:`memory_pool`).
+    :returns: True once deleted; False for a transport without a broker
+        (``fake:``) or on a broker error, which is logged.
+    """
+    driver = getattr(NOTIFICATION_TRANSPORT, "_driver", None)
+    get_connection = getattr(driver, "_get_connection", None)
+    if get_connection is None:
+        return False
+    queue = memory_pool(host)
+    try:
+        # A connection of its own, closed on the way out: the pooled ones
+        # are the notifier's.
+        with get_connection(driver_common.PURPOSE_LISTEN) as context:
+            context.connection.channel.queue_delete(queue=queue, if_unused=True)
+    except Exception as error:  # noqa: BLE001 - any broker error leaves the queue
+        LOG.warning("Could not delete event queue %s: %s", queue, type(error).__name__)
+        return False
+    LOG.info("Deleted event queue %s: a stopped agent has nothing to purge", queue)
+    return True
 
 
 def get_notification_listener(endpoints: list[Any], pool: str,

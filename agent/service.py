@@ -217,10 +217,13 @@ class AgentService:
                 part.stop()
 
     def wait(self) -> None:
-        """Wait for in-flight requests, then close the transports."""
+        """Wait for in-flight requests, then delete the agent's own event queue
+        (:func:`agent.rpc.delete_own_event_queue`) and close the transports."""
         for part in (self.server, *self.listeners):
             if part is not None:
                 part.wait()
+        if self.listeners:
+            rpc.delete_own_event_queue(self.conf.host)
         if self.runtime is not None:
             # Every committed change is announced before the transports close.
             self.runtime.notifications.close(self.conf.graceful_shutdown_timeout)

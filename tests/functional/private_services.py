@@ -282,6 +282,14 @@ def new_vhost() -> Iterator[str]:
                        timeout=60)
 
 
+def queue_types(vhost_url: str) -> dict[str, str]:
+    """``{queue name: type}`` of a virtual host, as RabbitMQ reports them."""
+    listing = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p",
+                              vhost_url.rsplit("/", 1)[1], "--no-table-headers", "name", "type"],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    return dict(line.split("\t")[:2] for line in listing.splitlines() if "\t" in line)
+
+
 @pytest.fixture
 def fresh_vhost(rabbit_url: str) -> Iterator[str]:
     """The transport URL of a new, empty virtual host on the shared RabbitMQ.

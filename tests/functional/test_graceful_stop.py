@@ -16,12 +16,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from agent import rpc
 from rpcapi import CustosAPI
 from tests.common import member, member_with_service
 from tests.functional.agentproc import AgentProcess
 from tests.functional.conftest import (agent_sections, create_database, launch,
                                        launch_all, stop_all)
 from tests.functional.load import Load
+from tests.functional.private_services import queue_types
 
 HOSTS = ("agent-a", "agent-b")
 RESTARTS_PER_AGENT = 1
@@ -87,3 +89,19 @@ def test_restarting_agents_one_at_a_time_loses_no_call_and_no_cast(
                for volume_id in sent}
     assert len(sent) > 50
     assert applied == sent
+
+
+def test_a_stopped_agent_deletes_its_own_event_queue_only(start_agent, rabbit_url):
+    """The shared event queue stays; a queue another agent of that name consumes stays."""
+    own = f"{rpc.LISTENER_POOL}.retiring"
+    first = start_agent(host="retiring")
+    twin = start_agent(host="retiring")
+    assert {rpc.LISTENER_POOL, own} <= set(queue_types(rabbit_url))
+
+    assert first.stop() == 0
+    assert own in queue_types(rabbit_url)
+    assert twin.stop() == 0
+
+    queues = queue_types(rabbit_url)
+    assert own not in queues and rpc.LISTENER_POOL in queues
+    assert f"Deleted event queue {own}" in twin.log()

@@ -6,7 +6,6 @@ one PostgreSQL database shared by every agent, as README.rst describes.
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from rpcapi import CustosAPI
 from tests.common import member, member_with_service, nobody
 from tests.functional.conftest import agent_sections, create_database, launch_all, stop_all
 from tests.functional.load import Load
-from tests.functional.private_services import new_vhost
+from tests.functional.private_services import new_vhost, queue_types
 
 CONF = cfg.CONF
 HOSTS = ("node-1", "node-2", "node-3")
@@ -64,14 +63,6 @@ def three_agents(quorum_vhost, transport, exchange,
         bus.cleanup()
         CONF.clear_override("rabbit_quorum_queue", group="oslo_messaging_rabbit")
         drop()
-
-
-def queue_types(vhost_url: str) -> dict[str, str]:
-    """``{queue name: type}`` of a virtual host, as RabbitMQ reports them."""
-    listing = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost_url.rsplit("/", 1)[1],
-                              "--no-table-headers", "name", "type"],
-                             capture_output=True, text=True, timeout=60, check=True).stdout
-    return dict(line.split("\t")[:2] for line in listing.splitlines() if "\t" in line)
 
 
 def test_three_agents_share_the_load(three_agents, quorum_vhost):
