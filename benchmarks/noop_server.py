@@ -17,10 +17,14 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+import time
 from typing import Any
 
 import oslo_messaging as messaging
 from oslo_config import cfg
+
+#: How often the main thread looks for a stop signal, as custos-agent's does.
+STOP_POLL_S = 0.2
 
 
 class NoopEndpoint:
@@ -63,11 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     target = messaging.Target(topic=args.topic, server=args.server)
     server = messaging.get_rpc_server(transport, target, [NoopEndpoint()],
                                       access_policy=messaging.DefaultRPCAccessPolicy)
-    stopping = threading.Event()
+    # The handler only records the signal: run between two bytecodes of
+    # the main thread, it must not take a lock that thread may hold (as
+    # custos-agent's handler does not).
+    stop_signals: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopping.set())
+        signal.signal(signum, lambda received, _frame: stop_signals.append(received))
     server.start()
-    stopping.wait()
+    while not stop_signals:
+        time.sleep(STOP_POLL_S)
     server.stop()
     server.wait()
     transport.cleanup()
