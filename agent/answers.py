@@ -15,9 +15,11 @@ change which was committed failed.
 
 For those methods (``remembered`` in :func:`agent.dispatch.rpc_method`) the
 boundary keeps the answer in the request's own transaction, keyed by the
-message's id, the caller's project and the method. A later copy then either fails
-(conflict, not found) or clashes with that key on commit, so all it wrote
-is rolled back, and it is answered from the record. A copy from another
+message's id, the caller's project and the method. A later copy finds
+that record before it runs and is answered from it. A copy that runs
+while the first is still in flight either fails (conflict, not found) or
+clashes with the first one's key on commit; all it wrote in the database
+is rolled back, and it is answered from the record too. A copy from another
 project never shares a key with the first, so it never sees that answer.
 Records older than ``[DEFAULT] remember_answers_seconds`` are deleted.
 """
@@ -55,6 +57,14 @@ _REQUEST_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
 
 #: Seconds between two deletions of old records by one agent.
 PRUNE_EVERY = 60.0
+
+
+class AlreadyAnswered(Exception):
+    """The request was answered before; :attr:`answer` is what it got."""
+
+    def __init__(self, answer: Any) -> None:
+        super().__init__("request answered before")
+        self.answer = answer
 
 
 class Key(NamedTuple):
@@ -97,9 +107,19 @@ class AnswerBook:
 
     def recording(self, work: Callable[[Session], T], key: Key,
                   method: str) -> Callable[[Session], T]:
-        """Return ``work`` that also records its answer in its own transaction."""
+        """Return ``work`` that also records its answer in its own transaction.
+
+        The returned function raises :class:`AlreadyAnswered`, before
+        running ``work``, when the request was answered already.
+        """
 
         def record(session: Session) -> T:
+            # Looked up first: an ephemeral secret lives in this agent's
+            # memory, which a rollback would not take back.
+            earlier = session.get(models.RememberedAnswer,
+                                  (key.request_id, key.project_id, method))
+            if earlier is not None:
+                raise AlreadyAnswered(earlier.answer)
             result = work(session)
             session.add(models.RememberedAnswer(
                 request_id=key.request_id, project_id=key.project_id, method=method,

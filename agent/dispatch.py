@@ -51,7 +51,7 @@ import oslo_messaging as messaging
 from sqlalchemy.orm import Session
 
 from agent import exception, policy, validation
-from agent.answers import AnswerBook
+from agent.answers import AlreadyAnswered, AnswerBook
 from agent.drivers.base import RetryRequest
 from db import api as db_api
 from db.group_commit import GroupCommit
@@ -201,6 +201,10 @@ def _run_remembered(book: AnswerBook, ctxt: Any, name: str, work: Callable[[Sess
         return _run_transaction(name, work, retry_deadline)
     try:
         result = _run_transaction(name, book.recording(work, key, name), retry_deadline)
+    except AlreadyAnswered as served:
+        LOG.info("%s: this request was served before; giving the answer it got then", name)
+        holder[:] = [Request(ctxt, method=name)]
+        return served.answer
     except Exception as error:
         try:
             found, answer = book.recall(key, name)

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from agent import answers, exception
 from agent.context import RequestContextSerializer
+from agent.secrets.ephemeral import EphemeralSecretStore
 from db import api as db_api
 from db import models
 from tests.common import OTHER_PROJECT, admin, member, member_with_service, service_only
@@ -236,3 +237,15 @@ def test_expired_answers_are_deleted_and_the_table_stays_bounded(harness, monkey
     answer(harness, delivery(member(), "secret_generate", usage_type="ceph",
                              usage_id="client.next"))
     assert len(rows(models.RememberedAnswer)) == 12
+
+
+def test_a_copy_served_by_an_agent_that_never_held_the_ephemeral_secret_keeps_none(harness):
+    first = delivery(member(), "secret_generate", usage_type="ceph", usage_id="client.mem",
+                     ephemeral=True)
+    created = answer(harness, first)
+    # The copy reaches another agent: one whose memory never held the secret.
+    other_agent = EphemeralSecretStore()
+    harness.runtime.secrets.ephemeral = other_agent
+
+    assert answer(harness, first) == created
+    assert other_agent.list() == []
