@@ -68,6 +68,8 @@ class AlreadyAnswered(Exception):
 
 
 class Key(NamedTuple):
+    """Whose answer: the message's id and the caller's project ("" for none)."""
+
     request_id: str
     project_id: str
 
@@ -116,8 +118,7 @@ class AnswerBook:
         def record(session: Session) -> T:
             # Looked up first: an ephemeral secret lives in this agent's
             # memory, which a rollback would not take back.
-            earlier = session.get(models.RememberedAnswer,
-                                  (key.request_id, key.project_id, method))
+            earlier = _kept(session, key, method)
             if earlier is not None:
                 raise AlreadyAnswered(earlier.answer)
             result = work(session)
@@ -138,8 +139,7 @@ class AnswerBook:
         """
 
         def find(session: Session) -> tuple[bool, Any]:
-            row = session.get(models.RememberedAnswer,
-                              (key.request_id, key.project_id, method))
+            row = _kept(session, key, method)
             if row is None:
                 return False, None
             return True, row.answer
@@ -166,6 +166,10 @@ class AnswerBook:
                         type(error).__name__)
         finally:
             self._pruning.release()
+
+
+def _kept(session: Session, key: Key, method: str) -> models.RememberedAnswer | None:
+    return session.get(models.RememberedAnswer, (key.request_id, key.project_id, method))
 
 
 def forget_before(session: Session, cutoff: datetime.datetime) -> int:

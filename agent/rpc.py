@@ -230,8 +230,8 @@ def delete_own_event_queue(host: str) -> bool:
     try:
         # A connection of its own, closed on the way out: the pooled ones
         # are the notifier's.
-        with get_connection(driver_common.PURPOSE_LISTEN) as context:
-            context.connection.channel.queue_delete(queue=queue, if_unused=True)
+        with get_connection(driver_common.PURPOSE_LISTEN) as own:
+            own.connection.channel.queue_delete(queue=queue, if_unused=True)
     except Exception as error:  # noqa: BLE001 - any broker error leaves the queue
         LOG.warning("Could not delete event queue %s: %s", queue, type(error).__name__)
         return False
