@@ -15,11 +15,12 @@ change which was committed failed.
 
 For those methods (``remembered`` in :func:`agent.dispatch.rpc_method`) the
 boundary keeps the answer in the request's own transaction, keyed by the
-message's id, the caller's project and the method. A later copy finds
-that record before it runs and is answered from it. A copy that runs
-while the first is still in flight either fails (conflict, not found) or
-clashes with the first one's key on commit; all it wrote in the database
-is rolled back, and it is answered from the record too. A copy from another
+message's id, the caller's project and the method. A later copy looks
+for that record before it runs (outside its write transaction, which then
+starts as any other) and is answered from it. A copy that runs while the
+first is still in flight either fails (conflict, not found) or clashes
+with the first one's key on commit; all it wrote in the database is
+rolled back, and it is answered from the record too. A copy from another
 project never shares a key with the first, so it never sees that answer.
 Records older than ``[DEFAULT] remember_answers_seconds`` are deleted.
 """
@@ -57,14 +58,6 @@ _REQUEST_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
 
 #: Seconds between two deletions of old records by one agent.
 PRUNE_EVERY = 60.0
-
-
-class AlreadyAnswered(Exception):
-    """The request was answered before; :attr:`answer` is what it got."""
-
-    def __init__(self, answer: Any) -> None:
-        super().__init__("request answered before")
-        self.answer = answer
 
 
 class Key(NamedTuple):
@@ -109,18 +102,9 @@ class AnswerBook:
 
     def recording(self, work: Callable[[Session], T], key: Key,
                   method: str) -> Callable[[Session], T]:
-        """Return ``work`` that also records its answer in its own transaction.
-
-        The returned function raises :class:`AlreadyAnswered`, before
-        running ``work``, when the request was answered already.
-        """
+        """Return ``work`` that also records its answer in its own transaction."""
 
         def record(session: Session) -> T:
-            # Looked up first: an ephemeral secret lives in this agent's
-            # memory, which a rollback would not take back.
-            earlier = _kept(session, key, method)
-            if earlier is not None:
-                raise AlreadyAnswered(earlier.answer)
             result = work(session)
             session.add(models.RememberedAnswer(
                 request_id=key.request_id, project_id=key.project_id, method=method,
@@ -139,7 +123,7 @@ class AnswerBook:
         """
 
         def find(session: Session) -> tuple[bool, Any]:
-            row = _kept(session, key, method)
+            row = session.get(models.RememberedAnswer, (key.request_id, key.project_id, method))
             if row is None:
                 return False, None
             return True, row.answer
@@ -166,10 +150,6 @@ class AnswerBook:
                         type(error).__name__)
         finally:
             self._pruning.release()
-
-
-def _kept(session: Session, key: Key, method: str) -> models.RememberedAnswer | None:
-    return session.get(models.RememberedAnswer, (key.request_id, key.project_id, method))
 
 
 def forget_before(session: Session, cutoff: datetime.datetime) -> int:

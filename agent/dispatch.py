@@ -51,7 +51,7 @@ import oslo_messaging as messaging
 from sqlalchemy.orm import Session
 
 from agent import exception, policy, validation
-from agent.answers import AlreadyAnswered, AnswerBook
+from agent.answers import AnswerBook
 from agent.drivers.base import RetryRequest
 from db import api as db_api
 from db.group_commit import GroupCommit
@@ -199,25 +199,26 @@ def _run_remembered(book: AnswerBook, ctxt: Any, name: str, work: Callable[[Sess
     key = book.key(ctxt)
     if key is None:
         return _run_transaction(name, work, retry_deadline)
-    try:
-        result = _run_transaction(name, book.recording(work, key, name), retry_deadline)
-    except AlreadyAnswered as served:
-        LOG.info("%s: this request was served before; giving the answer it got then", name)
-        holder[:] = [Request(ctxt, method=name)]
-        return served.answer
-    except Exception as error:
+    # Looked up before running: an ephemeral secret lives in this agent's
+    # memory, which a rollback would not take back.
+    found, answer = book.recall(key, name)
+    if not found:
         try:
-            found, answer = book.recall(key, name)
-        except Exception:  # noqa: BLE001 - the request's own error is the one to report
-            LOG.warning("%s: could not look for an earlier answer", name)
-            raise error from None
-        if not found:
-            raise
-        LOG.info("%s: this request was served before; giving the answer it got then", name)
-        holder[:] = [Request(ctxt, method=name)]
-        return answer
-    book.prune_if_due()
-    return result
+            result = _run_transaction(name, book.recording(work, key, name), retry_deadline)
+        except Exception as error:
+            try:
+                found, answer = book.recall(key, name)
+            except Exception:  # noqa: BLE001 - the request's own error is the one to report
+                LOG.warning("%s: could not look for an earlier answer", name)
+                raise error from None
+            if not found:
+                raise
+        else:
+            book.prune_if_due()
+            return result
+    LOG.info("%s: this request was served before; giving the answer it got then", name)
+    holder[:] = [Request(ctxt, method=name)]
+    return answer
 
 
 def rpc_method(transactional: bool = True, retry_deadline: float = 0.0,
