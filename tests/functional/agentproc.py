@@ -60,8 +60,8 @@ def _env() -> dict[str, str]:
     return env
 
 
-class AgentProcess:
-    """One ``custos-agent`` process with its own configuration file.
+class AgentSetup:
+    """What any test agent has: its configuration file, log, database and master key.
 
     :param workdir: directory for the configuration file and the log.
     :param sections: configuration to write; ``DEFAULT`` must name
@@ -75,13 +75,18 @@ class AgentProcess:
         self.host = sections["DEFAULT"]["host"]
         self.config = write_config(workdir / f"{self.host}.conf", sections)
         self.log_path = workdir / f"{self.host}.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def database_url(self) -> str:
         """The agent's database: ``[database] connection`` or its default SQLite file."""
         return str(self.sections.get("database", {}).get("connection") or
                    f"sqlite:///{Path(self.sections['DEFAULT']['state_path']) / 'custos.sqlite'}")
+
+    @property
+    def key_file(self) -> Path:
+        """The agent's master key file."""
+        return Path(self.sections.get("keystore", {}).get(
+            "master_key_file", Path(self.sections["DEFAULT"]["state_path"]) / "master.key"))
 
     def prepare(self) -> None:
         """Migrate the database and create the keys, as an operator would.
@@ -91,6 +96,14 @@ class AgentProcess:
         process start-ups per agent were most of a test's set-up.
         """
         prepare_state(self.database_url, self.key_file)
+
+
+class AgentProcess(AgentSetup):
+    """One ``custos-agent`` process with its own configuration file (see :class:`AgentSetup`)."""
+
+    def __init__(self, workdir: Path, sections: dict[str, dict[str, Any]]) -> None:
+        super().__init__(workdir, sections)
+        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         """Start the agent process (does not wait for it to serve).
@@ -102,12 +115,6 @@ class AgentProcess:
         self.process = subprocess.Popen([script("custos-agent"), "--config-file", str(self.config)],
                                         stdout=log, stderr=subprocess.STDOUT, env=_env())
         log.close()
-
-    @property
-    def key_file(self) -> Path:
-        """The agent's master key file."""
-        return Path(self.sections.get("keystore", {}).get(
-            "master_key_file", Path(self.sections["DEFAULT"]["state_path"]) / "master.key"))
 
     def wait_ready(self, transport: Any, ctxt: Any, timeout: float = 30) -> float:
         """Call ``health`` on this agent until it answers.

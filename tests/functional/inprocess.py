@@ -29,47 +29,22 @@ from agent import policy
 from agent.keystore import masterkey
 from agent.service import AgentService
 from db import api as db_api
-from tests.functional.agentproc import write_config
+from tests.functional.agentproc import AgentSetup
 from tests.functional.canary import CANARY
-from tests.functional.databases import prepare_state
 
 CONF = cfg.CONF
 
 
-class InProcessAgent:
-    """One agent served by :class:`AgentService` in this process.
-
-    :param workdir: directory for the configuration file and the log.
-    :param sections: configuration as for ``AgentProcess``.
-    """
+class InProcessAgent(AgentSetup):
+    """One agent served by :class:`AgentService` in this process (see :class:`AgentSetup`)."""
 
     running: InProcessAgent | None = None
 
     def __init__(self, workdir: Path, sections: dict[str, dict[str, Any]]) -> None:
-        self.workdir = workdir
-        self.sections = sections
-        self.host = sections["DEFAULT"]["host"]
-        self.config = write_config(workdir / f"{self.host}.conf", sections)
-        self.log_path = workdir / f"{self.host}.log"
+        super().__init__(workdir, sections)
         self.service: AgentService | None = None
         self._handler: logging.Handler | None = None
         self._levels: dict[str, int] = {}
-
-    @property
-    def key_file(self) -> Path:
-        """The agent's master key file."""
-        return Path(self.sections.get("keystore", {}).get(
-            "master_key_file", Path(self.sections["DEFAULT"]["state_path"]) / "master.key"))
-
-    @property
-    def database_url(self) -> str:
-        """The agent's database: ``[database] connection`` or its default SQLite file."""
-        return str(self.sections.get("database", {}).get("connection") or
-                   f"sqlite:///{Path(self.sections['DEFAULT']['state_path']) / 'custos.sqlite'}")
-
-    def prepare(self) -> None:
-        """Migrate the database and create the keys, as an operator would."""
-        prepare_state(self.database_url, self.key_file)
 
     def _log_to_file(self) -> None:
         # What custos-agent writes at DEBUG (debug = true), in oslo.log's
