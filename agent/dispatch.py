@@ -192,9 +192,10 @@ def _run_remembered(book: AnswerBook, ctxt: Any, name: str, work: Callable[[Sess
                    retry_deadline: float, holder: list[Request]) -> T:
     """Run ``work`` keeping its answer; answer a copy of a served request as then.
 
-    A copy that fails, or whose record clashes with the first one's on
-    commit, has written nothing; it gets the answer kept for the first,
-    and sends none of the notifications its own run queued.
+    A copy of a request answered before does not run. One that runs while
+    the first is in flight and fails, or whose record clashes with the
+    first one's on commit, has written nothing. Either gets the answer
+    kept for the first and sends no notification.
     """
     key = book.key(ctxt)
     if key is None:
