@@ -37,6 +37,9 @@ LISTENER_POOL = "custos-agent-events"
 ALLOWED_EXMODS = wire.ALLOWED_EXMODS
 CONTROL_EXCHANGE = wire.EXCHANGE
 
+#: Reconnection attempts when deleting an agent's own event queue at stop.
+QUEUE_DELETE_RETRY = 1
+
 TRANSPORT: messaging.Transport | None = None
 NOTIFICATION_TRANSPORT: messaging.Transport | None = None
 
@@ -220,18 +223,23 @@ def delete_own_event_queue(host: str) -> bool:
 
     :param host: the agent's name (:func:`memory_pool`).
     :returns: True once deleted; False for a transport without a broker
-        (``fake:``) or on a broker error, which is logged.
+        (``fake:``) or on a broker error, which is logged. An unreachable
+        broker is tried :data:`QUEUE_DELETE_RETRY` more times, not for ever:
+        the agent is on its way out.
     """
-    driver = getattr(NOTIFICATION_TRANSPORT, "_driver", None)
-    get_connection = getattr(driver, "_get_connection", None)
-    if get_connection is None:
+    pool = getattr(getattr(NOTIFICATION_TRANSPORT, "_driver", None), "_connection_pool", None)
+    if pool is None:
         return False
     queue = memory_pool(host)
     try:
-        # A connection of its own, closed on the way out: the pooled ones
-        # are the notifier's.
-        with get_connection(driver_common.PURPOSE_LISTEN) as own:
-            own.connection.channel.queue_delete(queue=queue, if_unused=True)
+        # A connection of its own (the pooled ones are the notifier's),
+        # made with a bounded retry, which the driver's own context for a
+        # listening connection would not pass on.
+        own = pool.create(driver_common.PURPOSE_LISTEN, retry=QUEUE_DELETE_RETRY)
+        try:
+            own.channel.queue_delete(queue=queue, if_unused=True)
+        finally:
+            own.close()
     except Exception as error:  # noqa: BLE001 - any broker error leaves the queue
         LOG.warning("Could not delete event queue %s: %s", queue, type(error).__name__)
         return False

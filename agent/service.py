@@ -222,11 +222,11 @@ class AgentService:
         for part in (self.server, *self.listeners):
             if part is not None:
                 part.wait()
-        if self.listeners:
-            rpc.delete_own_event_queue(self.conf.host)
         if self.runtime is not None:
             # Every committed change is announced before the transports close.
             self.runtime.notifications.close(self.conf.graceful_shutdown_timeout)
             self.runtime.close()
+        if self.listeners:
+            rpc.delete_own_event_queue(self.conf.host)
         rpc.cleanup()
         db_api.dispose()

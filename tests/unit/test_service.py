@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 
 import agent
-from agent import exception
+from agent import exception, rpc
 from rpcapi import RPC_API_VERSION
 from tests.common import make_context, member, nobody
+from tests.functional.private_services import free_port
 
 
 def test_health_reports_version_database_and_key(harness):
@@ -59,3 +61,20 @@ def test_expected_errors_leave_no_traceback_in_the_log(harness, caplog):
 
 def test_context_without_project_or_roles_still_gets_health(harness):
     assert harness.api.health(make_context(None, [], []))["database"] == "ok"
+
+
+def test_deleting_its_event_queue_gives_up_on_a_broker_that_is_gone(conf, caplog):
+    conf.set_override("transport_url", f"rabbit://guest:guest@127.0.0.1:{free_port()}/")
+    rpc.init(conf)  # loads the rabbit driver, which registers its options
+    conf.set_override("rabbit_retry_interval", 1, group="oslo_messaging_rabbit")
+    outcome: list[bool] = []
+    try:
+        attempt = threading.Thread(target=lambda: outcome.append(
+            rpc.delete_own_event_queue("retired-host")), daemon=True)
+        attempt.start()
+        attempt.join(30)
+    finally:
+        rpc.cleanup()
+
+    assert outcome == [False], "still reconnecting after 30 s"
+    assert "Could not delete event queue custos-agent-events.retired-host" in caplog.text
