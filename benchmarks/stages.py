@@ -89,19 +89,17 @@ def install(stages: Stages) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the named server (``agent`` or ``noop``) with the stages timed."""
     args = sys.argv[1:] if argv is None else argv
-    servers: dict[str, Callable[[list[str]], int]] = {}
-    if args and args[0] == "agent":
-        from agent.cmd.agent import main as agent_main
-        servers["agent"] = agent_main
-    elif args and args[0] == "noop":
-        from benchmarks.noop_server import main as noop_main
-        servers["noop"] = noop_main
-    if not servers:
+    server: Callable[[list[str]], int]
+    if args[:1] == ["agent"]:
+        from agent.cmd.agent import main as server
+    elif args[:1] == ["noop"]:
+        from benchmarks.noop_server import main as server
+    else:
         print("usage: python -m benchmarks.stages agent|noop [server arguments]",
               file=sys.stderr)
         return 2
     install(Stages())
-    return servers[args[0]](args[1:])
+    return server(args[1:])
 
 
 if __name__ == "__main__":
