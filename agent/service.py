@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent import futures
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -204,7 +205,7 @@ class AgentService:
             LOG.warning("No backup signing key yet: %s", type(error.orig).__name__)
 
     def stop(self) -> None:
-        """Stop taking new requests and events.
+        """Stop taking new requests and events; the server and listeners stop together.
 
         The broker stops delivering requests before the server stops, so
         that no request is acknowledged and then dropped (see
@@ -212,9 +213,15 @@ class AgentService:
         """
         if self.server is not None:
             rpc.cancel_deliveries(self.server)
-        for part in (self.server, *self.listeners):
-            if part is not None:
-                part.stop()
+        parts = [part for part in (self.server, *self.listeners) if part is not None]
+        if not parts:
+            return
+        # Each stop returns once its listener's poll loop has ended, which
+        # may first finish a broker read of up to a second: stopped one
+        # after the other, the server and both listeners took 2.5 s.
+        with futures.ThreadPoolExecutor(len(parts), thread_name_prefix="stop") as pool:
+            for stopping in [pool.submit(part.stop) for part in parts]:
+                stopping.result()
 
     def wait(self) -> None:
         """Wait for in-flight requests, then delete the agent's own event queue

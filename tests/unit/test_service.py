@@ -9,6 +9,7 @@ import pytest
 
 import agent
 from agent import exception, rpc
+from agent.service import AgentService
 from rpcapi import RPC_API_VERSION
 from tests.common import make_context, member, nobody
 from tests.functional.private_services import free_port
@@ -78,3 +79,49 @@ def test_deleting_its_event_queue_gives_up_on_a_broker_that_is_gone(conf, caplog
 
     assert outcome == [False], "still reconnecting after 30 s"
     assert "Could not delete event queue custos-agent-events.retired-host" in caplog.text
+
+
+class _SlowToStop:
+    """A server or listener whose stop returns only once all of them are stopping.
+
+    As a real one's stop waits for a broker read to end: stopped one after
+    the other, the first would wait for the others forever.
+    """
+
+    def __init__(self, everyone: threading.Barrier, stopped: list[str], name: str) -> None:
+        self.everyone = everyone
+        self.stopped = stopped
+        self.name = name
+
+    def stop(self) -> None:
+        self.everyone.wait()
+        self.stopped.append(self.name)
+
+
+def test_the_server_and_listeners_stop_together(conf):
+    everyone = threading.Barrier(3, timeout=10)
+    stopped: list[str] = []
+    service = AgentService(conf)
+    service.server = _SlowToStop(everyone, stopped, "server")
+    service.listeners = [_SlowToStop(everyone, stopped, "shared events"),
+                         _SlowToStop(everyone, stopped, "own events")]
+
+    service.stop()
+
+    assert sorted(stopped) == ["own events", "server", "shared events"]
+
+
+def test_a_part_that_fails_to_stop_is_reported_after_the_others_stopped(conf):
+    stopped: list[str] = []
+
+    class Broken:
+        def stop(self) -> None:
+            raise RuntimeError("listener gone")
+
+    service = AgentService(conf)
+    service.server = Broken()
+    service.listeners = [_SlowToStop(threading.Barrier(1), stopped, "events")]
+
+    with pytest.raises(RuntimeError, match="listener gone"):
+        service.stop()
+    assert stopped == ["events"]
