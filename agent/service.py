@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent import futures
 from collections.abc import Iterable
+from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 
