@@ -10,6 +10,7 @@ it, and one it had not handed over is served by the other agent.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -110,25 +111,29 @@ def test_a_stopped_agent_deletes_its_own_event_queue_only(start_agent, rabbit_ur
     assert f"Deleted event queue {own}" in twin.log()
 
 
-def _operator_policy(vhost_url: str, name: str, pattern: str | None,
-                     definition: dict[str, int] | None = None) -> None:
-    """Set (or with ``pattern`` None, clear) a RabbitMQ operator policy on queues."""
+@contextlib.contextmanager
+def _operator_policy(vhost_url: str, name: str, pattern: str,
+                     definition: dict[str, int]) -> Iterator[None]:
+    """A RabbitMQ operator policy on the queues of ``vhost_url``, cleared afterwards."""
     vhost = vhost_url.rsplit("/", 1)[1]
-    if pattern is None:
-        args = ["clear_operator_policy", "-p", vhost, name]
-    else:
-        args = ["set_operator_policy", "-p", vhost, name, pattern, json.dumps(definition),
-                "--apply-to", "queues"]
-    subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, timeout=60, check=True)
+
+    def ctl(*args: str) -> None:
+        subprocess.run(["rabbitmqctl", "-q", *args, "-p", vhost], capture_output=True,
+                       timeout=60, check=True)
+
+    ctl("set_operator_policy", name, pattern, json.dumps(definition), "--apply-to", "queues")
+    try:
+        yield
+    finally:
+        ctl("clear_operator_policy", name)
 
 
 def test_an_operator_policy_removes_the_queue_a_killed_agent_left(start_agent, rabbit_url):
     """The policy README gives: the own queue goes once unused; the shared one stays."""
     host = f"killed-{uuid.uuid4().hex[:8]}"
     own = f"{rpc.LISTENER_POOL}.{host}"
-    policy = f"custos-own-events-{host}"
-    _operator_policy(rabbit_url, policy, f"^{re.escape(own)}$", {"expires": 2000})
-    try:
+    with _operator_policy(rabbit_url, f"custos-own-events-{host}", f"^{re.escape(own)}$",
+                          {"expires": 2000}):
         agent = start_agent(host=host)
         time.sleep(3)  # longer than the expiry: a consumed queue does not expire
         assert own in queue_types(rabbit_url)
@@ -141,5 +146,3 @@ def test_an_operator_policy_removes_the_queue_a_killed_agent_left(start_agent, r
         queues = queue_types(rabbit_url)
         assert own not in queues
         assert rpc.LISTENER_POOL in queues
-    finally:
-        _operator_policy(rabbit_url, policy, None)

@@ -85,7 +85,7 @@ class _SlowToStop:
     """A server or listener whose stop returns only once all of them are stopping.
 
     As a real one's stop waits for a broker read to end: stopped one after
-    the other, the first would wait for the others forever.
+    the other, the first waits for the others until the barrier gives up.
     """
 
     def __init__(self, everyone: threading.Barrier, stopped: list[str], name: str) -> None:
