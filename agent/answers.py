@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from db import api as db_api
-from db import models
+from db import models, upsert
 
 LOG = logging.getLogger(__name__)
 
@@ -155,5 +155,4 @@ class AnswerBook:
 def forget_before(session: Session, cutoff: datetime.datetime) -> int:
     """Delete the answers recorded before ``cutoff``; returns how many."""
     table = models.RememberedAnswer
-    result = session.execute(sa.delete(table).where(table.created_at < cutoff))
-    return int(getattr(result, "rowcount", 0) or 0)
+    return upsert.rowcount(session.execute(sa.delete(table).where(table.created_at < cutoff)))

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from agent import exception
 from agent.keystore.masterkey import MasterKey, MasterKeyRing
-from db import models
+from db import models, upsert
 
 STATE_ID = 1
 
@@ -108,9 +108,8 @@ def forget_host(session: Session, host: str) -> int:
 
     :returns: how many of its records were dropped.
     """
-    result = session.execute(sa.delete(models.MasterKeyHolder)
-                             .where(models.MasterKeyHolder.host == host))
-    return int(getattr(result, "rowcount", 0) or 0)
+    return upsert.rowcount(session.execute(sa.delete(models.MasterKeyHolder)
+                                           .where(models.MasterKeyHolder.host == host)))
 
 
 def hosts_lacking(session: Session, held_by_all: str, needed: str) -> list[str]:
