@@ -3,8 +3,9 @@
 :class:`AgentService` starts in this order: database engine and schema
 check, the shared :class:`Runtime` (master key, secret store, volume
 backends, backup store, vendordata lookup, key store: :func:`build_runtime`), the
-endpoints over it, RPC server on topic ``custos-agent``, the two event
-listeners (:func:`agent.rpc.get_event_listeners`). :meth:`stop` stops taking
+endpoints over it, the two event listeners
+(:func:`agent.rpc.get_event_listeners`), then the RPC server on topic
+``custos-agent``. :meth:`stop` stops taking
 new messages; :meth:`wait` returns once in-flight requests have finished.
 """
 
@@ -178,14 +179,18 @@ class AgentService:
             self._ensure_signing_key(runtime)
         endpoints = build_endpoints(runtime) + [UnknownMethodEndpoint()]
         self.runtime = runtime
-        self.server = rpc.get_rpc_server(self.conf.host, endpoints)
-        self.server.start()
+        # The listeners first: the agent's own event queue, deleted when an
+        # agent of this name last stopped, must exist before a request can
+        # put anything in memory, or the event that should purge it is
+        # routed nowhere.
         self.listeners = rpc.get_event_listeners(self.conf.host,
                                                  build_listener_endpoints(runtime),
                                                  build_memory_listener_endpoints(runtime),
                                                  self.conf)
         for listener in self.listeners:
             listener.start()
+        self.server = rpc.get_rpc_server(self.conf.host, endpoints)
+        self.server.start()
         LOG.info("custos-agent %s serving topic %s", self.conf.host, rpc.TOPIC)
 
     @staticmethod

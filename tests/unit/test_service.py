@@ -125,3 +125,38 @@ def test_a_part_that_fails_to_stop_is_reported_after_the_others_stopped(conf):
     with pytest.raises(RuntimeError, match="listener gone"):
         service.stop()
     assert stopped == ["events"]
+
+
+class _Part:
+    """A server or listener that records when it starts."""
+
+    def __init__(self, started: list[str], name: str) -> None:
+        self.started = started
+        self.name = name
+
+    def start(self) -> None:
+        self.started.append(self.name)
+
+    def stop(self) -> None:
+        pass
+
+    def wait(self) -> None:
+        pass
+
+
+def test_the_event_listeners_start_before_the_rpc_server(migrated, master_key, monkeypatch):
+    """The own event queue exists before any request can put something in memory."""
+    started: list[str] = []
+    monkeypatch.setattr(rpc, "get_rpc_server",
+                        lambda host, endpoints: _Part(started, "rpc server"))
+    monkeypatch.setattr(rpc, "get_event_listeners", lambda *args: [
+        _Part(started, "shared events"), _Part(started, "own events")])
+    migrated.set_override("transport_url", "fake:/")
+    service = AgentService(migrated)
+
+    service.start()
+    try:
+        assert started == ["shared events", "own events", "rpc server"]
+    finally:
+        service.stop()
+        service.wait()
