@@ -13,9 +13,11 @@ first one's usage and fails with ``SecretUsageConflict``, a second
 key. The caller may get that second answer, and then believes that a
 change which was committed failed.
 
-For those methods (``remembered`` in :func:`agent.dispatch.rpc_method`) the
-boundary keeps the answer in the request's own transaction, keyed by the
-message's id, the caller's project and the method. A later copy looks
+For those methods (:class:`agent.transactions.Remembered`) the boundary
+keeps the answer in the request's own transaction, keyed by the caller's
+project and a digest of the message's id, the caller (user, project,
+service user), the method and its arguments: only a copy of the very same
+request gets the answer, never another request that reuses the id. A later copy looks
 for that record before it runs (outside its write transaction, which then
 starts as any other) and is answered from it. A copy that runs while the
 first is still in flight either fails (conflict, not found) or clashes
@@ -29,6 +31,8 @@ from __future__ import annotations
 
 import contextvars
 import datetime
+import hashlib
+import json
 import logging
 import re
 import threading
@@ -53,6 +57,10 @@ T = TypeVar("T")
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "custos_request_id", default=None)
 
+#: True while the message being dispatched on this thread is a cast (no
+#: reply goes back to its sender).
+IS_CAST: contextvars.ContextVar[bool] = contextvars.ContextVar("custos_is_cast", default=False)
+
 # oslo.messaging sends a uuid4 in hex; anything else is not used as a key.
 _REQUEST_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
 
@@ -61,7 +69,7 @@ PRUNE_EVERY = 60.0
 
 
 class Key(NamedTuple):
-    """Whose answer: the message's id and the caller's project ("" for none)."""
+    """Whose answer: a digest of the request, and the caller's project ("" for none)."""
 
     request_id: str
     project_id: str
@@ -75,9 +83,11 @@ class RequestDispatcher(messaging.RPCDispatcher):
         if not isinstance(unique_id, str) or not _REQUEST_ID.fullmatch(unique_id):
             unique_id = None
         token = REQUEST_ID.set(unique_id)
+        cast = IS_CAST.set(getattr(incoming, "reply_q", None) is None)
         try:
             return super().dispatch(incoming)
         finally:
+            IS_CAST.reset(cast)
             REQUEST_ID.reset(token)
 
 
@@ -93,12 +103,24 @@ class AnswerBook:
         self._pruning = threading.Lock()
         self._next_prune = 0.0
 
-    def key(self, ctxt: Any) -> Key | None:
-        """Return the key of the request being dispatched, or None to keep nothing."""
+    def key(self, ctxt: Any, method: str, arguments: dict[str, Any]) -> Key | None:
+        """Return the key of the request being dispatched, or None to keep nothing.
+
+        :param ctxt: the caller's identity, as authentication made it.
+        :param method: the RPC method.
+        :param arguments: the method's arguments as they came (JSON-safe).
+        """
         request_id = REQUEST_ID.get()
         if request_id is None or self.keep_seconds <= 0:
             return None
-        return Key(request_id, getattr(ctxt, "project_id", None) or "")
+        project = getattr(ctxt, "project_id", None) or ""
+        request = [request_id, getattr(ctxt, "user_id", None), project,
+                   getattr(ctxt, "service_user_id", None), method, arguments]
+        try:
+            text = json.dumps(request, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError):
+            return None
+        return Key(hashlib.sha256(text.encode()).hexdigest(), project)
 
     def recording(self, work: Callable[[Session], T], key: Key,
                   method: str) -> Callable[[Session], T]:

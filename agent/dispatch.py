@@ -6,30 +6,26 @@ context and the message's keyword arguments. A method decorated with
 
 1. the argument check: a missing or unexpected argument is
    :class:`~agent.exception.InvalidInput` naming it, before anything else;
-   so is a request context whose ids or roles are not bounded strings
-   (:func:`agent.validation.request_context`);
-2. the policy check of ``custos:<method>`` (:mod:`agent.policy`);
-3. one database session in one transaction, retried as a whole on a
-   deadlock or a lost connection (:func:`db.api.run_in_transaction`);
-   the handler receives it in a :class:`Request`. A method declared
-   ``readonly`` gets a session without a write transaction; one declared
-   ``read_first`` too, and runs again in a write transaction only when it
-   tries to write (:class:`db.api.WriteNeeded`). A method
-   declared ``grouped`` may share its transaction with other requests of
-   the same method that arrive together (:mod:`db.group_commit`); it
-   still returns only once its work is committed. A method
-   declared with a ``retry_deadline`` is also run again in a fresh
-   transaction when it raises :class:`~agent.drivers.base.RetryRequest`,
-   until the deadline. A method declared ``remembered`` also keeps its
-   answer in that transaction, and a copy of the same request delivered
-   again gets that answer (:mod:`agent.answers`);
-4. after the commit, the notifications the handler queued are sent;
-5. an expected failure (any :class:`~agent.exception.CustosException`)
-   goes back to the caller without a traceback in the agent's log, after
-   the rollback and after sending the notifications the handler queued
-   with ``even_on_failure``; anything else is logged with its traceback
-   and reaches the caller as oslo.messaging's ``RemoteError``. Either way
-   the worker keeps serving.
+   so is a request context whose ids, roles or tokens are not bounded
+   strings (:func:`agent.validation.request_context`);
+2. authentication: the caller's tokens become the identity the rest of
+   the request sees (:class:`agent.identity.authenticator.Authenticator`);
+   with ``[auth] strategy = keystone`` nothing the message claims about
+   its caller goes further. Only ``health`` skips it;
+3. the policy check of ``custos:<method>`` (:mod:`agent.policy`);
+4. the method's work in its transaction mode (:mod:`agent.transactions`):
+   the handler receives a :class:`Request` holding the session;
+5. after the commit, the notifications the handler queued are sent;
+6. an expected failure (any :class:`~agent.exception.CustosException`)
+   goes back to the caller without the agent's traceback, after the
+   rollback and after sending the notifications the handler queued with
+   ``even_on_failure``; anything else is logged with its traceback and
+   reaches the caller as oslo.messaging's ``RemoteError``. Either way the
+   worker keeps serving. A cast whose caller cannot be authenticated has
+   nobody to tell: it is logged as an error (never its tokens) and dropped.
+
+Only methods declared with :func:`rpc_method` can be reached from the bus
+(the RPC server uses oslo.messaging's explicit access policy).
 
 Handlers open no transaction and send no notification themselves: what a
 request needs beyond this is added here, once, as an option that changes
@@ -41,8 +37,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -50,15 +44,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import oslo_messaging as messaging
 from sqlalchemy.orm import Session
 
-from agent import exception, policy, validation
-from agent.answers import AnswerBook
-from agent.drivers.base import RetryRequest
+from agent import answers, exception, policy, transactions, validation
 from db import api as db_api
-from db.group_commit import GroupCommit
 from rpcapi import RPC_API_VERSION
 
 if TYPE_CHECKING:
-    from agent.service import Runtime
+    from agent.runtime import Runtime
 
 LOG = logging.getLogger(__name__)
 
@@ -67,17 +58,13 @@ T = TypeVar("T")
 
 Notification = tuple[str, dict[str, Any], str]
 
-# Pauses between runs of a request whose handler asked to run again: the
-# request that won the race may not have committed yet.
-FIRST_PAUSE = 0.01
-MAX_PAUSE = 0.25
-
 
 @dataclass
 class Request:
     """What a handler works with for one RPC request.
 
-    :ivar context: the caller's :class:`agent.context.RequestContext`.
+    :ivar context: the caller's identity (:class:`agent.wire.RequestContext`),
+        as authentication made it.
     :ivar method: the RPC method being served.
     """
 
@@ -92,8 +79,7 @@ class Request:
     def session(self) -> Session:
         """The request's database session.
 
-        :raises RuntimeError: in a handler declared ``transactional=False``,
-            which has no session of its own.
+        :raises RuntimeError: in a handler declared without a transaction.
         """
         if self.db_session is None:
             raise RuntimeError("this RPC method runs without a request transaction")
@@ -123,9 +109,10 @@ class Request:
     def run_in_transaction(self, work: Callable[[Session], T]) -> T:
         """Run ``work(session)`` in a short transaction of its own.
 
-        For a method declared ``transactional=False`` that needs the
-        database only now and then, and must not hold a connection for the
-        rest of the request. Retried as a whole as a request's transaction is.
+        For a method declared with :data:`agent.transactions.NO_TRANSACTION`
+        that needs the database only now and then, and must not hold a
+        connection for the rest of the request. Retried as a whole as a
+        request's transaction is.
 
         :returns: what ``work`` returned, after the commit.
         :raises DatabaseUnavailable: when the database stays out of reach.
@@ -155,119 +142,35 @@ def _check_arguments(names: frozenset[str], required: tuple[str, ...],
             raise exception.InvalidInput(field=name, reason="missing argument")
 
 
-def _read_first(name: str, work: Callable[[Session], T], retry_deadline: float) -> T:
-    """Run ``work`` without a write transaction; in one if it tries to write."""
-    try:
-        return db_api.run_in_transaction(work, read_only=True)
-    except (db_api.WriteNeeded, RetryRequest):
-        return _run_transaction(name, work, retry_deadline)
+def expected(error: exception.CustosException) -> messaging.ExpectedException:
+    """Return what carries ``error`` back to the caller, without the agent's traceback.
 
-
-def _run_transaction(name: str, work: Callable[[Session], T], retry_deadline: float,
-                     readonly: bool = False) -> T:
-    """Run ``work`` in a transaction; again in a fresh one on RetryRequest.
-
-    :raises: the retry request's ``give_up`` error once ``retry_deadline``
-        seconds have passed; the RetryRequest itself when it names none or
-        the method has no deadline.
+    oslo.messaging formats the traceback of the exception it is given into
+    the reply, where it becomes part of the error's text at the caller.
     """
-    if retry_deadline <= 0:
-        return db_api.run_in_transaction(work, read_only=readonly)
-    deadline = time.monotonic() + retry_deadline
-    pause = FIRST_PAUSE
-    while True:
-        try:
-            return db_api.run_in_transaction(work, read_only=readonly)
-        except RetryRequest as retry:
-            if time.monotonic() + pause > deadline:
-                if retry.give_up is None:
-                    raise
-                raise retry.give_up from None
-            LOG.debug("%s lost a race (%s); running it again", name, retry)
-            time.sleep(pause * random.uniform(0.5, 1.5))
-            pause = min(pause * 2, MAX_PAUSE)
+    error.__cause__ = error.__context__ = None
+    wrapper = messaging.ExpectedException()
+    wrapper.exc_info = (type(error), error.with_traceback(None), None)
+    return wrapper
 
 
-def _run_remembered(book: AnswerBook, ctxt: Any, name: str, work: Callable[[Session], T],
-                   retry_deadline: float, holder: list[Request]) -> T:
-    """Run ``work`` keeping its answer; answer a copy of a served request as then.
-
-    A copy of a request answered before does not run. One that runs while
-    the first is in flight and fails, or whose record clashes with the
-    first one's on commit, has written nothing. Either gets the answer
-    kept for the first and sends no notification.
-    """
-    key = book.key(ctxt)
-    if key is None:
-        return _run_transaction(name, work, retry_deadline)
-    # Looked up before running: an ephemeral secret lives in this agent's
-    # memory, which a rollback would not take back.
-    found, answer = book.recall(key, name)
-    if not found:
-        try:
-            result = _run_transaction(name, book.recording(work, key, name), retry_deadline)
-        except Exception as error:
-            try:
-                found, answer = book.recall(key, name)
-            except Exception:  # noqa: BLE001 - the request's own error is the one to report
-                LOG.warning("%s: could not look for an earlier answer", name)
-                raise error from None
-            if not found:
-                raise
-        else:
-            book.prune_if_due()
-            return result
-    LOG.info("%s: this request was served before; giving the answer it got then", name)
-    holder[:] = [Request(ctxt, method=name)]
-    return answer
-
-
-def rpc_method(transactional: bool = True, retry_deadline: float = 0.0,
-               readonly: bool = False, grouped: bool = False,
-               read_first: bool = False, remembered: bool = False) -> Callable[[F], F]:
+def rpc_method(mode: transactions.Mode = transactions.WRITE, *,
+               authenticated: bool = True) -> Callable[[F], F]:
     """Make an endpoint method an RPC method behind the dispatch boundary.
 
     The decorated function is written as ``handler(self, request, **args)``;
     on the bus it is called as ``method(context, **args)``.
 
-    :param transactional: open a database session for the handler.
-    :param retry_deadline: seconds during which a handler raising
-        :class:`~agent.drivers.base.RetryRequest` is run again in a fresh
-        transaction (0: a RetryRequest is an unexpected error).
-    :param readonly: the handler only reads: its session runs without a
-        write transaction (:func:`db.api.transaction`), and a write in it
-        fails.
-    :param read_first: the handler usually only reads: it runs as
-        ``readonly`` first, and when it tries to write (before anything is
-        written) it runs again from the start in a write transaction.
-    :param grouped: requests of this method that arrive together may
-        commit in one transaction (:class:`db.group_commit.GroupCommit`),
-        for casts that write a row or two. Not with ``readonly`` or a
-        ``retry_deadline``.
-    :param remembered: a second run of the same request would not answer
-        as the first (it creates or deletes): keep the answer, and give it
-        to a copy of the request that arrives again
-        (:class:`agent.answers.AnswerBook`). Only for methods whose answer
-        holds no secret: it is stored as it is.
-    :raises ValueError: for ``grouped`` with ``readonly``,
-        ``retry_deadline`` or without ``transactional``; for ``read_first``
-        with ``readonly``, ``grouped`` or without ``transactional``; for
-        ``remembered`` with ``readonly``, ``read_first``, ``grouped`` or
-        without ``transactional``.
+    :param mode: how the method's work meets the database
+        (:mod:`agent.transactions`); a write transaction by default.
+    :param authenticated: the caller's tokens are checked first. Only a
+        method anyone may call (``health``) leaves it out.
     """
-    if grouped and (readonly or retry_deadline or not transactional):
-        raise ValueError("a grouped method writes in a request transaction, "
-                         "without retry_deadline")
-    if read_first and (readonly or grouped or not transactional):
-        raise ValueError("a read-first method may write in a request transaction of its own")
-    if remembered and (readonly or read_first or grouped or not transactional):
-        raise ValueError("a remembered method writes in a request transaction of its own")
 
     def decorator(func: F) -> F:
         # Worked out once here, not on every call.
         names, required = _parameters(inspect.signature(func))
         name = func.__name__
-        group = GroupCommit() if grouped else None
 
         @functools.wraps(func)
         def wrapper(self: Any, ctxt: Any, **kwargs: Any) -> Any:
@@ -275,36 +178,36 @@ def rpc_method(transactional: bool = True, retry_deadline: float = 0.0,
             try:
                 _check_arguments(names, required, kwargs)
                 validation.request_context(ctxt)
+                if authenticated:
+                    ctxt = self.runtime.identity.identify(ctxt, name)
                 policy.authorize(ctxt, name)
-                if transactional:
 
-                    def work(session: Session) -> Any:
-                        # A retry starts from a clean queue: notifications
-                        # of a rolled-back attempt must never be sent.
-                        holder[:] = [Request(ctxt, session, name)]
-                        return func(self, holder[0], **kwargs)
+                def work(session: Session | None) -> Any:
+                    # A retry starts from a clean queue: notifications
+                    # of a rolled-back attempt must never be sent.
+                    holder[:] = [Request(ctxt, session, name)]
+                    return func(self, holder[0], **kwargs)
 
-                    if group is not None:
-                        result = group.run(work)
-                    elif read_first:
-                        result = _read_first(name, work, retry_deadline)
-                    elif remembered:
-                        result = _run_remembered(self.runtime.answers, ctxt, name, work,
-                                                 retry_deadline, holder)
-                    else:
-                        result = _run_transaction(name, work, retry_deadline, readonly)
-                else:
-                    holder[:] = [Request(ctxt, method=name)]
-                    result = func(self, holder[0], **kwargs)
-                self.runtime.send_notifications(ctxt, holder[0].notifications)
+                call = transactions.Call(name, ctxt, kwargs, self.runtime)
+                result = mode.run(call, work)
+                if holder and not call.served_before:
+                    self.runtime.send_notifications(ctxt, holder[0].notifications)
                 return result
+            except (exception.Unauthorized, exception.AuthUnavailable) as error:
+                if answers.IS_CAST.get():
+                    LOG.error("Dropped a %s cast: %s (%s)", name, error.code, error.msg)
+                else:
+                    LOG.info("%s refused: %s (%s)", name, error.code, error.msg)
+                raise expected(error) from None
             except exception.CustosException as error:
                 LOG.info("%s refused: %s (%s)", name, error.code, error.msg)
                 if holder and holder[0].failure_notifications:
                     self.runtime.send_notifications(ctxt, holder[0].failure_notifications)
-                raise messaging.ExpectedException() from error
+                raise expected(error) from None
 
         wrapper.rpc_method = True  # type: ignore[attr-defined]
+        # What oslo.messaging's explicit access policy looks for.
+        wrapper.exposed = True  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorator
@@ -326,7 +229,9 @@ class UnknownMethodEndpoint:
     """The last endpoint: answers any other method name with UnknownMethod.
 
     Without it, oslo.messaging would answer with its own ``NoSuchMethod``,
-    which reaches a caller as an untyped ``RemoteError``.
+    which reaches a caller as an untyped ``RemoteError``. A name that is
+    an attribute, but not an RPC method, of an earlier endpoint ends here
+    too.
     """
 
     target = messaging.Target(version=RPC_API_VERSION)
@@ -338,9 +243,7 @@ class UnknownMethodEndpoint:
 
         def unknown(ctxt: Any, **kwargs: Any) -> Any:
             LOG.info("Refused unknown RPC method %r", name[:64])
-            try:
-                raise exception.UnknownMethod(method=name[:64])
-            except exception.UnknownMethod:
-                raise messaging.ExpectedException()
+            raise expected(exception.UnknownMethod(method=name[:64]))
 
+        unknown.exposed = True  # type: ignore[attr-defined]
         return unknown

@@ -63,6 +63,20 @@ class Forbidden(CustosException):
     code = "forbidden"
 
 
+class Unauthorized(CustosException):
+    """The request carries no token Keystone vouches for ([auth] strategy = keystone)."""
+
+    msg_fmt = "Not authenticated: %(reason)s"
+    code = "unauthorized"
+
+
+class AuthUnavailable(CustosException):
+    """Keystone could not be asked about a token the agent has not seen before."""
+
+    msg_fmt = "Keystone cannot validate tokens right now; try again later"
+    code = "auth_unavailable"
+
+
 class RPCVersionCapped(CustosException):
     """Raised by the client, before sending, when its version cap is too low."""
 

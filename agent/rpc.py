@@ -107,7 +107,7 @@ def get_rpc_server(host: str, endpoints: list[Any]) -> rpc_server.RPCServer:
     assert TRANSPORT is not None, "agent.rpc.init() was not called"
     target = messaging.Target(exchange=wire.EXCHANGE, topic=TOPIC, server=host)
     dispatcher = answers.RequestDispatcher(
-        endpoints, context.RequestContextSerializer(), messaging.DefaultRPCAccessPolicy)
+        endpoints, context.RequestContextSerializer(), messaging.ExplicitRPCAccessPolicy)
     server = rpc_server.RPCServer(TRANSPORT, target, dispatcher)
     # start() builds the pool as _executor_cls(max_workers=...), and the
     # public executor argument names only oslo.messaging's own two.

@@ -18,6 +18,7 @@ through :class:`RequestContextSerializer`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import oslo_messaging as messaging
@@ -52,17 +53,22 @@ CHAP_KEY_ROTATE = "chap_rotate"
 
 
 class RequestContext(oslo_context.RequestContext):
-    """oslo.context's context with the service-token identity on the wire."""
+    """oslo.context's context with the service token and its identity on the wire.
+
+    oslo.context's own ``to_dict()`` leaves the service token out; the
+    agent validates it (``[auth] strategy = keystone``), so it travels.
+    """
 
     FROM_DICT_EXTRA_KEYS = ["service_roles", "service_user_id",
-                            "service_project_id"]
+                            "service_project_id", "service_token"]
 
     def to_dict(self) -> dict[str, Any]:
         """Return the wire form: ``to_dict()`` plus the service fields."""
         values = super().to_dict()
         values.update(service_roles=list(self.service_roles or []),
                       service_user_id=self.service_user_id,
-                      service_project_id=self.service_project_id)
+                      service_project_id=self.service_project_id,
+                      service_token=self.service_token)
         return values
 
 
@@ -71,7 +77,13 @@ class RequestContextSerializer(messaging.Serializer):
 
     Entities (arguments and results) are JSON-safe already and pass
     through unchanged.
+
+    :param service_token: returns the calling service's own token, added
+        to every context that carries none (None: add nothing).
     """
+
+    def __init__(self, service_token: Callable[[], str | None] | None = None) -> None:
+        self.service_token = service_token
 
     def serialize_entity(self, ctxt: Any, entity: Any) -> Any:
         return entity
@@ -84,9 +96,11 @@ class RequestContextSerializer(messaging.Serializer):
             return ctxt
         values: dict[str, Any] = ctxt.to_dict()
         # A caller may hand a plain oslo.context context, whose to_dict()
-        # leaves the service-token identity out.
+        # leaves the service token and its identity out.
         for key in RequestContext.FROM_DICT_EXTRA_KEYS:
             values.setdefault(key, getattr(ctxt, key, None))
+        if self.service_token is not None and not values.get("service_token"):
+            values["service_token"] = self.service_token()
         return values
 
     def deserialize_context(self, ctxt: dict[str, Any]) -> RequestContext:

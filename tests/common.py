@@ -153,3 +153,22 @@ def eventually(check: Callable[[], Any], timeout: float) -> Any:
 def log_lines(proc: Any, text: str) -> list[str]:
     """The lines of an agent's log (``proc.log()``) that contain ``text``."""
     return [line for line in proc.log().splitlines() if text in line]
+
+
+class RecordingRuntime:
+    """A runtime stand-in for endpoints under test: records what the boundary sends.
+
+    Its authenticator is the real one, built from the global configuration
+    (the unit tests' ``conf`` fixture sets ``[auth] strategy = trusted``).
+    """
+
+    def __init__(self) -> None:
+        from oslo_config import cfg
+
+        from agent.identity.authenticator import Authenticator
+
+        self.sent: list[Any] = []
+        self.identity = Authenticator(cfg.CONF)
+
+    def send_notifications(self, ctxt: Any, notifications: Any) -> None:
+        self.sent.extend(notifications)

@@ -14,11 +14,13 @@ from oslo_config import cfg
 from oslo_log import log as oslo_log
 
 from agent import wire
-from agent.conf import auth, backup, database, default, events, keystore, secrets, vendordata
+from agent.conf import (auth, backup, database, default, events, keystone_authtoken, keystore,
+                        secrets, vendordata)
 from rpcapi import base as rpcapi_base
 
 #: The option modules of custos' own areas, in registration order.
-MODULES = (default, database, keystore, auth, backup, secrets, vendordata, events)
+MODULES = (default, database, keystore, auth, keystone_authtoken, backup, secrets, vendordata,
+           events)
 
 #: Library loggers kept quiet unless an operator asks otherwise.
 QUIET_LOGGERS = ["amqp=WARN", "kombu=WARN", "oslo.messaging=INFO",

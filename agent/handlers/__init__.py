@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from agent.handlers import backups, connections, events, keys, secrets, service, vendordata
 
 if TYPE_CHECKING:
-    from agent.service import Runtime
+    from agent.runtime import Runtime
 
 
 def build_endpoints(runtime: Runtime) -> list[Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent import exception, policy, validation
+from agent import exception, policy, transactions, validation
 from agent.connections import initiator_data
 from agent.connections.manager import RETRY_DEADLINE, ConnectionManager
 from agent.connections.updates import InitiatorUpdate
@@ -48,7 +48,7 @@ class ConnectionEndpoint(Endpoint):
         if project_id and project_id != request.context.project_id:
             policy.authorize(request.context, method, {"project_id": project_id})
 
-    @rpc_method(retry_deadline=RETRY_DEADLINE, read_first=True)
+    @rpc_method(transactions.ReadFirst(retry_deadline=RETRY_DEADLINE))
     def initialize_connection(self, request: Request, volume: Any, connector: Any,
                               backend: Any = None) -> dict[str, Any]:
         """Return ``connection_info`` for ``volume`` on ``connector``.
@@ -84,7 +84,7 @@ class ConnectionEndpoint(Endpoint):
             request.session, request.context, volume, connector, backend, bool(force))
         request.notify("connection.terminate", detached.payload())
 
-    @rpc_method(readonly=True)
+    @rpc_method(transactions.READ_ONLY)
     def initiator_data_get(self, request: Request, initiator: Any,
                            namespace: Any) -> dict[str, str]:
         """Return an initiator's ``{key: value}`` in ``namespace``."""

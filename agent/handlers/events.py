@@ -36,7 +36,7 @@ from agent.events import payloads, purge
 from db import api as db_api
 
 if TYPE_CHECKING:
-    from agent.service import Runtime
+    from agent.runtime import Runtime
 
 LOG = logging.getLogger(__name__)
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import base64
 import datetime
+import logging
 from typing import Any
 
-from agent import exception, validation
+from agent import exception, transactions, validation
 from agent.dispatch import Endpoint, Request, rpc_method
 from agent.keys import kinds
 from agent.keys.store import Consumer, KeyInfo, KeyStore, NewKey
 from agent.policy import Scope
+
+LOG = logging.getLogger(__name__)
 
 MAX_BIT_LENGTH = 65536
 
@@ -80,7 +83,7 @@ class KeyEndpoint(Endpoint):
     def store(self) -> KeyStore:
         return self.runtime.keys
 
-    @rpc_method(remembered=True)
+    @rpc_method(transactions.Remembered())
     def key_create(self, request: Request, object_type: Any, algorithm: Any, bit_length: Any,
                    name: Any = None, expiration: Any = None) -> str:
         """Generate a symmetric key (AES 128/192/256/512 or HMAC) for the caller's project.
@@ -100,7 +103,7 @@ class KeyEndpoint(Endpoint):
         request.notify("key.create", info.payload())
         return info.uuid
 
-    @rpc_method(remembered=True)
+    @rpc_method(transactions.Remembered())
     def key_create_pair(self, request: Request, algorithm: Any, bit_length: Any,
                         name: Any = None, expiration: Any = None) -> list[str]:
         """Generate an RSA key pair (2048, 3072 or 4096 bits) for the caller's project.
@@ -121,7 +124,7 @@ class KeyEndpoint(Endpoint):
             uuids.append(info.uuid)
         return uuids
 
-    @rpc_method(remembered=True)
+    @rpc_method(transactions.Remembered())
     def key_store(self, request: Request, object_type: Any, value: Any, algorithm: Any = None,
                   bit_length: Any = None, name: Any = None, expiration: Any = None) -> str:
         """Keep an object's bytes (base64, at most 64 KiB decoded) byte for byte.
@@ -151,11 +154,20 @@ class KeyEndpoint(Endpoint):
         :returns: ``{uuid, object_type, algorithm, bit_length, name,
             created, expiration, value, consumers}``, ``value`` base64 or null.
         :raises ManagedKeyNotFound: no such object, or another project's.
+        :raises Forbidden: another project's bytes, without the rule
+            ``custos:read_other_project_values``; a read under it is logged
+            and announced (``key.value_read``).
         """
         key_uuid = validation.uuid("uuid", uuid)
         metadata_only = validation.boolean("metadata_only", metadata_only)
         info, value = self.store.get(request.session, _scope(request), key_uuid,
                                      with_value=not metadata_only)
+        if value is not None and info.project_id != request.context.project_id:
+            LOG.info("Bytes of key %s of project %s read by user %s of %s", info.uuid,
+                     info.project_id, request.context.user_id,
+                     request.context.project_id or "no project")
+            request.notify("key.value_read", {**info.payload(),
+                                              "reader_user_id": request.context.user_id})
         return _reply(info, value)
 
     @rpc_method()
@@ -163,7 +175,8 @@ class KeyEndpoint(Endpoint):
                  metadata_only: Any = False) -> list[dict[str, Any]]:
         """List the caller's objects (the administrator's: all), of one type if given.
 
-        :returns: a list of what :meth:`key_get` returns.
+        :returns: a list of what :meth:`key_get` returns; bytes only for
+            the caller's own project's objects.
         """
         object_type = validation.choice("object_type", object_type, kinds.OBJECT_TYPES,
                                         nullable=True)
@@ -172,7 +185,7 @@ class KeyEndpoint(Endpoint):
                                 with_value=not metadata_only)
         return [_reply(info, value) for info, value in found]
 
-    @rpc_method(remembered=True)
+    @rpc_method(transactions.Remembered())
     def key_delete(self, request: Request, uuid: Any, force: Any = False) -> None:
         """Delete an object and its data key.
 
@@ -196,7 +209,7 @@ class KeyEndpoint(Endpoint):
         consumer = _consumer(service, resource_type, resource_id)
         self.store.add_consumer(request.session, _scope(request), key_uuid, consumer)
 
-    @rpc_method(remembered=True)
+    @rpc_method(transactions.Remembered())
     def key_consumer_remove(self, request: Request, uuid: Any, service: Any,
                             resource_type: Any, resource_id: Any) -> None:
         """Forget that a resource uses an object.

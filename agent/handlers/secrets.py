@@ -15,13 +15,16 @@ announced as its ``secret.undefine``.
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Any
 
-from agent import exception, validation
+from agent import exception, transactions, validation
 from agent.dispatch import Endpoint, Request, rpc_method
 from agent.policy import Scope
 from agent.secrets import definition, passphrase
 from agent.secrets.store import MAX_VALUE_BYTES, SecretInfo, SecretStore
+
+LOG = logging.getLogger(__name__)
 
 
 def _scope(request: Request) -> Scope:
@@ -53,7 +56,7 @@ class SecretEndpoint(Endpoint):
     def store(self) -> SecretStore:
         return self.runtime.secrets
 
-    @rpc_method(remembered=True)
+    @rpc_method(transactions.Remembered())
     def secret_define_xml(self, request: Request, xml: Any) -> str:
         """Define a secret from libvirt XML, or redefine the one with its UUID.
 
@@ -70,7 +73,7 @@ class SecretEndpoint(Endpoint):
         _notify(request, "secret.define", info)
         return info.uuid
 
-    @rpc_method(readonly=True)
+    @rpc_method(transactions.READ_ONLY)
     def secret_get_xml_desc(self, request: Request, uuid: Any) -> str:
         """Return a secret's definition as libvirt XML, never its value.
 
@@ -94,19 +97,28 @@ class SecretEndpoint(Endpoint):
         info = self.store.set_value(request.session, _scope(request), secret_uuid, raw)
         _notify(request, "secret.value_change", info)
 
-    @rpc_method(readonly=True)
+    @rpc_method(transactions.READ_ONLY)
     def secret_get_value(self, request: Request, uuid: Any) -> str:
         """Return a secret's value as base64.
 
         :raises SecretNotFound: no such secret, or another project's.
+        :raises Forbidden: another project's secret, without the rule
+            ``custos:read_other_project_values``; a read under it is logged
+            and announced (``secret.value_read``).
         :raises SecretPrivate: the secret is private.
         :raises SecretNoValue: no value was set.
         """
-        value = self.store.get_value(request.session, _scope(request),
-                                     validation.uuid("uuid", uuid))
+        info, value = self.store.get_value(request.session, _scope(request),
+                                           validation.uuid("uuid", uuid))
+        if info.project_id != request.context.project_id:
+            LOG.info("Value of secret %s of project %s read by user %s of %s",
+                     info.uuid, info.project_id, request.context.user_id,
+                     request.context.project_id or "no project")
+            request.notify("secret.value_read", {**info.payload(),
+                                                 "reader_user_id": request.context.user_id})
         return base64.b64encode(value).decode("ascii")
 
-    @rpc_method(remembered=True)
+    @rpc_method(transactions.Remembered())
     def secret_undefine(self, request: Request, uuid: Any) -> None:
         """Delete a secret with its value and data key.
 
@@ -116,7 +128,7 @@ class SecretEndpoint(Endpoint):
                                    validation.uuid("uuid", uuid))
         _notify(request, "secret.undefine", info)
 
-    @rpc_method(readonly=True)
+    @rpc_method(transactions.READ_ONLY)
     def secret_list(self, request: Request, ephemeral: Any = None, private: Any = None,
                     usage_type: Any = None) -> list[dict[str, Any]]:
         """List the caller's secrets (the administrator's: all), filtered.
@@ -132,7 +144,7 @@ class SecretEndpoint(Endpoint):
                                          sorted(definition.USAGE_TYPES), nullable=True))
         return [info.summary() for info in found]
 
-    @rpc_method(readonly=True)
+    @rpc_method(transactions.READ_ONLY)
     def secret_lookup_by_usage(self, request: Request, usage_type: Any, usage_id: Any,
                                project_id: Any = None) -> str:
         """Return the UUID of the secret of a project holding a usage.
@@ -150,7 +162,7 @@ class SecretEndpoint(Endpoint):
         return self.store.lookup_by_usage(request.session, scope, usage_type, usage_id,
                                           project_id=project_id).uuid
 
-    @rpc_method(remembered=True)
+    @rpc_method(transactions.Remembered())
     def secret_generate(self, request: Request, usage_type: Any, usage_id: Any,
                         length: Any = passphrase.DEFAULT_LENGTH, private: Any = False,
                         ephemeral: Any = False) -> str:

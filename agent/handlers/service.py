@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import agent
-from agent import exception
+from agent import exception, transactions
 from agent.dispatch import Endpoint, Request, rpc_method
 from db import api as db_api
 from rpcapi import RPC_API_VERSION
@@ -15,7 +15,7 @@ from rpcapi import RPC_API_VERSION
 class ServiceEndpoint(Endpoint):
     """Methods about the agent itself."""
 
-    @rpc_method(transactional=False)
+    @rpc_method(transactions.NO_TRANSACTION, authenticated=False)
     def health(self, request: Request) -> dict[str, Any]:
         """Report the agent's version and whether its parts work.
 

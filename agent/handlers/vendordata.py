@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from agent import exception, validation
+from agent import exception, transactions, validation
 from agent.dispatch import Endpoint, Request, rpc_method
 from agent.vendordata import bootroles, lookup
 
@@ -26,7 +26,7 @@ class VendordataEndpoint(Endpoint):
     def vendordata(self) -> lookup.VendordataLookup:
         return self.runtime.vendordata
 
-    @rpc_method(grouped=True)
+    @rpc_method(transactions.Grouped())
     def instance_boot_roles_set(self, request: Request, instance_uuid: Any,
                                 roles: Any = None) -> None:
         """Record the roles an instance booted with, once.
@@ -46,7 +46,7 @@ class VendordataEndpoint(Endpoint):
         LOG.debug("Boot roles of instance %s recorded unless already kept",
                   instance_uuid)
 
-    @rpc_method(transactional=False)
+    @rpc_method(transactions.NO_TRANSACTION)
     def vendordata_get(self, request: Request, instance: Any) -> dict[str, Any]:
         """Return the dynamic vendordata of an instance.
 

@@ -242,6 +242,9 @@ def agent_sections(tmp_path: Path, exchange: str, database_url: str | None = Non
                     "control_exchange": exchange, "debug": "true",
                     "graceful_shutdown_timeout": 20},
         "oslo_messaging_rabbit": {"rabbit_retry_interval": 1},
+        # Claimed contexts, as the tests written before Keystone send them;
+        # tests of verified identity pass auth={"strategy": "keystone", ...}.
+        "auth": {"strategy": "trusted"},
     }
     if database_url:
         sections["database"] = {"connection": database_url}

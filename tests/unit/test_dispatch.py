@@ -12,17 +12,7 @@ from agent import exception, policy
 from agent.dispatch import Endpoint, rpc_method
 from db import api as db_api
 from db import models
-from tests.common import member
-
-
-class Recorder:
-    """Runtime stand-in that records what the boundary sends after commit."""
-
-    def __init__(self):
-        self.sent = []
-
-    def send_notifications(self, ctxt, notifications):
-        self.sent.extend(notifications)
+from tests.common import RecordingRuntime, member
 
 
 class Probe(Endpoint):
@@ -54,7 +44,7 @@ def probe(migrated):
     for name in ("probe_write", "probe_flaky"):
         enforcer.register_default(oslo_policy.RuleDefault(f"custos:{name}", "@"))
     Probe.calls = 0
-    return Probe(Recorder())
+    return Probe(RecordingRuntime())
 
 
 def rows():

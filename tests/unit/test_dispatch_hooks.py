@@ -7,22 +7,12 @@ import pytest
 import sqlalchemy as sa
 from oslo_policy import policy as oslo_policy
 
-from agent import exception, policy
+from agent import exception, policy, transactions
 from agent.dispatch import Endpoint, rpc_method
 from agent.drivers.base import RetryRequest
 from db import api as db_api
 from db import models
-from tests.common import OTHER_PROJECT, PROJECT, admin, make_context, member
-
-
-class Recorder:
-    """Runtime stand-in that records what the boundary sends."""
-
-    def __init__(self):
-        self.sent = []
-
-    def send_notifications(self, ctxt, notifications):
-        self.sent.extend(notifications)
+from tests.common import OTHER_PROJECT, PROJECT, RecordingRuntime, admin, make_context, member
 
 
 class Racer(Endpoint):
@@ -44,13 +34,13 @@ class Racer(Endpoint):
             retry.give_up = exception.VolumeDriverError(backend="b", reason="kept losing")
             raise retry
 
-    @rpc_method(retry_deadline=5.0)
+    @rpc_method(transactions.Write(retry_deadline=5.0))
     def race(self, request, instance):
         self._write(request, instance)
         self._maybe_lose()
         return Racer.runs
 
-    @rpc_method(retry_deadline=0.05)
+    @rpc_method(transactions.Write(retry_deadline=0.05))
     def race_briefly(self, request, instance):
         self._write(request, instance)
         self._maybe_lose()
@@ -70,7 +60,7 @@ class Racer(Endpoint):
             raise exception.InvalidInput(field="instance", reason="refused")
         return "kept"
 
-    @rpc_method(transactional=False)
+    @rpc_method(transactions.NO_TRANSACTION)
     def refuse_without_transaction(self, request):
         count = request.run_in_transaction(
             lambda s: s.scalar(sa.select(sa.func.count()).select_from(
@@ -94,7 +84,7 @@ def racer(migrated):
         enforcer.register_default(oslo_policy.RuleDefault(f"custos:{name}", "@"))
     Racer.losses = 0
     Racer.runs = 0
-    return Racer(Recorder())
+    return Racer(RecordingRuntime())
 
 
 def rows():

@@ -159,12 +159,3 @@ def test_a_burst_of_boot_roles_casts_is_stored_whole_with_a_bad_one_among_them(h
                               instance_uuid="not-a-uuid", roles=["member"])
 
     assert eventually(lambda: all(_roles_of(i) == ["member"] for i in instances), 20)
-
-
-@pytest.mark.parametrize("options", [{"readonly": True}, {"retry_deadline": 1.0},
-                                     {"transactional": False}])
-def test_grouping_is_refused_where_a_shared_transaction_cannot_hold(options):
-    from agent.dispatch import rpc_method
-
-    with pytest.raises(ValueError):
-        rpc_method(grouped=True, **options)

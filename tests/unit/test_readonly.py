@@ -8,34 +8,26 @@ import pytest
 import sqlalchemy as sa
 from oslo_policy import policy as oslo_policy
 
-from agent import policy
+from agent import policy, transactions
 from agent.dispatch import Endpoint, rpc_method
 from db import api as db_api
 from db import models
-from tests.common import admin, make_context, member
-
-
-class Recorder:
-    def __init__(self):
-        self.sent = []
-
-    def send_notifications(self, ctxt, notifications):
-        self.sent.extend(notifications)
+from tests.common import RecordingRuntime, admin, make_context, member
 
 
 class ReadOnlyProbe(Endpoint):
-    @rpc_method(readonly=True)
+    @rpc_method(transactions.READ_ONLY)
     def probe_sneaky_write(self, request, instance):
         request.session.add(models.InstanceSystemMetadata(
             instance_uuid=instance, key="k", value="v"))
         request.session.flush()
 
-    @rpc_method(readonly=True)
+    @rpc_method(transactions.READ_ONLY)
     def probe_core_write(self, request, instance):
         request.session.connection().execute(sa.insert(models.InstanceSystemMetadata), {
             "instance_uuid": instance, "key": "k", "value": "v"})
 
-    @rpc_method(read_first=True)
+    @rpc_method(transactions.ReadFirst())
     def probe_read_first(self, request, instance, writes):
         self.runs.append(request.session.get_bind().get_execution_options().get(
             db_api.READ_ONLY, False))
@@ -72,7 +64,7 @@ def test_initiator_data_get_sends_one_select(harness, statements):
 def probe(migrated):
     for name in ("probe_sneaky_write", "probe_core_write", "probe_read_first"):
         policy.get_enforcer().register_default(oslo_policy.RuleDefault(f"custos:{name}", "@"))
-    endpoint = ReadOnlyProbe(Recorder())
+    endpoint = ReadOnlyProbe(RecordingRuntime())
     endpoint.runs = []
     return endpoint
 

@@ -139,8 +139,9 @@ def test_a_failed_request_is_not_remembered(harness):
 
     assert isinstance(answer(harness, refused), exception.SecretUsageConflict)
     assert isinstance(answer(harness, refused), exception.SecretUsageConflict)
-    assert rows(models.RememberedAnswer, models.RememberedAnswer.method == "secret_generate",
-                models.RememberedAnswer.request_id == refused.unique_id) == []
+    # Only the first, successful request left a record.
+    assert len(rows(models.RememberedAnswer,
+                    models.RememberedAnswer.method == "secret_generate")) == 1
 
 
 @pytest.mark.parametrize("caller", [
@@ -164,6 +165,33 @@ def test_another_project_reusing_the_id_never_gets_the_first_answer(harness, cal
     assert [row.uuid for row in secrets_with_usage("client.mine")] == [created]
 
 
+def test_the_same_id_with_other_arguments_is_a_request_of_its_own(harness):
+    caller = member()
+    first = delivery(caller, "secret_generate", usage_type="ceph", usage_id="client.one")
+    created = answer(harness, first)
+
+    other = answer(harness, delivery(caller, "secret_generate", first.unique_id,
+                                     usage_type="ceph", usage_id="client.two"))
+
+    assert isinstance(other, str) and other != created
+    assert [row.uuid for row in secrets_with_usage("client.two")] == [other]
+    # A delete reusing the id is not answered with the generate's UUID either.
+    assert answer(harness, delivery(caller, "secret_undefine", first.unique_id,
+                                    uuid=other)) is None
+    assert secrets_with_usage("client.two") == []
+
+
+def test_another_user_of_the_same_project_reusing_the_id_runs_its_own_request(harness):
+    first = delivery(member(user_id="alice"), "secret_undefine",
+                     uuid=harness.api.secret_generate(member(), "ceph", "client.a"))
+    assert answer(harness, first) is None
+
+    refused = answer(harness, delivery(member(user_id="mallory"), "secret_undefine",
+                                       first.unique_id, uuid=first.message["args"]["uuid"]))
+
+    assert isinstance(refused, exception.SecretNotFound)
+
+
 def test_a_project_less_token_reusing_the_id_gets_its_own_refusal(harness):
     first = delivery(member(), "secret_generate", usage_type="ceph", usage_id="client.ours")
     created = answer(harness, first)
@@ -181,7 +209,7 @@ def test_the_remembered_answer_is_the_uuid_and_nothing_of_the_secret(harness):
     created = answer(harness, first)
     value = harness.api.secret_get_value(member(), created).decode()
 
-    kept = rows(models.RememberedAnswer, models.RememberedAnswer.request_id == first.unique_id)
+    kept = rows(models.RememberedAnswer)
 
     assert [(row.method, row.answer) for row in kept] == [("secret_generate", created)]
     assert value not in repr(kept)
@@ -228,9 +256,9 @@ def test_expired_answers_are_deleted_and_the_table_stays_bounded(harness, monkey
     monkeypatch.setattr(book, "_next_prune", 0.0)
 
     first = delivery(member(), "secret_generate", usage_type="ceph", usage_id="client.new")
-    answer(harness, first)
+    created = answer(harness, first)
 
-    assert [row.request_id for row in rows(models.RememberedAnswer)] == [first.unique_id]
+    assert [row.answer for row in rows(models.RememberedAnswer)] == [created]
 
     # The next deletion waits PRUNE_EVERY seconds, whatever the requests.
     _insert_expired(book, 10, "later")
