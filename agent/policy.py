@@ -20,6 +20,10 @@ named rules, so an override can reuse them:
 ``audit``
     An ``[auth] audit_roles`` role in the service token: reads every
     service account and nothing more.
+``custos:read_other_project_values``
+    Reading the value of a secret or the bytes of a key that belongs to
+    another project than the caller's: by default only a system-scoped
+    administrator token. Each such read is logged and announced.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ COMPOSITE = "rule:composite"
 SERVICE_OR_ADMIN = "rule:service or rule:context_is_admin"
 SERVICE_CALLER_OR_ADMIN = "rule:service_caller or rule:context_is_admin"
 COMPOSITE_OR_AUDIT = "rule:composite or rule:audit"
+#: The rule for reading another project's secret value or key bytes.
+READ_OTHER_VALUES = "custos:read_other_project_values"
 
 # RPC method -> (default check string, description).
 METHOD_RULES: dict[str, tuple[str, str]] = {
@@ -125,6 +131,10 @@ def _base_rules(conf: cfg.ConfigOpts) -> list[oslo_policy.RuleDefault]:
             "composite", "rule:project_operator and rule:service",
             "A user token of a project operator together with a service "
             "token."),
+        oslo_policy.RuleDefault(
+            READ_OTHER_VALUES, "role:admin and system_scope:all",
+            "Read the value of a secret or the bytes of a key that another "
+            "project owns. Lists across projects never carry values."),
     ]
 
 
@@ -321,16 +331,28 @@ class Scope:
     all_projects: bool = False
     context: Any = dataclasses.field(default=None, compare=False, repr=False)
     method: str | None = None
+    system: bool = False
 
     def sees(self, owner: str | None) -> bool:
         """True when a resource owned by project ``owner`` is visible.
 
-        Its own project's; for the administrator (with a project) every
-        project's and those that have none.
+        Its own project's; for the administrator (with a project, or
+        system-scoped) every project's and those that have none.
         """
         if not self.project_id:
-            return False
+            return self.all_projects and self.system
         return self.all_projects or owner == self.project_id
+
+    def reads_value_of(self, owner: str | None) -> bool:
+        """True when the caller may read the value of a visible resource of ``owner``.
+
+        Its own project's always; another project's only under
+        :data:`READ_OTHER_VALUES`.
+        """
+        if self.project_id and owner == self.project_id:
+            return True
+        return self.context is not None and check(self.context, READ_OTHER_VALUES,
+                                                  {"project_id": owner})
 
     def writes(self, owner: str | None) -> bool:
         """True when the caller may change a resource of project ``owner``.
@@ -391,10 +413,13 @@ class Scope:
         administrator's included: only an administrator acting from a
         project reaches across projects.
 
+        A system-scoped administrator passes too: it owns nothing, writes
+        nothing (:meth:`writes`), and sees every project's resources.
+
         :param action: what the caller tried, for the error.
         :raises Forbidden: a caller without a project.
         """
-        if not self.project_id:
+        if not self.project_id and not (self.all_projects and self.system):
             raise exception.Forbidden(action=action)
         return self
 
@@ -406,4 +431,5 @@ def scope(ctx: Any, method: str | None = None) -> Scope:
     :param method: the RPC method being served, for :meth:`Scope.may_act_on`.
     """
     return Scope(ctx.project_id, all_projects=check(ctx, "context_is_admin"),
-                 context=ctx, method=method)
+                 context=ctx, method=method,
+                 system=getattr(ctx, "system_scope", None) == "all")

@@ -31,7 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from agent import exception
+from agent import exception, policy
 from agent.keystore import envelope
 from agent.keystore.masterkey import MasterKeyRing
 from agent.policy import Scope
@@ -152,9 +152,13 @@ class KeyStore:
         """Return a visible object and, when asked, its bytes.
 
         :raises ManagedKeyNotFound: no such object, or another project's.
+        :raises Forbidden: another project's bytes, without the rule
+            ``custos:read_other_project_values``.
         :raises DecryptionFailed: the stored bytes failed their integrity check.
         """
         row = self._visible(session, scope, key_uuid)
+        if with_value and not scope.reads_value_of(row.project_id):
+            raise exception.Forbidden(action=policy.READ_OTHER_VALUES)
         consumers = self._consumers(session, [row.id]).get(row.id, [])
         return _info(row, consumers), self._open(row) if with_value else None
 
@@ -163,6 +167,8 @@ class KeyStore:
         """Return the visible objects, of one type when ``object_type`` is given.
 
         Ordered by creation, then UUID; two queries whatever the count.
+        Bytes (``with_value``) come only with the caller's own project's
+        objects.
         """
         query = sa.select(models.ManagedKey).order_by(models.ManagedKey.created_at,
                                                       models.ManagedKey.uuid)
@@ -172,8 +178,11 @@ class KeyStore:
             query = query.where(models.ManagedKey.object_type == object_type)
         rows = session.scalars(query).all()
         consumers = self._consumers(session, [row.id for row in rows])
+        # Values of the caller's own project only: a list never carries
+        # another project's bytes, whoever asks.
         return [(_info(row, consumers.get(row.id, [])),
-                 self._open(row) if with_value else None) for row in rows]
+                 self._open(row) if with_value and row.project_id == scope.project_id
+                 else None) for row in rows]
 
     def delete(self, session: Session, scope: Scope, key_uuid: str, *, force: bool) -> KeyInfo:
         """Delete a visible object with its data key (crypto-shredding) and consumers.

@@ -47,7 +47,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm
 from sqlalchemy.orm import Session
 
-from agent import exception, wire
+from agent import exception, policy, wire
 from agent.keystore import envelope
 from agent.keystore.masterkey import MasterKeyRing
 from agent.policy import Scope
@@ -339,23 +339,27 @@ class SecretStore:
             session.flush()
         return dataclasses.replace(info, has_value=True)
 
-    def get_value(self, session: Session, scope: Scope, uuid: str) -> bytes:
-        """Return a visible, non-private secret's value.
+    def get_value(self, session: Session, scope: Scope, uuid: str) -> tuple[SecretInfo, bytes]:
+        """Return a visible, non-private secret and its value.
 
         :raises SecretNotFound: no such secret, or not the caller's.
+        :raises Forbidden: another project's secret, and the caller may not
+            read other projects' values (``custos:read_other_project_values``).
         :raises SecretPrivate: the secret is private.
         :raises SecretNoValue: it has no value.
         """
         info, row = self._visible(session, scope, uuid)
+        if not scope.reads_value_of(info.project_id):
+            raise exception.Forbidden(action=policy.READ_OTHER_VALUES)
         if info.definition.private:
             raise exception.SecretPrivate(uuid=EPHEMERAL if info.ephemeral else uuid)
         if row is None:
             try:
-                return self.ephemeral.get_value(uuid)
+                return info, self.ephemeral.get_value(uuid)
             except exception.SecretNoValue:
                 raise exception.SecretNoValue(uuid=EPHEMERAL) from None
         # The row read for the visibility check holds the value: no second query.
-        return self._open(row)
+        return info, self._open(row)
 
     def undefine(self, session: Session, scope: Scope, uuid: str) -> SecretInfo:
         """Delete a visible secret, its value and its data key.

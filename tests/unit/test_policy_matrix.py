@@ -51,19 +51,26 @@ CALLERS: dict[str, Any] = {
     "audit": auditor(),
     "projectless": make_context(None, ["member"]),
     "projectless-admin": make_context(None, ["admin", "member"], ["service"]),
+    "system-admin": make_context(None, ["admin", "member", "reader"], system_scope="all"),
 }
 OWNER = member_with_service(P1)
 EVERYONE = {name: "ok" for name in CALLERS}
 OPERATORS = {"member": "ok", "admin": "ok", "composite": "ok",
              "member-other": "ok", "admin-other": "ok", "composite-other": "ok"}
 SERVICES = {"admin": "ok", "admin-other": "ok", "projectless-admin": "ok", "service": "ok",
-            "composite": "ok", "composite-other": "ok"}
+            "composite": "ok", "composite-other": "ok", "system-admin": "ok"}
 # Read a P1 secret: its own project, or the administrator of any project.
+# A system-scoped administrator has no project and sees every project's.
 SECRET_READ = {"member": "ok", "admin": "ok", "composite": "ok", "admin-other": "ok",
-               "member-other": "hidden", "composite-other": "hidden"}
+               "member-other": "hidden", "composite-other": "hidden", "system-admin": "ok"}
+# Read a P1 secret's value: its own project, or a system-scoped administrator
+# (custos:read_other_project_values); a project's administrator sees the
+# secret but not its value.
+SECRET_VALUE = {**SECRET_READ, "admin-other": "forbidden", "system-admin": "ok"}
 # Write a P1 secret: its own project only.
 SECRET_WRITE = {"member": "ok", "admin": "ok", "composite": "ok", "admin-other": "elsewhere",
-                "member-other": "hidden", "composite-other": "hidden"}
+                "member-other": "hidden", "composite-other": "hidden",
+                "system-admin": "elsewhere"}
 BACKUP_OWN = {"composite": "ok", "composite-other": "hidden"}
 
 
@@ -116,7 +123,7 @@ MATRIX: dict[str, tuple[Call, dict[str, str]]] = {
         {**SERVICES, "service-user": "ok"}),
     "initiator_data_get": (
         lambda api, ctx, r: api.initiator_data_get(ctx, INITIATOR, "lvm"),
-        {"admin": "ok", "admin-other": "ok", "projectless-admin": "ok"}),
+        {"admin": "ok", "admin-other": "ok", "projectless-admin": "ok", "system-admin": "ok"}),
     "initiator_data_update": (
         lambda api, ctx, r: api.initiator_data_update(ctx, INITIATOR, "ns",
                                                       set_values={"k": "v"}),
@@ -133,18 +140,20 @@ MATRIX: dict[str, tuple[Call, dict[str, str]]] = {
     "secret_set_value": (
         lambda api, ctx, r: api.secret_set_value(ctx, r.secret, b"overwritten"), SECRET_WRITE),
     "secret_get_value": (
-        lambda api, ctx, r: api.secret_get_value(ctx, r.secret), SECRET_READ),
+        lambda api, ctx, r: api.secret_get_value(ctx, r.secret), SECRET_VALUE),
     "secret_undefine": (
         lambda api, ctx, r: api.secret_undefine(ctx, r.secret), SECRET_READ),
     "secret_list": (
         lambda api, ctx, r: seen(r.secret in {s["uuid"] for s in api.secret_list(ctx)}),
-        {**OPERATORS, "member-other": "empty", "composite-other": "empty"}),
+        {**OPERATORS, "member-other": "empty", "composite-other": "empty",
+         "system-admin": "ok"}),
     "secret_lookup_by_usage": (
         lambda api, ctx, r: api.secret_lookup_by_usage(ctx, "ceph", r.usage),
-        {**SECRET_READ, "admin-other": "hidden"}),
+        {**SECRET_READ, "admin-other": "hidden", "system-admin": "forbidden"}),
     "secret_lookup_by_usage (project_id=P1)": (
         lambda api, ctx, r: api.secret_lookup_by_usage(ctx, "ceph", r.usage, project_id=P1),
-        {"member": "ok", "admin": "ok", "composite": "ok", "admin-other": "ok"}),
+        {"member": "ok", "admin": "ok", "composite": "ok", "admin-other": "ok",
+         "system-admin": "ok"}),
     "secret_generate": (
         lambda api, ctx, r: api.secret_generate(ctx, "ceph", uuid.uuid4().hex), OPERATORS),
     "volume_glance_metadata_set": (
@@ -158,7 +167,8 @@ MATRIX: dict[str, tuple[Call, dict[str, str]]] = {
     "volume_glance_metadata_get (project_id=P1)": (
         lambda api, ctx, r: seen(api.volume_glance_metadata_get(ctx, r.volume, project_id=P1)
                                  == LICENCE),
-        {"member": "ok", "admin": "ok", "composite": "ok", "admin-other": "ok"}),
+        {"member": "ok", "admin": "ok", "composite": "ok", "admin-other": "ok",
+         "system-admin": "ok"}),
     "volume_glance_metadata_copy": (
         lambda api, ctx, r: api.volume_glance_metadata_copy(ctx, r.volume, str(uuid.uuid4()),
                                                             wait=True),

@@ -131,7 +131,14 @@ def test_the_administrator_acts_on_every_project(harness):
 
     assert {k["uuid"] for k in harness.api.key_list(admin(), metadata_only=True)} == {
         theirs, mine}
-    assert harness.api.key_get(admin(), theirs)["uuid"] == theirs
+    assert harness.api.key_get(admin(), theirs, metadata_only=True)["uuid"] == theirs
+    # Another project's bytes are a rule of their own (a system-scoped admin).
+    with pytest.raises(exception.Forbidden):
+        harness.api.key_get(admin(), theirs)
+    assert [k["value"] for k in harness.api.key_list(admin()) if k["uuid"] == theirs] == [None]
+    system_admin = make_context(project_id=None, roles=["admin"], system_scope="all")
+    assert harness.api.key_get(system_admin, theirs)["value"] is not None
+    assert [n["payload"]["uuid"] for n in harness.notifications("key.value_read")] == [theirs]
     harness.api.key_delete(admin(), theirs)
     with pytest.raises(exception.ManagedKeyNotFound):
         harness.api.key_get(member(OTHER_PROJECT), theirs)

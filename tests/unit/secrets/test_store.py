@@ -131,7 +131,7 @@ def test_a_rolled_back_move_to_memory_leaves_the_secret_in_the_database(store):
     assert uuid not in store.ephemeral
     with db_api.transaction() as session:
         assert store.describe(session, MINE, uuid).ephemeral is False
-        assert store.get_value(session, MINE, uuid) == b"v"
+        assert store.get_value(session, MINE, uuid)[1] == b"v"
 
 
 def test_a_rolled_back_move_to_the_database_keeps_the_secret_in_memory(store):
@@ -149,7 +149,7 @@ def test_a_rolled_back_move_to_the_database_keeps_the_secret_in_memory(store):
     with db_api.transaction() as session:
         assert session.scalars(sa.select(models.Secret)).all() == []
         assert store.describe(session, MINE, uuid).ephemeral is True
-        assert store.get_value(session, MINE, uuid) == b"v"
+        assert store.get_value(session, MINE, uuid)[1] == b"v"
 
 
 def test_a_value_copied_onto_another_row_does_not_decrypt(store):
