@@ -40,7 +40,6 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
-import oslo_messaging as messaging
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -52,7 +51,7 @@ LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: The id of the message being dispatched on this thread, set by
-#: :class:`RequestDispatcher`; None outside a dispatch or when the message
+#: :class:`agent.dispatch.RequestDispatcher`; None outside a dispatch or when the message
 #: carries none (oslo.messaging's ``fake:`` driver).
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "custos_request_id", default=None)
@@ -61,8 +60,9 @@ REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 #: reply goes back to its sender).
 IS_CAST: contextvars.ContextVar[bool] = contextvars.ContextVar("custos_is_cast", default=False)
 
-# oslo.messaging sends a uuid4 in hex; anything else is not used as a key.
-_REQUEST_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
+#: What a message id must look like to be used as a key (oslo.messaging sends a
+#: uuid4 in hex).
+REQUEST_ID_FORM = re.compile(r"[0-9A-Za-z-]{1,64}")
 
 #: Seconds between two deletions of old records by one agent.
 PRUNE_EVERY = 60.0
@@ -73,22 +73,6 @@ class Key(NamedTuple):
 
     request_id: str
     project_id: str
-
-
-class RequestDispatcher(messaging.RPCDispatcher):
-    """oslo.messaging's RPC dispatcher, making each message's id known to the boundary."""
-
-    def dispatch(self, incoming: Any) -> Any:
-        unique_id = getattr(incoming, "unique_id", None)
-        if not isinstance(unique_id, str) or not _REQUEST_ID.fullmatch(unique_id):
-            unique_id = None
-        token = REQUEST_ID.set(unique_id)
-        cast = IS_CAST.set(getattr(incoming, "reply_q", None) is None)
-        try:
-            return super().dispatch(incoming)
-        finally:
-            IS_CAST.reset(cast)
-            REQUEST_ID.reset(token)
 
 
 class AnswerBook:

@@ -213,6 +213,31 @@ def rpc_method(mode: transactions.Mode = transactions.WRITE, *,
     return decorator
 
 
+class RequestDispatcher(messaging.RPCDispatcher):
+    """oslo.messaging's RPC dispatcher, telling the boundary about each message.
+
+    It makes the message's id (:data:`agent.answers.REQUEST_ID`) and
+    whether it is a cast (:data:`agent.answers.IS_CAST`) known to the
+    request, and answers a method no endpoint exposes with
+    :class:`~agent.exception.UnknownMethod`, not an untyped error.
+    """
+
+    def dispatch(self, incoming: Any) -> Any:
+        unique_id = getattr(incoming, "unique_id", None)
+        if not isinstance(unique_id, str) or not answers.REQUEST_ID_FORM.fullmatch(unique_id):
+            unique_id = None
+        token = answers.REQUEST_ID.set(unique_id)
+        cast = answers.IS_CAST.set(getattr(incoming, "reply_q", None) is None)
+        try:
+            return super().dispatch(incoming)
+        except messaging.NoSuchMethod as error:
+            LOG.info("Refused unknown RPC method %r", str(error.method)[:64])
+            raise expected(exception.UnknownMethod(method=str(error.method)[:64])) from None
+        finally:
+            answers.IS_CAST.reset(cast)
+            answers.REQUEST_ID.reset(token)
+
+
 class Endpoint:
     """Base of the agent's RPC endpoints; each holds the shared runtime.
 

@@ -22,7 +22,7 @@ from oslo_messaging._drivers import common as driver_common
 from oslo_messaging.notify import listener as notify_listener
 from oslo_messaging.rpc import server as rpc_server
 
-from agent import answers, context, executor, notifier, wire
+from agent import context, dispatch, executor, notifier, wire
 from agent.events.dispatcher import EventDispatcher
 
 CONF = cfg.CONF
@@ -97,7 +97,7 @@ def cleanup() -> None:
 def get_rpc_server(host: str, endpoints: list[Any]) -> rpc_server.RPCServer:
     """Return an RPC server on exchange ``custos``, topic ``custos-agent``, named ``host``.
 
-    Its dispatcher is :class:`agent.answers.RequestDispatcher`, which lets
+    Its dispatcher is :class:`agent.dispatch.RequestDispatcher`, which lets
     the boundary know each request's message id. Requests run on
     :class:`agent.executor.LifoExecutor`, sized by
     ``executor_thread_pool_size`` as oslo.messaging's threading executor
@@ -106,7 +106,7 @@ def get_rpc_server(host: str, endpoints: list[Any]) -> rpc_server.RPCServer:
     """
     assert TRANSPORT is not None, "agent.rpc.init() was not called"
     target = messaging.Target(exchange=wire.EXCHANGE, topic=TOPIC, server=host)
-    dispatcher = answers.RequestDispatcher(
+    dispatcher = dispatch.RequestDispatcher(
         endpoints, context.RequestContextSerializer(), messaging.ExplicitRPCAccessPolicy)
     server = rpc_server.RPCServer(TRANSPORT, target, dispatcher)
     # start() builds the pool as _executor_cls(max_workers=...), and the

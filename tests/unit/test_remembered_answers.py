@@ -1,6 +1,6 @@
 """A request delivered twice changes state once, and its copy gets the first answer.
 
-Each test hands the agent's own RPC dispatcher (:class:`agent.answers.
+Each test hands the agent's own RPC dispatcher (:class:`agent.dispatch.
 RequestDispatcher`) a message as the rabbit driver hands it over: the
 request and the id its sender gave it. A copy is the same message again,
 as the broker redelivers it or a client republishes it.
