@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import oslo_messaging as messaging
+from oslo_config import cfg
 from oslo_context import context as oslo_context
 
 #: Exchange the agent's RPC server listens on and its notifier publishes on.
@@ -50,6 +51,24 @@ CHAP_KEY_USERNAME = "chap_username"
 CHAP_KEY_SECRET = "chap_secret_uuid"
 #: Set to ``true`` to make the initiator's next attach get new credentials.
 CHAP_KEY_ROTATE = "chap_rotate"
+
+
+#: ``[auth] strategy`` values: tokens validated by Keystone, or contexts believed.
+AUTH_KEYSTONE = "keystone"
+AUTH_TRUSTED = "trusted"
+
+#: ``[auth] strategy``, registered by the agent and read by the ``custos`` CLI
+#: (which offers role flags only to a trusted agent): one object, so both
+#: may register it in one process.
+AUTH_STRATEGY_OPT = cfg.StrOpt(
+    "strategy", default=AUTH_KEYSTONE, choices=[
+        (AUTH_KEYSTONE, "Validate the user and service tokens of every request with "
+                        "Keystone ([keystone_authtoken]); what the message claims about "
+                        "its caller is ignored."),
+        (AUTH_TRUSTED, "Believe the project, user and roles a message claims. Anyone "
+                       "who can publish on the bus is whoever they say: only for an "
+                       "agent on a private bus without Keystone.")],
+    help="Where the identity the policy checks comes from.")
 
 
 class RequestContext(oslo_context.RequestContext):

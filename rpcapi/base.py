@@ -15,12 +15,14 @@ or the ``version_cap`` argument) and, when capped, raises
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import oslo_messaging as messaging
 from oslo_config import cfg
 
 from agent import exception, wire
+from rpcapi import service_token as service_token_source
 
 CONF = cfg.CONF
 
@@ -32,6 +34,9 @@ upgrade_levels_opts: list[cfg.Opt] = [
              "of a later version are refused on the client side. Unset: "
              "the client's own version."),
 ]
+
+#: Default of :class:`BaseAPI`'s ``service_token``: read ``[service_user]``.
+FROM_CONF = object()
 
 _transport_lock = threading.Lock()
 _default_transport: messaging.Transport | None = None
@@ -83,6 +88,10 @@ class BaseAPI:
     :param timeout: seconds a call waits for its reply.
     :param retry: connection retries when the broker cannot be reached
         (None: forever, 0: fail at once with ``MessageDeliveryFailure``).
+    :param service_token: returns the calling service's own token, added to
+        each request whose context carries none; by default the one
+        ``[service_user]`` of the global ``CONF`` describes, when its
+        ``send_service_user_token`` is on (:mod:`rpcapi.service_token`).
     """
 
     #: The API version this client speaks (see :class:`rpcapi.CustosAPI`).
@@ -92,8 +101,11 @@ class BaseAPI:
 
     def __init__(self, transport: messaging.Transport | None = None,
                  server: str | None = None, version_cap: str | None = None,
-                 timeout: float | None = None, retry: int | None = None) -> None:
+                 timeout: float | None = None, retry: int | None = None,
+                 service_token: Callable[[], str] | None | object = FROM_CONF) -> None:
         self.retry = retry
+        if service_token is FROM_CONF:
+            service_token = service_token_source.from_conf(CONF)
         if version_cap is None:
             register_opts(CONF)
             version_cap = CONF.upgrade_levels.custos or None
@@ -104,7 +116,8 @@ class BaseAPI:
                                   server=server, version=self.RPC_API_VERSION)
         self.client = messaging.get_rpc_client(
             transport, target, version_cap=version_cap, timeout=timeout,
-            serializer=wire.RequestContextSerializer())
+            serializer=wire.RequestContextSerializer(
+                service_token=service_token))  # type: ignore[arg-type]
 
     def can_send_version(self, version: str) -> bool:
         """True when the version cap allows sending ``version``."""

@@ -32,6 +32,8 @@ from typing import Any, TypeVar
 
 import oslo_messaging as messaging
 from castellan.common import exception as castellan_exception
+from castellan.common.credentials import keystone_password, keystone_token
+from castellan.common.credentials import token as token_credential
 from castellan.common.objects import key as castellan_key
 from castellan.common.objects import managed_object
 from castellan.common.objects import opaque_data, passphrase, private_key, public_key
@@ -80,11 +82,26 @@ def _client(conf: cfg.ConfigOpts) -> CustosAPI:
     with _lock:
         api = _clients.get((url, timeout))
         if api is None:
+            _register_messaging_opts(conf)
             transport = messaging.get_rpc_transport(
                 conf, url=url, allowed_remote_exmods=wire.ALLOWED_EXMODS)
             api = CustosAPI(transport=transport, timeout=timeout)
             _clients[(url, timeout)] = api
         return api
+
+
+def _register_messaging_opts(conf: cfg.ConfigOpts) -> None:
+    """Register on ``conf`` what oslo.messaging reads but registers only on the global CONF.
+
+    castellan may hand the backend a private ``ConfigOpts``; oslo.messaging
+    registers its tracing options on ``cfg.CONF`` at import time and reads
+    them from the configuration the client was built with.
+    """
+    if conf is cfg.CONF:
+        return
+    from oslo_messaging._tracing import client as tracing
+
+    conf.register_opts(tracing.oslo_messaging_tracing, group="oslo_messaging_tracing")
 
 
 def cleanup() -> None:
@@ -122,19 +139,65 @@ def _translated(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _request_context(context: Any) -> oslo_context.RequestContext:
-    """Return the caller's request context, or refuse before anything is sent.
+def _request_context(context: Any) -> wire.RequestContext:
+    """Return what goes on the bus for the caller, or refuse before anything is sent.
 
-    :raises castellan.common.exception.Forbidden: no context, or a
-        castellan credential, which names no project and roles.
+    An oslo.context context passes its own tokens (and, for an agent that
+    believes claims, its project, user and roles); castellan's
+    ``KeystonePassword`` and ``KeystoneToken`` credentials become a token
+    through keystoneauth1, and a plain ``Token`` is that token. Nothing
+    else of the caller's (its auth plugin, its token's catalog) is sent.
+
+    :raises castellan.common.exception.Forbidden: no context, a credential
+        custos cannot turn into a token, or Keystone refused it.
     """
     if context is None:
         raise castellan_exception.Forbidden("custos needs the caller's request context")
-    if not isinstance(context, oslo_context.RequestContext):
-        raise castellan_exception.Forbidden(
-            "custos acts with the caller's oslo.context request context, "
-            f"not a {type(context).__name__}")
-    return context
+    if isinstance(context, oslo_context.RequestContext):
+        return wire.RequestContext(
+            auth_token=context.auth_token, service_token=context.service_token,
+            user_id=context.user_id, project_id=context.project_id,
+            domain_id=context.domain_id, system_scope=context.system_scope,
+            roles=list(context.roles or []),
+            service_roles=list(getattr(context, "service_roles", None) or []),
+            request_id=context.request_id, global_request_id=context.global_request_id,
+            overwrite=False)
+    if isinstance(context, (keystone_password.KeystonePassword, keystone_token.KeystoneToken)):
+        return wire.RequestContext(auth_token=_keystone_token(context), overwrite=False)
+    if isinstance(context, token_credential.Token):
+        return wire.RequestContext(auth_token=context.token, overwrite=False)
+    raise castellan_exception.Forbidden(
+        "custos acts with a Keystone token: an oslo.context request context or a "
+        f"castellan Keystone credential, not a {type(context).__name__}")
+
+
+def _keystone_token(credential: Any) -> str:
+    """Return a token for a castellan Keystone credential (one Keystone round trip)."""
+    from keystoneauth1 import exceptions as ks_exceptions
+    from keystoneauth1 import identity
+    from keystoneauth1 import session as ks_session
+
+    if not credential.auth_url:
+        raise castellan_exception.Forbidden("the Keystone credential names no auth_url")
+    scope = {name: getattr(credential, name) for name in (
+        "trust_id", "domain_id", "domain_name", "project_id", "project_name",
+        "project_domain_id", "project_domain_name")}
+    auth: Any
+    if isinstance(credential, keystone_password.KeystonePassword):
+        auth = identity.Password(
+            auth_url=credential.auth_url, username=credential.username,
+            password=credential.password, user_id=credential.user_id,
+            user_domain_id=credential.user_domain_id,
+            user_domain_name=credential.user_domain_name, **scope)
+    else:
+        auth = identity.Token(auth_url=credential.auth_url, token=credential.token, **scope)
+    try:
+        return str(ks_session.Session(auth=auth).get_token())
+    except ks_exceptions.Unauthorized:
+        raise castellan_exception.Forbidden("Keystone refused the credential") from None
+    except ks_exceptions.ClientException as error:
+        raise castellan_exception.KeyManagerError(
+            reason=f"Keystone unreachable: {type(error).__name__}") from None
 
 
 def _managed_object(found: dict[str, Any]) -> managed_object.ManagedObject:

@@ -6,10 +6,18 @@ standard error and exits 1: a custos error by its code, ``timeout`` when
 no agent replied in time, ``broker_unreachable`` when RabbitMQ did not
 take the message, ``remote_error`` for an unexpected agent failure.
 
-The request context is built from the options: ``--project-id``,
-``--user-id``, ``--roles`` (user token) and ``--service-roles`` (service
-token). Whoever can publish on the bus can claim any context, so the bus
-credentials are the real boundary, as for every OpenStack RPC service.
+The caller authenticates as the ``openstack`` client does: keystoneauth1's
+``--os-*`` options or the ``OS_*`` environment variables (``OS_AUTH_URL``,
+``OS_USERNAME``, ``OS_PASSWORD``, ``OS_PROJECT_NAME``, ... or ``OS_TOKEN``
+with ``--os-auth-type token``), and the request carries that token, which
+the agent validates with Keystone. A configuration file whose
+``[service_user]`` has ``send_service_user_token = true`` adds that service
+token too. ``health`` needs no token.
+
+Only for an agent that believes claimed contexts (``[auth] strategy =
+trusted`` in the configuration file) may the context be written by hand:
+``--project-id``, ``--user-id``, ``--roles`` (user token) and
+``--service-roles`` (service token), with no role unless given.
 
 The client loads :mod:`rpcapi`, :mod:`agent.exception`, :mod:`agent.wire`
 and oslo libraries only (no database, cryptography, policy or drivers), so
@@ -29,6 +37,9 @@ from typing import Any
 
 import agent.cmd  # noqa: F401  first: library notices and eventlet's DNS resolver off
 import oslo_messaging as messaging
+from keystoneauth1 import exceptions as ks_exceptions
+from keystoneauth1 import loading as ks_loading
+from keystoneauth1 import session as ks_session
 from oslo_config import cfg
 
 from agent import exception, wire
@@ -42,8 +53,12 @@ CONF = cfg.CONF
 BROKER_GRACE = 5.0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser with every sub-command."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Return the argument parser with every sub-command.
+
+    :param argv: the command line, from which keystoneauth1 reads
+        ``--os-auth-type`` to know which plugin's options to offer.
+    """
     parser = argparse.ArgumentParser(prog="custos", description="custos-agent client")
     parser.add_argument("--config-file", action="append", default=[],
                         help="configuration file naming transport_url (repeatable)")
@@ -55,12 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
                              "json otherwise)")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds to wait for a reply (default 30)")
-    parser.add_argument("--project-id", default=os.environ.get("OS_PROJECT_ID"))
-    parser.add_argument("--user-id", default=os.environ.get("OS_USER_ID"))
-    parser.add_argument("--roles", type=argtypes.comma_list, default=argtypes.comma_list("admin"),
-                        help="comma-separated user-token roles (default: admin)")
-    parser.add_argument("--service-roles", type=argtypes.comma_list, default=argtypes.comma_list("service"),
-                        help="comma-separated service-token roles (default: service)")
+    claimed = parser.add_argument_group(
+        "claimed identity", "only for an agent with [auth] strategy = trusted, which "
+                            "believes what a message claims")
+    claimed.add_argument("--project-id")
+    claimed.add_argument("--user-id")
+    claimed.add_argument("--roles", type=argtypes.comma_list,
+                         help="comma-separated user-token roles (default: none)")
+    claimed.add_argument("--service-roles", type=argtypes.comma_list,
+                         help="comma-separated service-token roles (default: none)")
+    parser.add_argument("--os-cacert", default=os.environ.get("OS_CACERT"),
+                        help="CA bundle that signed Keystone's certificate (env OS_CACERT)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="do not verify Keystone's TLS certificate")
+    ks_loading.register_auth_argparse_arguments(parser, list(argv or []), default="password")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for module in commands.MODULES:
@@ -81,6 +104,55 @@ def _name_policies(subparsers: argparse._SubParsersAction) -> None:
                 _name_policies(action)
 
 
+_CLAIMS = ("project_id", "user_id", "roles", "service_roles")
+
+
+def _context(args: argparse.Namespace) -> wire.RequestContext:
+    """Return the request context: a Keystone token, or claims for a trusted agent.
+
+    :raises ConfigurationError: role flags for an agent that validates
+        tokens, or keystoneauth1 options that do not describe a plugin.
+    :raises Unauthorized: Keystone refused the credentials.
+    :raises AuthUnavailable: Keystone could not be reached.
+    """
+    CONF.register_opt(wire.AUTH_STRATEGY_OPT, group="auth")
+    trusted = CONF.auth.strategy == wire.AUTH_TRUSTED
+    claims = {name: getattr(args, name) for name in _CLAIMS if getattr(args, name) is not None}
+    if claims and not trusted:
+        flags = ", ".join("--" + name.replace("_", "-") for name in claims)
+        raise exception.ConfigurationError(
+            reason=f"{flags}: a claimed identity is believed only by an agent with "
+                   "[auth] strategy = trusted; authenticate with OS_* variables instead")
+    token = _token(args, required=not trusted and getattr(args, "method", None) != "health")
+    return wire.RequestContext(auth_token=token, project_id=claims.get("project_id"),
+                               user_id=claims.get("user_id"),
+                               roles=claims.get("roles") or [],
+                               service_roles=claims.get("service_roles") or [],
+                               overwrite=False)
+
+
+def _token(args: argparse.Namespace, required: bool) -> str | None:
+    """Return a token for the keystoneauth1 options given, or None when none are."""
+    try:
+        auth = ks_loading.load_auth_from_argparse_arguments(args)
+    except ks_exceptions.MissingRequiredOptions as error:
+        if not required:
+            return None
+        names = ", ".join("OS_" + opt.dest.upper() for opt in error.options)
+        raise exception.ConfigurationError(
+            reason=f"authenticate with Keystone: set {names} (or the --os-* options)") from None
+    except ks_exceptions.NoMatchingPlugin as error:
+        raise exception.ConfigurationError(reason=str(error)) from None
+    session = ks_session.Session(auth=auth,
+                                 verify=False if args.insecure else (args.os_cacert or True))
+    try:
+        return str(session.get_token())
+    except ks_exceptions.Unauthorized:
+        raise exception.Unauthorized(reason="Keystone refused the credentials") from None
+    except ks_exceptions.ClientException as error:
+        raise exception.AuthUnavailable() from error
+
+
 def _fail(code: str, message: str) -> int:
     print(f"custos: {code}: {message.splitlines()[0] if message else ''}", file=sys.stderr)
     return 1
@@ -91,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     :returns: 0 when the agent answered, 1 on any failure.
     """
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     # Standard error carries one line per failure; library chatter such as
     # reconnect attempts only with --debug.
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.CRITICAL + 1,
@@ -104,9 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (cfg.Error, OSError, messaging.MessagingException) as error:
         return _fail("configuration_error", str(error))
 
-    ctxt = wire.RequestContext(project_id=args.project_id, user_id=args.user_id,
-                               roles=args.roles, service_roles=args.service_roles,
-                               overwrite=False)
+    try:
+        ctxt = _context(args)
+    except (exception.CustosException, cfg.Error) as error:
+        code = getattr(error, "code", "configuration_error")
+        return _fail(code, getattr(error, "msg", str(error)))
     outcome: dict[str, Any] = {}
 
     def run() -> None:

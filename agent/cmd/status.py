@@ -26,7 +26,9 @@ from sqlalchemy import exc as sa_exc
 
 import agent.cmd  # noqa: F401  silences library deprecation notices first
 from agent import exception, log, policy, rpc
+from agent.conf import auth as auth_conf
 from agent.connections.backends import load_backends
+from agent.identity import tokenless
 from agent.keystore import keyset, masterkey
 from db import api as db_api
 from db import migration
@@ -155,6 +157,38 @@ def check_policy_file() -> Result:
     return Result(Code.SUCCESS)
 
 
+def check_identity() -> Result:
+    """The agent validates tokens; a trusted agent says who would be refused.
+
+    With ``[auth] strategy = trusted`` anyone who can publish on the bus
+    acts as any project, which is a warning. The requests that agent saw
+    without a token (counted per claimed user and method in
+    ``$state_path/tokenless_requests.json``) are the callers that switching
+    to ``keystone`` would refuse; none means the switch refuses nobody.
+    """
+    if CONF.auth.strategy != auth_conf.TRUSTED:
+        if not CONF.keystone_authtoken.auth_type:
+            return Result(Code.FAILURE, "[auth] strategy = keystone needs the agent's service "
+                                        "user in [keystone_authtoken] (auth_type, auth_url, "
+                                        "username, ...)")
+        return Result(Code.SUCCESS, "tokens are validated by Keystone")
+    message = ("[auth] strategy = trusted: the agent believes whatever a message claims, so "
+               "anyone who can publish on the bus acts as any project or the administrator")
+    try:
+        counts = tokenless.read(tokenless.path(CONF.state_path))
+    except (OSError, ValueError) as error:
+        return Result(Code.WARNING, f"{message}; the tokenless request counts cannot be "
+                                    f"read ({type(error).__name__})")
+    if not counts:
+        return Result(Code.WARNING, f"{message}. Every request seen carried a token: "
+                                    "switching to strategy = keystone refuses nobody")
+    callers = "; ".join(f"user {c.get('user_id')} {c.get('method')} x{c.get('requests')}"
+                        for c in counts[:20])
+    more = f" and {len(counts) - 20} more" if len(counts) > 20 else ""
+    return Result(Code.WARNING, f"{message}. Requests without a token, which strategy = "
+                                f"keystone would refuse: {callers}{more}")
+
+
 class Checks(upgradecheck.UpgradeCommands):
     """The checks of ``custos-status upgrade check``, in the order they run."""
 
@@ -165,6 +199,7 @@ class Checks(upgradecheck.UpgradeCommands):
         ("Volume backends", lambda self: check_backends()),
         ("Message broker", lambda self: check_broker()),
         ("Policy file", lambda self: check_policy_file()),
+        ("Identity", lambda self: check_identity()),
         ("Policy file format", (common_checks.check_policy_json, {"conf": CONF})),
     )
 

@@ -2,22 +2,17 @@
 
 from oslo_config import cfg
 
+from agent import wire
+
 group = cfg.OptGroup("auth", title="Identity and the role names used by the default policy")
 
 #: Every RPC method but ``health`` needs tokens Keystone validated.
-KEYSTONE = "keystone"
+KEYSTONE = wire.AUTH_KEYSTONE
 #: The context is taken as the caller wrote it (no Keystone on the bus).
-TRUSTED = "trusted"
+TRUSTED = wire.AUTH_TRUSTED
 
 opts: list[cfg.Opt] = [
-    cfg.StrOpt("strategy", default=KEYSTONE, choices=[
-        (KEYSTONE, "Validate the user and service tokens of every request "
-                   "with Keystone ([keystone_authtoken]); what the message "
-                   "claims about its caller is ignored."),
-        (TRUSTED, "Believe the project, user and roles a message claims. "
-                  "Anyone who can publish on the bus is whoever they say: "
-                  "only for an agent on a private bus without Keystone.")],
-               help="Where the identity the policy checks comes from."),
+    wire.AUTH_STRATEGY_OPT,
     cfg.IntOpt("identity_cache_size", default=50000, min=1,
                help="Most validated tokens remembered at once (keystone "
                     "strategy); the least recently used is forgotten first."),

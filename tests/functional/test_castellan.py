@@ -182,7 +182,9 @@ def test_cli_keeps_reads_and_deletes_a_key(key_agent: AgentProcess, tmp_path: Pa
     shown = json.loads(run_script("custos", key_agent.config, *as_member,
                                   "key", "get", key_id).stdout)
     listed = json.loads(run_script("custos", key_agent.config, *as_member, "key", "list",
-                                   "--object-type", "passphrase", "--metadata-only").stdout)
+                                   "--object-type", "passphrase").stdout)
+    with_values = json.loads(run_script("custos", key_agent.config, *as_member, "key", "list",
+                                        "--object-type", "passphrase", "--with-values").stdout)
     refused = run_script("custos", key_agent.config, *as_member, "key", "delete", key_id,
                          check=False)
     run_script("custos", key_agent.config, *as_member, "key", "delete", key_id, "--force")
@@ -193,6 +195,8 @@ def test_cli_keeps_reads_and_deletes_a_key(key_agent: AgentProcess, tmp_path: Pa
                                    "resource_id": "i-1"}]
     assert key_id in [found["uuid"] for found in listed]
     assert all(found["value"] is None for found in listed)
+    assert [base64.b64decode(found["value"]) for found in with_values
+            if found["uuid"] == key_id] == [value]
     assert refused.returncode == 1 and refused.stderr.startswith("custos: key_has_consumers: ")
     assert gone.returncode == 1 and gone.stderr.startswith("custos: managed_key_not_found: ")
 

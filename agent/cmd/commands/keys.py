@@ -3,7 +3,8 @@
 Object bytes are never taken from the command line, where other users of
 the machine would see them in the process list: ``key store`` reads them
 from ``--file`` or, by default, standard input (raw bytes).  ``key get``
-and ``key list`` print them as base64 in the JSON output.
+prints them as base64 in the JSON output, and ``key list`` only with
+``--with-values`` (a listing prints metadata by default).
 """
 
 from __future__ import annotations
@@ -91,9 +92,10 @@ def register(subparsers: Any) -> None:
 
     listing = actions.add_parser("list", help="list the project's objects")
     listing.add_argument("--object-type", choices=OBJECT_TYPES)
-    listing.add_argument("--metadata-only", action="store_true")
+    listing.add_argument("--with-values", action="store_true",
+                         help="also print each object's bytes, base64 (default: metadata only)")
     listing.set_defaults(method="key_list", handler=lambda api, ctxt, args: [_printable(found) for found in (
-        api.key_list(ctxt, object_type=args.object_type, metadata_only=args.metadata_only))])
+        api.key_list(ctxt, object_type=args.object_type, metadata_only=not args.with_values))])
 
     delete = actions.add_parser("delete", help="delete an object and its data key")
     delete.add_argument("uuid")

@@ -12,7 +12,7 @@ import pytest
 from castellan import key_manager as castellan_key_manager
 from castellan import options as castellan_options
 from castellan.common import exception as castellan_exception
-from castellan.common.credentials import token
+from castellan.common.credentials import keystone_password, keystone_token, password
 from castellan.common.objects import opaque_data, passphrase, private_key, public_key
 from castellan.common.objects import symmetric_key, x_509
 from oslo_context import context as oslo_context
@@ -72,8 +72,13 @@ def test_construction_and_option_listing_build_no_transport(unreachable, conf):
     assert key_manager._clients == {}
 
 
-@pytest.mark.parametrize("context", [None, token.Token("a-token")])
-def test_without_a_request_context_it_refuses_before_any_rpc(unreachable, context):
+@pytest.mark.parametrize("context", [
+    None, password.Password("a-user", "a-password"),
+    keystone_password.KeystonePassword("a-password", username="a-user"),
+    keystone_token.KeystoneToken("a-token")],
+    ids=["none", "password without Keystone", "Keystone password without auth_url",
+         "Keystone token without auth_url"])
+def test_without_a_token_it_refuses_before_any_rpc(unreachable, context):
     calls = [lambda: unreachable.create_key(context, "AES", 256),
              lambda: unreachable.create_key_pair(context, "RSA", 2048),
              lambda: unreachable.store(context, passphrase.Passphrase(b"p")),
