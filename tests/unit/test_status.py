@@ -145,3 +145,35 @@ def test_staged_key_check_names_a_node_that_lacks_the_staged_key(checked):
     assert staged.code == Code.SUCCESS
     assert lacking.code == Code.FAILURE
     assert "keys stage" in lacking.details
+
+
+def test_identity_check_warns_for_a_trusted_agent_and_names_tokenless_callers(checked):
+    from agent.identity import tokenless
+    from agent.identity.authenticator import Authenticator
+    from agent.wire import RequestContext
+
+    assert status.check_identity().code == Code.WARNING
+    assert "refuses nobody" in status.check_identity().details
+
+    counter = tokenless.TokenlessCounter(tokenless.path(checked.state_path))
+    authn = Authenticator(checked, tokenless_counter=counter)
+    for _ in range(3):
+        authn.identify(RequestContext(user_id="cinder-legacy", overwrite=False),
+                       "initialize_connection")
+    authn.identify(RequestContext(user_id="nova", auth_token="t", overwrite=False),
+                   "vendordata_get")
+    counter.flush()
+
+    result = status.check_identity()
+    assert result.code == Code.WARNING
+    assert "user cinder-legacy initialize_connection x3" in result.details
+    assert "nova" not in result.details
+    assert oct(os.stat(tokenless.path(checked.state_path)).st_mode & 0o777) == "0o600"
+
+
+def test_identity_check_needs_the_agents_service_user_in_keystone_mode(checked):
+    checked.set_override("strategy", "keystone", group="auth")
+    assert status.check_identity().code == Code.FAILURE
+
+    checked.set_override("auth_type", "password", group="keystone_authtoken")
+    assert status.check_identity().code == Code.SUCCESS
