@@ -3,9 +3,10 @@
 :class:`KeystoneServer` runs the ``keystone`` package from the package
 index (installed into ``.keystone-venv`` by ``tools/keystone-venv.sh``)
 the way a deployment does, scaled down: SQLite in a temporary directory,
-fernet tokens, ``keystone-manage db_sync``, ``fernet_setup`` and
-``bootstrap``, and gunicorn on a free port of 127.0.0.1 serving
-:mod:`tests.functional.keystone_wsgi`. Keystone's in-process cache is on
+fernet tokens, ``keystone-manage db_sync``, ``fernet_setup``,
+``credential_setup`` and ``bootstrap`` (in one process:
+:mod:`tests.functional.keystone_manage`), and gunicorn on a free port of
+127.0.0.1 serving :mod:`tests.functional.keystone_wsgi`. Keystone's in-process cache is on
 (without it each validation costs about 250 ms) and passwords are hashed
 with bcrypt's fewest rounds.
 
@@ -63,8 +64,7 @@ REGION = "RegionOne"
 # Seconds an expired token lived (see expired_token).
 SHORT_LIFETIME = 2
 # keystone-manage's key setup makes its files owned by this user and group.
-OWNER = ("--keystone-user", pwd.getpwuid(os.getuid()).pw_name,
-         "--keystone-group", grp.getgrgid(os.getgid()).gr_name)
+OWNER = (pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name)
 
 SERVICE_USERS = ("custos", "nova", "cinder")
 # user -> (project, role) assignments made by populate(); eve's is on the domain.
@@ -273,30 +273,29 @@ class KeystoneServer:
         (self.base / "keystone-short.conf").write_text(
             f"[DEFAULT]\nlog_file = {self.base / 'keystone-short.log'}\n"
             f"[token]\nexpiration = {SHORT_LIFETIME}\n")
-        # The key repositories do not need the database: set them up meanwhile.
-        self._manage(["db_sync"], ["fernet_setup", *OWNER], ["credential_setup", *OWNER])
-        self._manage(["bootstrap", "--bootstrap-password", self.passwords["admin"],
-                      "--bootstrap-region-id", REGION, "--bootstrap-public-url", self.url,
-                      "--bootstrap-internal-url", self.url])
+        owner = f"--keystone-user {OWNER[0]} --keystone-group {OWNER[1]}"
+        self._manage("db_sync", f"fernet_setup {owner}", f"credential_setup {owner}",
+                     f"bootstrap --bootstrap-region-id {REGION} --bootstrap-public-url "
+                     f"{self.url} --bootstrap-internal-url {self.url}")
         self._prepared = True
 
-    def _manage(self, *commands: list[str]) -> None:
-        """Run ``keystone-manage`` once per command, all at the same time."""
-        runs = []
-        for args in commands:
-            command = [str(VENV / "bin" / "keystone-manage"), "--config-file",
-                       str(self._config), *args]
-            runs.append((command, subprocess.Popen(command, stdout=subprocess.PIPE,
-                                                   stderr=subprocess.STDOUT, cwd=self.base)))
-        failures = []
-        for command, process in runs:
-            output, _ = process.communicate(timeout=300)
-            if process.returncode != 0:
-                # The bootstrap password is an argument: never shown.
-                shown = " ".join(command).replace(self.passwords["admin"], "***")
-                failures.append(f"{shown} failed:\n{output.decode(errors='replace')}")
-        if failures:
-            raise KeystoneError("\n".join(failures) + "\n" + self.logs())
+    def _manage(self, *commands: str) -> None:
+        """Run keystone-manage ``commands`` in order, in one process (keystone_manage.py).
+
+        :raises KeystoneError: when one fails; its output and the logs are
+            in the message.
+        """
+        env = {name: value for name, value in os.environ.items()
+               if not name.startswith("OS_BOOTSTRAP_")}
+        # In the environment rather than on a command line others can read.
+        env.update(OS_BOOTSTRAP_PASSWORD=self.passwords["admin"], PYTHONPATH=str(REPO))
+        result = subprocess.run([str(VENV / "bin" / "python"), "-P", "-m",
+                                 "tests.functional.keystone_manage", str(self._config),
+                                 *commands], env=env, cwd=self.base, capture_output=True,
+                                text=True, timeout=300)
+        if result.returncode != 0:
+            raise KeystoneError(f"keystone-manage {', '.join(commands)} failed:\n"
+                                f"{result.stdout}{result.stderr}\n{self.logs()}")
 
     # -- the tests' projects and users ---------------------------------------
 
