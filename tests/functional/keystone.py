@@ -108,6 +108,7 @@ class _Instance:
 
     @property
     def url(self) -> str:
+        """The Identity v3 URL of this gunicorn."""
         return f"http://127.0.0.1:{self.port}/v3"
 
     def start(self, logs: Callable[[], str]) -> None:
@@ -150,6 +151,7 @@ class _Instance:
             return False
 
     def running(self) -> bool:
+        """True while gunicorn runs."""
         return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
@@ -202,6 +204,7 @@ class KeystoneServer:
 
     @property
     def port(self) -> int:
+        """The port on 127.0.0.1; it stays the same across :meth:`stop` and :meth:`start`."""
         return self._main.port
 
     def project_id(self, name: str) -> str:
