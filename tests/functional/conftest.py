@@ -32,6 +32,8 @@ from tests.functional.agentproc import AgentProcess
 from tests.common import NotificationRecorder, nobody
 from tests.functional.canary import CANARY, RecordingClient
 from tests.functional.inprocess import InProcessAgent
+from tests.functional.keystone import KeystoneError, KeystoneServer, start_keystone
+from tests.functional.private_services import unavailable
 
 CONF = cfg.CONF
 # An agent a test starts: a custos-agent process or one in the test process.
@@ -439,3 +441,20 @@ def cinder(rabbit_url: str) -> Iterator[services.Service]:
     service = services.cinder(rabbit_url)
     yield service
     service.close()
+
+
+@pytest.fixture(scope="session")
+def keystone() -> Iterator[KeystoneServer]:
+    """A real Keystone of this test process's own (tests/functional/keystone.py).
+
+    Installed into .keystone-venv on first use, started once per test
+    process and populated with the tests' projects and users. Tests may
+    stop and start it (``keystone.outage()``); it is removed at the end.
+    """
+    try:
+        server = start_keystone()
+    except KeystoneError as error:
+        unavailable(f"Keystone could not start: {error}")
+        raise AssertionError("unreachable") from error
+    yield server
+    server.remove()
