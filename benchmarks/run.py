@@ -3,7 +3,12 @@
 One run, one broker: a fresh RabbitMQ virtual host holds both the no-op
 baseline (:mod:`benchmarks.noop_server`) and a real ``custos-agent``
 started from its console script on SQLite (or a fresh PostgreSQL database
-with ``--database postgresql``). Each figure is printed with p50, p99 and
+with ``--database postgresql``). The agent validates every token with a
+real Keystone of the run's own (``[auth] strategy = keystone``, the
+default; ``--auth trusted`` believes claimed contexts instead): the callers
+send a member's, an administrator's and a service's tokens, each validated
+once before the timed requests, as a serving agent has them in its cache.
+The no-op server validates nothing. Each figure is printed with p50, p99 and
 the absolute numbers, as a ratio against the baseline where SPEC §5 asks
 for one, and the table is written into ``docs/benchmarks.rst``.
 
@@ -86,8 +91,8 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace, transport: messaging.Transport,
                  agent: processes.ServerProcess, noop: processes.ServerProcess,
-                 database_url: str,
-                 vendordata: VendordataTarget, config: Path) -> None:
+                 database_url: str, vendordata: VendordataTarget, config: Path,
+                 callers: tuple[RequestContext, RequestContext, RequestContext]) -> None:
         self.requests: int = args.requests
         self.rounds: int = args.rounds
         self.warmup: int = args.warmup
@@ -109,9 +114,7 @@ class Bench:
             transport, messaging.Target(topic=processes.NOOP_TOPIC, version="1.0"),
             timeout=60, serializer=RequestContextSerializer())
         self.engine = sa.create_engine(database_url)
-        self.operator = _context(["member"], [])
-        self.admin = _context(["admin"], [])
-        self.service = _context([], ["service"])
+        self.operator, self.admin, self.service = callers
         self.nobody = _context([], [])
         self.vendordata = vendordata
         self.vendordata_name = VENDORDATA_NAME
@@ -190,6 +193,20 @@ def _context(roles: list[str], service_roles: list[str]) -> RequestContext:
                           service_roles=service_roles, overwrite=False)
 
 
+def callers(keystone: Any) -> tuple[RequestContext, RequestContext, RequestContext]:
+    """The operator, administrator and service contexts the figures call with.
+
+    With a Keystone, each carries a real token (a member of ``p1``, the
+    administrator of ``p1``, the ``nova`` service user); without one, the
+    claimed roles of a trusted agent.
+    """
+    if keystone is None:
+        return _context(["member"], []), _context(["admin"], []), _context([], ["service"])
+    return (RequestContext(auth_token=keystone.token("alice", "p1"), overwrite=False),
+            RequestContext(auth_token=keystone.token("dave", "p1"), overwrite=False),
+            RequestContext(service_token=keystone.token("nova", "service"), overwrite=False))
+
+
 @contextlib.contextmanager
 def database(kind: str, workdir: Path) -> Iterator[str]:
     """Yield the URL of an empty database of ``kind``, dropped afterwards."""
@@ -216,8 +233,12 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
 
 
 def agent_config(workdir: Path, url: str, exchange: str, database_url: str,
-                 vendordata: VendordataTarget) -> Path:
-    """Write the benchmark agent's configuration file."""
+                 vendordata: VendordataTarget, keystone: Any = None) -> Path:
+    """Write the benchmark agent's configuration file.
+
+    :param keystone: the Keystone that validates tokens; None for a
+        trusted agent.
+    """
     sections: dict[str, dict[str, Any]] = {
         "DEFAULT": {"host": "bench-agent", "state_path": str(workdir / "state"),
                     "transport_url": url, "control_exchange": exchange,
@@ -227,7 +248,10 @@ def agent_config(workdir: Path, url: str, exchange: str, database_url: str,
                   "target_portal": "192.0.2.10:3260",
                   "target_iqn_prefix": "iqn.2010-10.org.example"},
         "vendordata": {"targets": f"{VENDORDATA_NAME}@{vendordata.url}", "cache_ttl": 3600},
+        "auth": {"strategy": "trusted" if keystone is None else "keystone"},
     }
+    if keystone is not None:
+        sections["keystone_authtoken"] = keystone.agent_options()
     (workdir / "state").mkdir(exist_ok=True)
     return agentproc.write_config(workdir / "custos-bench.conf", sections)
 
@@ -265,6 +289,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rabbit-url", default="rabbit://guest:guest@127.0.0.1:5672/",
                         help="the broker; a virtual host of the run's own is made on it")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--auth", choices=["keystone", "trusted"], default="keystone",
+                        help="keystone: tokens validated by a real Keystone of the run's own "
+                             "(the default); trusted: claimed contexts believed")
     parser.add_argument("--requests", type=int, default=2000,
                         help="timed requests per side of each latency figure")
     parser.add_argument("--rounds", type=int, default=10,
@@ -310,6 +337,12 @@ def main(argv: list[str] | None = None) -> int:
             stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         vendordata = VendordataTarget()
         stack.callback(vendordata.close)
+        keystone = None
+        if args.auth == "keystone":
+            from tests.functional.keystone import start_keystone
+
+            keystone = start_keystone()
+            stack.callback(keystone.remove)
         url = stack.enter_context(broker.private_vhost(args.rabbit_url))
         database_url = stack.enter_context(database(args.database, workdir))
         rpc.register_opts(CONF)
@@ -318,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         transport = messaging.get_rpc_transport(CONF, url=url,
                                                 allowed_remote_exmods=rpc.ALLOWED_EXMODS)
         stack.callback(transport.cleanup)
-        config = agent_config(workdir, url, exchange, database_url, vendordata)
+        config = agent_config(workdir, url, exchange, database_url, vendordata, keystone)
         probe_ctx = _context([], [])
         noop_probe = messaging.get_rpc_client(
             transport, messaging.Target(topic=processes.NOOP_TOPIC, version="1.0"),
@@ -346,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         noop_startup = statistics.median(noop_starts)
         agent_startup = statistics.median(agent_starts)
 
-        bench = Bench(args, transport, agent, noop, database_url, vendordata, config)
+        bench = Bench(args, transport, agent, noop, database_url, vendordata, config,
+                      callers(keystone))
         stack.callback(bench.engine.dispose)
         bench.agent_startup_s, bench.noop_startup_s = agent_startup, noop_startup
         results = []
@@ -356,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(figure.run(bench))
 
     facts = report.machine()
-    facts["setup"] = (f"database: {args.database}; RabbitMQ {broker.rabbitmq_version()} on "
+    facts["setup"] = (f"database: {args.database}; identity: {args.auth}; RabbitMQ {broker.rabbitmq_version()} on "
                       f"{args.rabbit_url.split('@')[-1]}; {args.requests} timed requests per side "
                       f"in {args.rounds} alternating rounds after {args.warmup} warm-up requests")
     print(f"custos benchmark, {started_at:%Y-%m-%d %H:%M} UTC; {facts['cpus']}; "
