@@ -22,19 +22,22 @@ How a lookup runs:
   the start of the lookup, enforced on the socket
   (:mod:`agent.vendordata.exchange`): a target that trickles a byte a
   second is cut off at it.  Each read also has the read timeout, so a
-  silent target ends sooner.  Connection failures (refused, reset, closed
-  before an answer, connect timeout) are retried a bounded number of
-  times with a short jittered back-off.  Answers with an error status,
-  read timeouts and answers broken off half-way are not retried: the
-  target received the request and retrying would double its load for an
-  answer that is unlikely to change.
+  silent target ends sooner.  Only a request that was not sent in full
+  (connection refused, connect timeout, reset while sending) is retried,
+  a bounded number of times with a short jittered back-off.  Once the
+  target has had the whole request it is never sent again: not after a
+  connection closed without an answer, a read timeout, an answer broken
+  off half-way or an error status, since the target may have acted on
+  it (a target that creates something per request would create it
+  twice).
 * Everything also lives inside one overall ``deadline`` (normally longer
   than an exchange).  :meth:`Fetcher.fetch_all` returns as soon as its
   slowest target is done or cut off; a target still waiting for a thread
   of its lane then is reported as ``deadline exceeded``.
-* Answers are refused as soon as they pass ``max_response_bytes``; a 2xx
-  answer with an empty body is ``{}``; any other answer must be a JSON
-  object.
+* Answers are refused as soon as they pass ``max_response_bytes``, after
+  gzip decoding; a 2xx answer with an empty body is ``{}``; any other
+  answer may be any JSON value (object, list, string, number, null) and
+  is returned as it came, as Nova does.
 * ``Cache-Control: no-store`` (or ``no-cache``, which a cache that cannot
   revalidate must treat the same) gives a TTL of 0, ``max-age=N`` a TTL of
   N seconds; without a hint the TTL is ``None`` (the caller's default).
@@ -119,7 +122,8 @@ class FetchResult:
 
     :param target: the target's name.
     :param ok: True when ``data`` holds a good answer.
-    :param data: the answer (a JSON object) when ``ok``, else ``None``.
+    :param data: the answer (any JSON value, ``None`` for ``null``) when
+        ``ok``, else ``None``.
     :param reason: why the target failed; ``None`` when ``ok``.
     :param ttl: from the answer's ``Cache-Control``: ``None`` to use the
         default TTL, 0 not to store the answer, else seconds.
@@ -129,7 +133,7 @@ class FetchResult:
 
     target: str
     ok: bool
-    data: dict[str, Any] | None = None
+    data: Any = None
     reason: str | None = None
     ttl: float | None = None
     status: int | None = None
@@ -328,7 +332,7 @@ class Fetcher:
         return result(ok=True, data=data, ttl=ttl, status=status)
 
     def _attempt(self, target: Target, payload: bytes, headers: dict[str, str],
-                 deadline_at: float) -> tuple[dict[str, Any], float | None, int]:
+                 deadline_at: float) -> tuple[Any, float | None, int]:
         """Make one request; return (data, ttl, status) or raise ExchangeFailed."""
         if self._closed.is_set():
             raise exchange.ExchangeFailed("agent stopping")
@@ -345,8 +349,6 @@ class Fetcher:
             data = json.loads(answer.body)
         except ValueError:
             raise exchange.ExchangeFailed("answer is not JSON", status=answer.status) from None
-        if not isinstance(data, dict):
-            raise exchange.ExchangeFailed("answer is not a JSON object", status=answer.status)
         return data, ttl, answer.status
 
 
