@@ -285,3 +285,22 @@ def gzip_reply(obj: Any = None, raw: bytes | None = None, status: int = 200) -> 
         h.reply(status, body, {"Content-Type": "application/json",
                                "Content-Encoding": "gzip"})
     return behave
+
+
+def accept_only(token: str, obj: Any) -> Behaviour:
+    """Answer ``obj`` to a request carrying ``X-Auth-Token: token``, 401 to any other."""
+    def behave(h: _Handler) -> None:
+        if h.headers.get("X-Auth-Token") == token:
+            h.reply(200, json.dumps(obj).encode(), {"Content-Type": "application/json"})
+        else:
+            h.reply(401, b'{"error": "token refused"}', {"Content-Type": "application/json"})
+    return behave
+
+
+def keystone_issuing(prefix: str) -> Behaviour:
+    """Play Keystone issuing a new token at each request: ``prefix-1``, ``prefix-2``, ..."""
+    issued = itertools.count(1)
+
+    def behave(h: _Handler) -> None:
+        keystone_tokens(f"{prefix}-{next(issued)}")(h)
+    return behave

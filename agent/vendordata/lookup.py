@@ -88,12 +88,14 @@ class VendordataLookup:
         self.cache = VendordataCache(options.cache_ttl, max_bytes=options.cache_max_bytes)
         self.fetcher: Fetcher | None = None
         if self.targets:
+            token = auth.service_token(conf)
             self.fetcher = Fetcher(
                 connect_timeout=options.connect_timeout,
                 read_timeout=options.read_timeout,
                 max_response_bytes=options.max_response_bytes,
                 deadline=options.deadline, retries=options.retries,
-                headers=auth.token_headers(conf),
+                headers=token.headers if token else None,
+                renew=token.renew if token else None,
                 max_per_target=options.max_concurrent_per_target,
                 verify=auth.tls_verify(conf))
 

@@ -20,7 +20,8 @@ from agent.vendordata import bootroles
 from db import api as db_api
 from tests.common import PROJECT, admin, make_context, member, service_only
 from tests.stub_server import (
-    after, close_connection, gzip_reply, json_reply, keystone_tokens, raw_reply)
+    accept_only, after, close_connection, gzip_reply, json_reply, keystone_issuing,
+    keystone_tokens, raw_reply)
 
 SERVICE_TOKEN = "gAAAAAB-agent-service-token-3f9c"
 USER_TOKEN = "gAAAAAB-user-token-must-not-travel"
@@ -392,6 +393,20 @@ def test_targets_get_the_agents_token_never_the_users(keystone, harness, capture
     assert len(keystone.seen("/v3/auth/tokens")) == 1
     text = "\n".join(r.getMessage() for r in captured_logs.records)
     assert SERVICE_TOKEN not in text and KEYSTONE_PASSWORD not in text
+
+
+def test_a_refused_service_token_is_renewed_and_the_target_asked_again(
+        keystone, harness, captured_logs):
+    keystone.route("/v3/auth/tokens", keystone_issuing("svc"))
+    keystone.route("/a", accept_only("svc-2", {"from": "a"}))
+
+    result = harness.api.vendordata_get(service_only(), instance())
+
+    assert result == {"a": {"from": "a"}, "b": {"from": "b"}}
+    assert [s.headers.get("X-Auth-Token") for s in keystone.seen("/a")] == ["svc-1", "svc-2"]
+    assert not harness.notifications("vendordata.fetch.error")
+    text = "\n".join(r.getMessage() for r in captured_logs.records)
+    assert "svc-1" not in text and "svc-2" not in text and KEYSTONE_PASSWORD not in text
 
 
 def test_failures_never_carry_the_token(keystone, harness, captured_logs):
