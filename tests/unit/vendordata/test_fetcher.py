@@ -338,17 +338,41 @@ def test_a_request_the_target_read_in_full_is_never_posted_again(server):
     assert len(server.seen("/close")) == 1
 
 
-def test_a_kept_connection_the_target_closed_is_replaced_before_sending(server, fetcher):
+def test_a_request_that_could_not_be_sent_is_retried(server, monkeypatch):
+    url = server.route("/a", json_reply({"n": 1}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        refused = s.getsockname()[1]
+    with Fetcher(1, 2, MB, 3, retries=2) as f:
+        real_open = f._connections.open
+        opened = []
+
+        def first_refused(scheme, host, port, timeout):
+            # The first connection goes to a port nobody listens on.
+            opened.append(port)
+            return real_open(scheme, host, refused if len(opened) == 1 else port, timeout)
+
+        monkeypatch.setattr(f._connections, "open", first_refused)
+        result = f.fetch_all([Target("a", url)], body())["a"]
+
+    assert result.ok and result.data == {"n": 1}
+    assert len(opened) == 2 and len(server.seen("/a")) == 1
+
+
+def test_a_kept_connection_the_target_closed_is_replaced_before_sending(server):
     def answer_then_drop(h) -> None:
         # A keep-alive answer, then the target closes the connection anyway.
         json_reply({"n": 1})(h)
         h.close_connection = True
 
     url = server.route("/a", answer_then_drop)
-    fetcher.fetch_all([Target("a", url)], body())
-    time.sleep(0.2)
+    # No retries: only noticing the closed connection before sending saves
+    # the second lookup.
+    with Fetcher(1, 2, MB, 3, retries=0) as fetcher:
+        fetcher.fetch_all([Target("a", url)], body())
+        time.sleep(0.2)
 
-    result = fetcher.fetch_all([Target("a", url)], body())["a"]
+        result = fetcher.fetch_all([Target("a", url)], body())["a"]
 
     assert result.ok and result.data == {"n": 1}
     seen = server.seen("/a")
