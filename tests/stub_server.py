@@ -12,7 +12,9 @@ broken test cannot hang the run.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import http.server
+import itertools
 import json
 import threading
 import time
@@ -148,7 +150,7 @@ def hang(limit: float = HANDLER_LIMIT) -> Behaviour:
 
 
 def close_connection() -> Behaviour:
-    """Close the connection without answering."""
+    """Close the connection without answering, the whole request read."""
     def behave(h: _Handler) -> None:
         h.close_connection = True
     return behave
@@ -243,4 +245,62 @@ def keystone_tokens(token: str, expires_at: str = "2099-01-01T00:00:00.000000Z")
             "catalog": []}}
         h.reply(201, json.dumps(body).encode(),
                 {"Content-Type": "application/json", "X-Subject-Token": token})
+    return behave
+
+
+def trickle_framed(interval: float, framing: str, limit: float = HANDLER_LIMIT) -> Behaviour:
+    """A 200 whose body comes one byte every ``interval`` seconds, framed as asked.
+
+    :param framing: ``http10`` (an ``HTTP/1.0 200`` with ``Content-Length:
+        100000``), ``close`` (HTTP/1.1 with ``Connection: close`` and no
+        length), ``chunked`` (HTTP/1.1, one-byte chunks) or ``length``
+        (HTTP/1.1 keep-alive with ``Content-Length: 100000``).
+    :param limit: seconds after which the handler gives up on its own.
+    """
+    heads = {
+        "http10": b"HTTP/1.0 200 OK\r\nContent-Length: 100000\r\n\r\n",
+        "close": b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+        "chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "length": b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n",
+    }
+    head = heads[framing]
+    piece = b"1\r\n \r\n" if framing == "chunked" else b" "
+
+    def behave(h: _Handler) -> None:
+        h.close_connection = True
+        h.wfile.write(head)
+        h.wfile.flush()
+        until = time.monotonic() + limit
+        while time.monotonic() < until and not h.server.stopping.wait(interval):
+            h.wfile.write(piece)
+            h.wfile.flush()
+    return behave
+
+
+def gzip_reply(obj: Any = None, raw: bytes | None = None, status: int = 200) -> Behaviour:
+    """Answer with ``obj`` as JSON (or ``raw``), gzip-compressed, unasked or not."""
+    body = gzip.compress(raw if raw is not None else json.dumps(obj).encode())
+
+    def behave(h: _Handler) -> None:
+        h.reply(status, body, {"Content-Type": "application/json",
+                               "Content-Encoding": "gzip"})
+    return behave
+
+
+def accept_only(token: str, obj: Any) -> Behaviour:
+    """Answer ``obj`` to a request carrying ``X-Auth-Token: token``, 401 to any other."""
+    def behave(h: _Handler) -> None:
+        if h.headers.get("X-Auth-Token") == token:
+            h.reply(200, json.dumps(obj).encode(), {"Content-Type": "application/json"})
+        else:
+            h.reply(401, b'{"error": "token refused"}', {"Content-Type": "application/json"})
+    return behave
+
+
+def keystone_issuing(prefix: str) -> Behaviour:
+    """Play Keystone issuing a new token at each request: ``prefix-1``, ``prefix-2``, ..."""
+    issued = itertools.count(1)
+
+    def behave(h: _Handler) -> None:
+        keystone_tokens(f"{prefix}-{next(issued)}")(h)
     return behave

@@ -25,7 +25,10 @@ opts: list[cfg.Opt] = [
                       "together, retries included; keep it below the "
                       "callers' rpc_response_timeout."),
     cfg.IntOpt("retries", default=2, min=0,
-               help="Retries per target after a connection error."),
+               help="Retries per target of a request that could not be "
+                    "sent (connection refused or reset, connect timeout). "
+                    "A request the target received in full is never sent "
+                    "again."),
     cfg.BoolOpt("failure_fatal", default=False,
                 help="Fail vendordata_get with VendordataFetchFailed when a "
                      "target fails, instead of leaving it out."),
@@ -33,7 +36,8 @@ opts: list[cfg.Opt] = [
                help="Seconds a good answer is reused, unless the target "
                     "sends Cache-Control."),
     cfg.IntOpt("max_response_bytes", default=1048576, min=1,
-               help="Largest answer accepted from a target."),
+               help="Largest answer accepted from a target, in bytes, "
+                    "on the wire and after gzip decoding."),
     cfg.IntOpt("max_concurrent_per_target", default=8, min=1,
                help="Exchanges with one target at once; each target has "
                     "threads of its own, so a slow target never delays "

@@ -58,8 +58,8 @@ class VendordataEndpoint(Endpoint):
 
         :param instance: dict with ``uuid``, ``project_id``, ``image_id``,
             ``hostname``, ``user_data``, ``metadata``.
-        :returns: ``{target_name: json_object}`` for every target that
-            answered well.
+        :returns: ``{target_name: answer}`` for every target that answered
+            well; an answer is any JSON value, as the target sent it.
         :raises agent.exception.InvalidInput: naming the bad field.
         :raises agent.exception.VendordataFetchFailed: when a target failed
             and ``[vendordata] failure_fatal`` is set.

@@ -21,9 +21,11 @@ kept as such for the default TTL, as an answer would be.
 
 The cache is bounded in bytes: past ``max_bytes`` (and ``max_entries``)
 the entry stored longest ago is dropped first, and an answer larger than
-the whole bound is not stored.  Answers are stored as JSON text and
-decoded on every hit, so a caller can never change what the next caller
-gets, and each hit returns a fresh, JSON-safe ``dict``.
+the whole bound is not stored.  Answers (any JSON value, as the target
+sent it) are stored as JSON text and decoded on every hit, so a caller
+can never change what the next caller gets, and each hit returns a
+fresh, JSON-safe value.  A miss is :data:`MISSING`, since ``None`` is a
+good answer (a target may answer ``null``).
 
 Failures are never cached; callers only :meth:`~VendordataCache.put` good
 answers.
@@ -40,6 +42,17 @@ from collections.abc import Callable
 from typing import Any
 
 _Key = tuple[str, str, str]
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+#: What :meth:`VendordataCache.get` returns when it holds no answer.
+MISSING: Any = _Missing()
 
 # Stands for the boot roles among an instance's entries; no target is
 # named with a NUL.
@@ -103,28 +116,27 @@ class VendordataCache:
         with self._lock:
             return self._bytes
 
-    def get(self, target: str, instance: str, request: str = "") -> dict[str, Any] | None:
+    def get(self, target: str, instance: str, request: str = "") -> Any:
         """Return the cached answer of ``target`` for ``instance``.
 
         :param target: the target's name.
         :param instance: the instance UUID.
         :param request: the :func:`request_key` of the request it answered.
-        :returns: a new ``dict`` equal to the stored answer, or ``None``
-            when nothing is stored or the entry has expired.
+        :returns: a new value equal to the stored answer, or
+            :data:`MISSING` when nothing is stored or the entry has expired.
         """
         key = (target, instance, request)
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
-                return None
+                return MISSING
             expires_at, text = entry
             if self._clock() >= expires_at:
                 self._remove(key)
-                return None
-        data: dict[str, Any] = json.loads(text)
-        return data
+                return MISSING
+        return json.loads(text)
 
-    def put(self, target: str, instance: str, data: dict[str, Any],
+    def put(self, target: str, instance: str, data: Any,
             ttl: float | None, request: str = "") -> None:
         """Store the answer of ``target`` for ``instance``.
 
@@ -134,19 +146,17 @@ class VendordataCache:
         :param target: the target's name.
         :param instance: the instance UUID.
         :param request: the :func:`request_key` of the request it answers.
-        :param data: the answer, a JSON object; later changes to it by the
+        :param data: the answer, any JSON value; later changes to it by the
             caller do not reach the cache.
         :param ttl: seconds to keep it; ``None`` for the default TTL; 0
             stores nothing and drops any entry already held for the key.
         :raises ValueError: when ``ttl`` is negative.
-        :raises TypeError: when ``data`` is not a dict or not JSON-safe.
+        :raises TypeError: when ``data`` is not JSON-safe.
         """
         if ttl is None:
             ttl = self._default_ttl
         if ttl < 0:
             raise ValueError("ttl must not be negative")
-        if not isinstance(data, dict):
-            raise TypeError("vendordata answers are JSON objects")
         key = (target, instance, request)
         if ttl == 0:
             # The target asked not to store this answer; an older answer
@@ -159,7 +169,7 @@ class VendordataCache:
     def get_roles(self, instance: str) -> list[str] | None:
         """Return the boot roles kept for ``instance``, or None."""
         data = self.get(_ROLES, instance)
-        return None if data is None else list(data["roles"])
+        return None if data is MISSING else list(data["roles"])
 
     def put_roles(self, instance: str, roles: list[str]) -> None:
         """Keep the boot roles stored for ``instance`` (``[]``: none stored)."""

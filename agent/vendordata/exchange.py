@@ -1,19 +1,34 @@
 """One HTTP exchange with a vendordata target, bounded on the socket.
 
 A target must never hold the agent: whatever it does (accept and stay
-silent, send headers one byte a second, stream a body forever) the whole
-exchange (connect, request, headers, body) ends at one deadline.  A read
-timeout alone cannot promise that, since a target that trickles a byte
-before each timeout expires resets it forever, so a :class:`Watchdog`
-thread shuts down the socket of every exchange that passes its deadline;
-the blocked read returns at once and the exchange reports ``deadline
-exceeded``.  The read timeout still ends a silent target sooner.
+silent, send headers one byte a second, stream a body forever, close the
+connection after a byte-a-second HTTP/1.0 answer) the whole exchange
+(connect, request, headers, body) ends at one deadline.  Two things
+enforce it, so that neither has to be on time alone:
+
+* every read is given a socket timeout of at most the time left before
+  the deadline (and at most the read timeout), and the body loop looks
+  at the clock after each read, so a target that trickles a byte before
+  each timeout expires is still cut at the deadline;
+* a :class:`Watchdog` thread shuts down the socket of every exchange
+  that passes its deadline, which also ends a read blocked inside
+  ``http.client`` (headers).  It holds the socket itself, taken right
+  after connecting: ``http.client`` hands the socket over to the
+  response and forgets it (``conn.sock = None``) for an HTTP/1.0 or
+  ``Connection: close`` answer.
 
 :class:`Connections` keeps a few idle keep-alive connections per target,
-so consecutive lookups do not pay a new TCP (or TLS) handshake.  The
-client speaks only what the targets need: a POST with a JSON body, an
-identity-encoded answer, no redirects, no cookies, no proxies from the
-environment.
+so consecutive lookups do not pay a new TCP (or TLS) handshake.  A kept
+connection is looked at before it is used: one its target closed
+meanwhile is replaced by a fresh one before anything is sent.  Once a
+request has been sent in full it is never sent again by this module,
+whatever happens next: the target may have acted on it.
+
+The client speaks only what the targets need: a POST with a JSON body,
+an identity or gzip encoded answer (gzip is inflated a piece at a time
+and the inflated size is what ``max_bytes`` bounds, so a small
+compressed bomb never grows past it in memory), no redirects, no
+cookies, no proxies from the environment.
 """
 
 from __future__ import annotations
@@ -23,11 +38,13 @@ import dataclasses
 import heapq
 import http.client
 import itertools
+import select
 import socket
 import ssl
 import threading
 import time
 import urllib.parse
+import zlib
 
 __all__ = ["Answer", "Connections", "ExchangeFailed", "Watchdog", "post"]
 
@@ -39,8 +56,8 @@ class ExchangeFailed(Exception):
     """An exchange that ended without a usable answer.
 
     :param reason: a short fixed phrase; never a URL, header or exception text.
-    :param retryable: the target did not receive the request (connection
-        refused, reset or closed before an answer), so asking again is safe.
+    :param retryable: the request was not sent in full (connection refused,
+        connect timeout, reset while sending), so asking again is safe.
     :param status: the HTTP status, when one arrived.
     """
 
@@ -62,13 +79,22 @@ class Answer:
 
 
 class _Watch:
-    __slots__ = ("conn", "deadline_at", "expired", "released")
+    __slots__ = ("sock", "deadline_at", "expired", "released")
 
-    def __init__(self, conn: http.client.HTTPConnection, deadline_at: float) -> None:
-        self.conn = conn
+    def __init__(self, deadline_at: float) -> None:
+        # The socket is attached once connected; until then the connect
+        # timeout bounds the exchange.
+        self.sock: socket.socket | None = None
         self.deadline_at = deadline_at
         self.expired = False
         self.released = False
+
+    def attach(self, sock: socket.socket) -> bool:
+        """Hand the connected socket to the watchdog; False if already cut."""
+        self.sock = sock
+        # Set before ``expired`` is read: a cut running meanwhile either
+        # sees the socket or has already set the flag read here.
+        return not self.expired
 
 
 class Watchdog:
@@ -85,9 +111,12 @@ class Watchdog:
         self._closed = False
         self._thread: threading.Thread | None = None
 
-    def watch(self, conn: http.client.HTTPConnection, deadline_at: float) -> _Watch:
-        """Cut ``conn`` at ``deadline_at`` (monotonic) unless released first."""
-        entry = _Watch(conn, deadline_at)
+    def watch(self, deadline_at: float) -> _Watch:
+        """Cut the exchange at ``deadline_at`` (monotonic) unless released first.
+
+        :returns: the entry; :meth:`_Watch.attach` gives it the socket.
+        """
+        entry = _Watch(deadline_at)
         with self._cond:
             if self._closed:
                 entry.expired = True
@@ -130,10 +159,10 @@ class Watchdog:
 
 def _cut(entry: _Watch) -> None:
     entry.expired = True
-    sock = entry.conn.sock
+    sock = entry.sock
     if sock is None:
         # Still connecting: the connect timeout bounds it and the expired
-        # flag is checked as soon as connect returns.
+        # flag is checked as soon as the socket is attached.
         return
     try:
         sock.shutdown(socket.SHUT_RDWR)
@@ -216,9 +245,11 @@ def post(connections: Connections, watchdog: Watchdog, url: str, payload: bytes,
     :param read_timeout: seconds any one read may wait for data.
     :param deadline_at: monotonic time by which the exchange has ended,
         whatever the target does.
-    :param max_bytes: the largest body accepted.
-    :returns: the answer, when its status is 2xx.
-    :raises ExchangeFailed: on any other outcome.
+    :param max_bytes: the largest body accepted, on the wire and once
+        decoded.
+    :returns: the answer, decoded, when its status is 2xx.
+    :raises ExchangeFailed: on any other outcome; ``retryable`` only when
+        the request was not sent in full.
     """
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
@@ -231,44 +262,118 @@ def post(connections: Connections, watchdog: Watchdog, url: str, payload: bytes,
     host = parts.hostname
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     headers = dict(headers)
-    headers.setdefault("Accept-Encoding", "identity")
+    headers.setdefault("Accept-Encoding", "gzip")
     if parts.username is not None:
         credentials = f"{urllib.parse.unquote(parts.username)}:" \
                       f"{urllib.parse.unquote(parts.password or '')}"
         headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
 
+    exchange = _Exchange(connections, watchdog, (scheme, host, port), target, payload,
+                         headers, connect_timeout, read_timeout, deadline_at, max_bytes)
     conn, reused = connections.take(scheme, host, port, connect_timeout)
     try:
-        return _exchange(connections, watchdog, conn, reused, (scheme, host, port),
-                         target, payload, headers, connect_timeout, read_timeout,
-                         deadline_at, max_bytes)
+        return exchange.run(conn, reused)
     except _StaleConnection:
-        # A kept connection the target closed meanwhile: the request never
-        # reached it, so one fresh connection is tried at once.
-        conn = connections.open(scheme, host, port, connect_timeout)
-        return _exchange(connections, watchdog, conn, False, (scheme, host, port),
-                         target, payload, headers, connect_timeout, read_timeout,
-                         deadline_at, max_bytes)
+        # A kept connection the target closed meanwhile, seen before
+        # anything was sent on it: one fresh connection is tried at once.
+        return exchange.run(connections.open(scheme, host, port, connect_timeout), False)
 
 
 class _StaleConnection(Exception):
     pass
 
 
-def _exchange(connections: Connections, watchdog: Watchdog,
-              conn: http.client.HTTPConnection, reused: bool,
-              address: tuple[str, str, int], target: str, payload: bytes,
-              headers: dict[str, str], connect_timeout: float, read_timeout: float,
-              deadline_at: float, max_bytes: int) -> Answer:
-    remaining = deadline_at - time.monotonic()
-    if remaining <= 0:
-        conn.close()
-        raise ExchangeFailed("deadline exceeded")
-    watch = watchdog.watch(conn, deadline_at)
-    keep = False
-    try:
+class _Exchange:
+    """One request and its answer; :meth:`run` may be called again on a new connection."""
+
+    def __init__(self, connections: Connections, watchdog: Watchdog,
+                 address: tuple[str, str, int], target: str, payload: bytes,
+                 headers: dict[str, str], connect_timeout: float, read_timeout: float,
+                 deadline_at: float, max_bytes: int) -> None:
+        self.connections = connections
+        self.watchdog = watchdog
+        self.address = address
+        self.target = target
+        self.payload = payload
+        self.headers = headers
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.deadline_at = deadline_at
+        self.max_bytes = max_bytes
+
+    def run(self, conn: http.client.HTTPConnection, reused: bool) -> Answer:
+        if self.deadline_at - time.monotonic() <= 0:
+            conn.close()
+            raise ExchangeFailed("deadline exceeded")
+        watch = self.watchdog.watch(self.deadline_at)
+        response: http.client.HTTPResponse | None = None
+        keep = False
+        try:
+            sock = self._connect(conn, watch)
+            if reused and _dropped(sock):
+                raise _StaleConnection()
+            self._settimeout(sock)
+            try:
+                conn.request("POST", self.target, body=self.payload, headers=self.headers)
+            except (TimeoutError, socket.timeout):
+                raise _expired_or(watch, "write timeout") from None
+            except (OSError, http.client.HTTPException):
+                # Broken while sending: the target has not had the whole
+                # request, so it cannot have acted on it.
+                if _cut_by_deadline(watch):
+                    raise ExchangeFailed("deadline exceeded") from None
+                raise ExchangeFailed("connection failed", retryable=True) from None
+            # From here on the request has been sent in full: whatever
+            # happens, it is not sent again.
+            self._settimeout(sock)
+            try:
+                response = conn.getresponse()
+            except (TimeoutError, socket.timeout):
+                raise _expired_or(watch, "read timeout") from None
+            except (http.client.RemoteDisconnected, ConnectionError,
+                    http.client.BadStatusLine):
+                raise _expired_or(watch, "connection closed without an answer") from None
+            except (OSError, http.client.HTTPException):
+                raise _expired_or(watch, "connection failed") from None
+
+            status = response.status
+            if not 200 <= status < 300:
+                raise ExchangeFailed(f"HTTP {status}", status=status)
+            too_large = ExchangeFailed(f"answer larger than {self.max_bytes} bytes",
+                                       status=status)
+            declared = response.getheader("Content-Length")
+            if declared is not None and declared.strip().isdigit() \
+                    and int(declared) > self.max_bytes:
+                raise too_large
+            encoding = (response.getheader("Content-Encoding") or "identity").strip().lower()
+            decoder = _decoder(encoding)
+            if decoder is None:
+                raise ExchangeFailed("answer could not be decoded", status=status)
+            body = self._read_body(response, sock, watch, decoder, too_large)
+            keep = not response.will_close
+            # Read in full and closed, the response frees its connection
+            # for the next request.
+            response.close()
+            return Answer(status=status, body=body,
+                          cache_control=response.getheader("Cache-Control"))
+        finally:
+            self.watchdog.release(watch)
+            if keep and not watch.expired:
+                self.connections.give_back(*self.address, conn)
+            else:
+                if response is not None:
+                    # An HTTP/1.0 or Connection: close answer owns the
+                    # socket now; the connection no longer knows it.
+                    response.close()
+                conn.close()
+                if watch.sock is not None:
+                    watch.sock.close()
+
+    def _connect(self, conn: http.client.HTTPConnection, watch: _Watch) -> socket.socket:
+        """Connect ``conn`` if needed; return its socket, attached to ``watch``."""
         if conn.sock is None:
-            conn.timeout = min(connect_timeout, remaining)
+            remaining = self.deadline_at - time.monotonic()
+            conn.timeout = max(0.001, min(self.connect_timeout, remaining))
             try:
                 conn.connect()
             except (TimeoutError, socket.timeout):
@@ -281,76 +386,113 @@ def _exchange(connections: Connections, watchdog: Watchdog,
                 if watch.expired:
                     raise ExchangeFailed("deadline exceeded") from None
                 raise ExchangeFailed("connection failed", retryable=True) from None
-            if watch.expired:
-                # Cut while connecting: the socket now exists; close it here.
-                raise ExchangeFailed("deadline exceeded")
-        assert conn.sock is not None
-        conn.sock.settimeout(min(read_timeout, max(0.001, deadline_at - time.monotonic())))
-        try:
-            conn.request("POST", target, body=payload, headers=headers)
-            response = conn.getresponse()
-        except (TimeoutError, socket.timeout):
-            raise _expired_or(watch, "read timeout") from None
-        except (http.client.RemoteDisconnected, ConnectionError, http.client.BadStatusLine):
-            if watch.expired:
-                raise ExchangeFailed("deadline exceeded") from None
-            if reused:
-                raise _StaleConnection() from None
-            raise ExchangeFailed("connection failed", retryable=True) from None
-        except (OSError, http.client.HTTPException):
-            raise _expired_or(watch, "connection failed") from None
+        sock = conn.sock
+        assert sock is not None
+        if not watch.attach(sock):
+            raise ExchangeFailed("deadline exceeded")
+        return sock
 
-        status = response.status
-        if not 200 <= status < 300:
-            raise ExchangeFailed(f"HTTP {status}", status=status)
-        too_large = ExchangeFailed(f"answer larger than {max_bytes} bytes", status=status)
-        declared = response.getheader("Content-Length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
-            raise too_large
-        encoding = (response.getheader("Content-Encoding") or "identity").strip().lower()
-        if encoding != "identity":
-            raise ExchangeFailed("answer could not be decoded", status=status)
-        body = _read_body(response, watch, max_bytes, too_large, status)
-        keep = not response.will_close
-        # Read in full and closed, the response frees its connection for
-        # the next request.
-        response.close()
-        return Answer(status=status, body=body,
-                      cache_control=response.getheader("Cache-Control"))
-    finally:
-        watchdog.release(watch)
-        if keep and not watch.expired:
-            connections.give_back(*address, conn)
-        else:
-            conn.close()
+    def _settimeout(self, sock: socket.socket) -> None:
+        # Never past the deadline, so a socket timeout that fires at it is
+        # the deadline's doing (see _cut_by_deadline).
+        left = self.deadline_at - time.monotonic()
+        sock.settimeout(max(0.001, min(self.read_timeout, left)))
 
-
-def _read_body(response: http.client.HTTPResponse, watch: _Watch, max_bytes: int,
-               too_large: ExchangeFailed, status: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        try:
-            chunk = response.read1(_READ_BYTES)
-        except (TimeoutError, socket.timeout):
-            raise _expired_or(watch, "read timeout", status) from None
-        except http.client.IncompleteRead:
-            raise _expired_or(watch, "connection closed in the middle of the answer",
-                              status) from None
-        except (OSError, http.client.HTTPException):
-            raise _expired_or(watch, "connection closed in the middle of the answer",
-                              status) from None
-        if not chunk:
-            if watch.expired:
+    def _read_body(self, response: http.client.HTTPResponse, sock: socket.socket,
+                   watch: _Watch, decoder: _Decoder, too_large: ExchangeFailed) -> bytes:
+        status = too_large.status
+        chunks: list[bytes] = []
+        wire = size = 0
+        while True:
+            if time.monotonic() >= self.deadline_at:
                 raise ExchangeFailed("deadline exceeded", status=status)
-            if response.length:
-                raise ExchangeFailed("connection closed in the middle of the answer",
-                                     status=status)
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_large
-        chunks.append(chunk)
+            self._settimeout(sock)
+            try:
+                chunk = response.read1(_READ_BYTES)
+            except (TimeoutError, socket.timeout):
+                raise _expired_or(watch, "read timeout", status) from None
+            except (OSError, http.client.HTTPException):
+                raise _expired_or(watch, "connection closed in the middle of the answer",
+                                  status) from None
+            if not chunk:
+                if _cut_by_deadline(watch):
+                    raise ExchangeFailed("deadline exceeded", status=status)
+                if response.length:
+                    raise ExchangeFailed("connection closed in the middle of the answer",
+                                         status=status)
+                if not decoder.complete():
+                    raise ExchangeFailed("answer could not be decoded", status=status)
+                return b"".join(chunks)
+            wire += len(chunk)
+            if wire > self.max_bytes:
+                raise too_large
+            try:
+                data = decoder.feed(chunk, self.max_bytes - size + 1)
+            except zlib.error:
+                raise ExchangeFailed("answer could not be decoded", status=status) from None
+            size += len(data)
+            if size > self.max_bytes:
+                raise too_large
+            chunks.append(data)
+
+
+class _Decoder:
+    """Identity: the body as it came."""
+
+    def feed(self, chunk: bytes, limit: int) -> bytes:
+        """Decode ``chunk``; return at most ``limit`` bytes (more means too large)."""
+        return chunk
+
+    def complete(self) -> bool:
+        """True when what was fed is a whole encoded body."""
+        return True
+
+
+class _Gunzip(_Decoder):
+    """gzip, one or more members, inflated no further than asked."""
+
+    def __init__(self) -> None:
+        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._started = False
+
+    def feed(self, chunk: bytes, limit: int) -> bytes:
+        out: list[bytes] = []
+        produced = 0
+        pending = chunk
+        while pending and produced < limit:
+            self._started = True
+            piece = self._inflate.decompress(pending, limit - produced)
+            out.append(piece)
+            produced += len(piece)
+            if self._inflate.eof:
+                pending = self._inflate.unused_data
+                if pending:
+                    # The next gzip member, as a concatenated file has.
+                    self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            else:
+                pending = self._inflate.unconsumed_tail
+        return b"".join(out)
+
+    def complete(self) -> bool:
+        return not self._started or self._inflate.eof
+
+
+def _decoder(encoding: str) -> _Decoder | None:
+    if encoding == "identity":
+        return _Decoder()
+    if encoding in ("gzip", "x-gzip"):
+        return _Gunzip()
+    return None
+
+
+def _dropped(sock: socket.socket) -> bool:
+    """True when an idle kept connection was closed (or written to) by its target."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+    try:
+        return bool(poller.poll(0))
+    except OSError:
+        return True
 
 
 def _cut_by_deadline(watch: _Watch) -> bool:

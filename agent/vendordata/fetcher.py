@@ -22,19 +22,25 @@ How a lookup runs:
   the start of the lookup, enforced on the socket
   (:mod:`agent.vendordata.exchange`): a target that trickles a byte a
   second is cut off at it.  Each read also has the read timeout, so a
-  silent target ends sooner.  Connection failures (refused, reset, closed
-  before an answer, connect timeout) are retried a bounded number of
-  times with a short jittered back-off.  Answers with an error status,
-  read timeouts and answers broken off half-way are not retried: the
-  target received the request and retrying would double its load for an
-  answer that is unlikely to change.
+  silent target ends sooner.  Only a request that was not sent in full
+  (connection refused, connect timeout, reset while sending) is retried,
+  a bounded number of times with a short jittered back-off.  Once the
+  target has had the whole request it is never sent again: not after a
+  connection closed without an answer, a read timeout, an answer broken
+  off half-way or an error status, since the target may have acted on
+  it (a target that creates something per request would create it
+  twice).
+* A 401 is the one exception, as in Nova: the target refused the
+  service token, so the fetcher asks for a new one (``renew``) and asks
+  that target once more with it; a second 401 is that target's failure.
 * Everything also lives inside one overall ``deadline`` (normally longer
   than an exchange).  :meth:`Fetcher.fetch_all` returns as soon as its
   slowest target is done or cut off; a target still waiting for a thread
   of its lane then is reported as ``deadline exceeded``.
-* Answers are refused as soon as they pass ``max_response_bytes``; a 2xx
-  answer with an empty body is ``{}``; any other answer must be a JSON
-  object.
+* Answers are refused as soon as they pass ``max_response_bytes``, after
+  gzip decoding; a 2xx answer with an empty body is ``{}``; any other
+  answer may be any JSON value (object, list, string, number, null) and
+  is returned as it came, as Nova does.
 * ``Cache-Control: no-store`` (or ``no-cache``, which a cache that cannot
   revalidate must treat the same) gives a TTL of 0, ``max-age=N`` a TTL of
   N seconds; without a hint the TTL is ``None`` (the caller's default).
@@ -119,7 +125,8 @@ class FetchResult:
 
     :param target: the target's name.
     :param ok: True when ``data`` holds a good answer.
-    :param data: the answer (a JSON object) when ``ok``, else ``None``.
+    :param data: the answer (any JSON value, ``None`` for ``null``) when
+        ``ok``, else ``None``.
     :param reason: why the target failed; ``None`` when ``ok``.
     :param ttl: from the answer's ``Cache-Control``: ``None`` to use the
         default TTL, 0 not to store the answer, else seconds.
@@ -129,7 +136,7 @@ class FetchResult:
 
     target: str
     ok: bool
-    data: dict[str, Any] | None = None
+    data: Any = None
     reason: str | None = None
     ttl: float | None = None
     status: int | None = None
@@ -153,6 +160,9 @@ class Fetcher:
     :param retries: extra attempts after a connection failure.
     :param headers: called once per :meth:`fetch_all` for extra request
         headers, typically ``{"X-Auth-Token": session.get_token()}``.
+    :param renew: called with the headers a target answered 401 to;
+        returns headers with a new token (or raises).  Without it a 401 is
+        the target's failure at once.
     :param max_per_target: exchanges with one target at once; lookups
         beyond that wait for its lane inside their own deadline.
     :param verify: TLS verification for https targets: True, False or the
@@ -164,7 +174,8 @@ class Fetcher:
     def __init__(self, connect_timeout: float, read_timeout: float,
                  max_response_bytes: int, deadline: float, retries: int = 2,
                  headers: Callable[[], dict[str, str]] | None = None,
-                 max_per_target: int = 8, verify: bool | str = True) -> None:
+                 max_per_target: int = 8, verify: bool | str = True,
+                 renew: Callable[[dict[str, str]], dict[str, str]] | None = None) -> None:
         for name, value in (("connect_timeout", connect_timeout),
                             ("read_timeout", read_timeout),
                             ("max_response_bytes", max_response_bytes),
@@ -180,6 +191,7 @@ class Fetcher:
         self._deadline = float(deadline)
         self._retries = int(retries)
         self._headers = headers
+        self._renew = renew
         self._max_per_target = int(max_per_target)
         self._connections = exchange.Connections(verify=verify, max_idle=max_per_target)
         self._watchdog = exchange.Watchdog()
@@ -317,8 +329,23 @@ class Fetcher:
                 "Vendordata target %s: attempt %d failed, retrying",
                 target.name, state.attempt_number))
         try:
-            data, ttl, status = retrying(self._attempt, target, payload, headers,
-                                         deadline_at)
+            try:
+                data, ttl, status = retrying(self._attempt, target, payload, headers,
+                                             deadline_at)
+            except exchange.ExchangeFailed as exc:
+                if exc.status != 401 or self._renew is None:
+                    raise
+                # The target refused the token: a revoked or stale one is
+                # replaced and the target asked once more; a second 401
+                # is its answer.
+                renewed = self._renewed(headers)
+                if renewed == headers:
+                    # Renewed moments ago and refused again: no new token
+                    # to offer, so no second request.
+                    raise
+                headers = renewed
+                data, ttl, status = retrying.copy()(self._attempt, target, payload,
+                                                    headers, deadline_at)
         except exchange.ExchangeFailed as exc:
             return result(ok=False, reason=exc.reason, status=exc.status)
         except Exception as exc:
@@ -327,8 +354,19 @@ class Fetcher:
             return result(ok=False, reason=f"unexpected error ({type(exc).__name__})")
         return result(ok=True, data=data, ttl=ttl, status=status)
 
+    def _renewed(self, headers: dict[str, str]) -> dict[str, str]:
+        assert self._renew is not None
+        try:
+            return {**headers, **self._renew(headers)}
+        except Exception as exc:
+            # The exception's text is left out, as for the first token.
+            LOG.warning("Could not renew the vendordata service token (%s)",
+                        type(exc).__name__)
+            raise exchange.ExchangeFailed("could not renew the service token",
+                                          status=401) from None
+
     def _attempt(self, target: Target, payload: bytes, headers: dict[str, str],
-                 deadline_at: float) -> tuple[dict[str, Any], float | None, int]:
+                 deadline_at: float) -> tuple[Any, float | None, int]:
         """Make one request; return (data, ttl, status) or raise ExchangeFailed."""
         if self._closed.is_set():
             raise exchange.ExchangeFailed("agent stopping")
@@ -345,8 +383,6 @@ class Fetcher:
             data = json.loads(answer.body)
         except ValueError:
             raise exchange.ExchangeFailed("answer is not JSON", status=answer.status) from None
-        if not isinstance(data, dict):
-            raise exchange.ExchangeFailed("answer is not a JSON object", status=answer.status)
         return data, ttl, answer.status
 
 

@@ -22,7 +22,7 @@ from oslo_config import cfg
 
 from agent import validation
 from agent.vendordata import auth
-from agent.vendordata.cache import VendordataCache, request_key
+from agent.vendordata.cache import MISSING, VendordataCache, request_key
 from agent.vendordata.fetcher import Fetcher, FetchResult, build_body
 from agent.vendordata.targets import parse_targets
 
@@ -63,12 +63,12 @@ def validate_instance(instance: Any) -> dict[str, Any]:
 class Outcome:
     """What one lookup found.
 
-    :param data: the good answers, ``{target_name: object}``, in the
+    :param data: the good answers, ``{target_name: JSON value}``, in the
         configured order of the targets.
     :param failures: the targets that failed, with their reasons.
     """
 
-    data: dict[str, dict[str, Any]]
+    data: dict[str, Any]
     failures: list[FetchResult]
 
 
@@ -88,12 +88,14 @@ class VendordataLookup:
         self.cache = VendordataCache(options.cache_ttl, max_bytes=options.cache_max_bytes)
         self.fetcher: Fetcher | None = None
         if self.targets:
+            token = auth.service_token(conf)
             self.fetcher = Fetcher(
                 connect_timeout=options.connect_timeout,
                 read_timeout=options.read_timeout,
                 max_response_bytes=options.max_response_bytes,
                 deadline=options.deadline, retries=options.retries,
-                headers=auth.token_headers(conf),
+                headers=token.headers if token else None,
+                renew=token.renew if token else None,
                 max_per_target=options.max_concurrent_per_target,
                 verify=auth.tls_verify(conf))
 
@@ -120,11 +122,11 @@ class VendordataLookup:
             self.cache.put_roles(instance_uuid, roles)
         body = build_body(instance, roles)
         key = request_key(body)
-        data: dict[str, dict[str, Any]] = {}
+        data: dict[str, Any] = {}
         missing = []
         for target in self.targets:
             cached = self.cache.get(target.name, instance_uuid, key)
-            if cached is None:
+            if cached is MISSING:
                 missing.append(target)
             else:
                 data[target.name] = cached
@@ -136,7 +138,7 @@ class VendordataLookup:
         failures = []
         for target in missing:
             result = results[target.name]
-            if result.ok and result.data is not None:
+            if result.ok:
                 self.cache.put(target.name, instance_uuid, result.data, result.ttl, key)
                 data[target.name] = result.data
             else:

@@ -10,6 +10,7 @@ issuing one token to whoever asks: a real Keystone cannot run here.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
 import time
@@ -25,13 +26,15 @@ from tests import common, services
 from tests.common import PROJECT, log_lines, make_context, service_only
 from tests.functional.agentproc import run_script
 from tests.stub_server import (
-    StreamLog, StubServer, after, close_connection, hang, json_reply, keystone_tokens,
-    raw_reply, stream)
+    StreamLog, StubServer, accept_only, after, close_connection, gzip_reply, hang, json_reply,
+    keystone_issuing, keystone_tokens, raw_reply, stream, trickle_framed)
 
 MB = 1024 * 1024
 SERVICE_TOKEN = "gAAAAAB-functional-service-token-81c2"
 USER_TOKEN = "gAAAAAB-functional-user-token-never-sent"
 KEYSTONE_PASSWORD = "functional-keystone-password-5e0a"
+# Agents these tests start take the caller's identity as the context gives it.
+TRUSTED = {"strategy": "trusted"}
 
 
 def instance(**fields: Any) -> dict[str, Any]:
@@ -165,7 +168,7 @@ MISBEHAVING = {
     "html": (raw_reply(200, b"<html><body>hi</body></html>", {"Content-Type": "text/html"}),
              "answer is not JSON"),
     "huge": (None, f"answer larger than {MB} bytes"),
-    "closes": (close_connection(), "connection failed"),
+    "closes": (close_connection(), "connection closed without an answer"),
 }
 
 
@@ -197,10 +200,26 @@ def test_each_misbehaving_target_is_left_out_and_reported(in_process_agent, api,
         assert reports[name]["priority"] == "error"
         assert reports[name]["publisher_id"] == "custos-agent.agent-1"
         assert reports[name]["payload"]["reason"] == reason, name
+    # The target that read the request and closed got it once, retries or not.
+    assert len(server.seen("/closes")) == 1
     # The agent keeps serving, and asks the failed targets again next time.
     api.vendordata_get(service_only(), vm, server="agent-1")
     assert len(server.seen("/e500")) == 2 and len(server.seen("/good")) == 1
     assert len(log_lines(proc, "without a service token")) == 1
+
+
+def test_answers_of_targets_written_for_nova_come_back_as_they_came(in_process_agent, api,
+                                                                   server):
+    server.route("/list", json_reply(["a", 1]))
+    server.route("/null", json_reply(None))
+    server.route("/text", json_reply("plain"))
+    server.route("/gz", gzip_reply({"zipped": True}))
+    in_process_agent(auth=TRUSTED, vendordata=vendordata(server, list="/list", null="/null",
+                                                         text="/text", gz="/gz"))
+
+    result = api.vendordata_get(service_only(), instance())
+
+    assert result == {"list": ["a", 1], "null": None, "text": "plain", "gz": {"zipped": True}}
 
 
 def test_fatal_mode_fails_the_call_and_still_reports(in_process_agent, api, server,
@@ -242,6 +261,95 @@ def test_targets_get_the_agents_service_token_never_the_users(start_agent, api, 
     assert "without a service token" not in log
     for secret in (SERVICE_TOKEN, USER_TOKEN, KEYSTONE_PASSWORD):
         assert secret not in log
+
+
+def test_a_refused_service_token_is_renewed_by_a_real_agent(start_agent, api, server):
+    # Keystone issues svc-1, svc-2, ...; the target takes only the second,
+    # as after svc-1 was revoked.
+    server.route("/v3/auth/tokens", keystone_issuing("svc"))
+    server.route("/a", accept_only("svc-2", {"from": "a"}))
+    proc = start_agent(
+        auth=TRUSTED, vendordata={**vendordata(server, a="/a"), "failure_fatal": "true"},
+        vendordata_auth={"auth_type": "v3password", "auth_url": server.url("/v3"),
+                         "username": "custos", "password": KEYSTONE_PASSWORD,
+                         "user_domain_name": "Default", "project_name": "service",
+                         "project_domain_name": "Default"})
+
+    first = api.vendordata_get(service_only(), instance())
+    second = api.vendordata_get(service_only(), instance())
+
+    assert first == second == {"a": {"from": "a"}}
+    assert [s.headers.get("X-Auth-Token") for s in server.seen("/a")] == [
+        "svc-1", "svc-2", "svc-2"]
+    assert len(server.seen("/v3/auth/tokens")) == 2
+    assert "svc-1" not in proc.log() and "svc-2" not in proc.log()
+
+
+# -- a target that trickles an HTTP/1.0 answer -----------------------------------
+
+CONNECT, READ = 0.5, 1.5
+EXCHANGE = CONNECT + READ
+
+
+def test_eight_http10_tricklers_hold_neither_other_lookups_nor_their_lane(
+        start_agent, api, server):
+    # HTTP/1.0, Content-Length 100000, then a byte a second.
+    server.route("/drip", trickle_framed(1.0, "http10"))
+    server.route("/good", json_reply({"fine": True}))
+    start_agent(auth=TRUSTED, vendordata={
+        **vendordata(server, good="/good", drip="/drip"), "connect_timeout": CONNECT,
+        "read_timeout": READ, "deadline": 15, "max_concurrent_per_target": 8})
+
+    def lookup(vm: dict[str, Any]) -> tuple[float, float, dict[str, Any]]:
+        started = time.monotonic()
+        result = api.vendordata_get(service_only(), vm)
+        return started, time.monotonic() - started, result
+
+    first, others = [instance() for _ in range(8)], [instance() for _ in range(8)]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        # Eight lookups fill the trickler's lane; eight more come a moment later.
+        held = [pool.submit(lookup, vm) for vm in first]
+        time.sleep(0.3)
+        later = [pool.submit(lookup, vm) for vm in others]
+        outcomes = [future.result() for future in held + later]
+
+    good = {s.json()["instance-id"]: s.at for s in server.seen("/good")}
+    drip = {s.json()["instance-id"]: s.at for s in server.seen("/drip")}
+    for vm, (started, elapsed, result) in zip(first + others, outcomes):
+        assert result == {"good": {"fine": True}}
+        # The good target was asked at once, and the lookup ended at the
+        # trickler's exchange deadline, not at the overall one.
+        assert good[vm["uuid"]] - started < 0.5
+        assert elapsed < EXCHANGE + 1.0, f"took {elapsed:.2f} s"
+    # The first eight left the lane at their deadline, so the later eight
+    # still reached the target inside theirs.
+    assert set(drip) == {vm["uuid"] for vm in first + others}
+
+
+def test_sigterm_with_an_http10_trickler_in_flight_exits_within_the_graceful_timeout(
+        start_agent, api, server):
+    server.route("/drip", trickle_framed(1.0, "http10", limit=40))
+    # The exchange may last 30 s and the lookup 28 s; the agent has 6 s to stop.
+    proc = start_agent(auth=TRUSTED, DEFAULT={"graceful_shutdown_timeout": 6}, vendordata={
+        **vendordata(server, drip="/drip"), "connect_timeout": 1, "read_timeout": 29,
+        "deadline": 28})
+    pool = concurrent.futures.ThreadPoolExecutor(4)
+    calls = [pool.submit(api.vendordata_get, service_only(), instance()) for _ in range(4)]
+    assert eventually(lambda: len(server.seen("/drip")) == 4, timeout=10)
+    time.sleep(1.5)
+
+    started = time.monotonic()
+    proc.signal()
+    assert proc.process is not None
+    status = proc.process.wait(40)
+    took = time.monotonic() - started
+
+    assert status == 0
+    assert took < 6 + 0.5, f"took {took:.2f} s"
+    assert "custos-agent stopped" in proc.log()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for call in calls:
+        call.cancel()
 
 
 # -- events -------------------------------------------------------------------

@@ -87,7 +87,7 @@ def test_instance_delete_purges_roles_and_cache(target, harness, nova, style):
     services.delete_instance(nova, vm["uuid"], style)
 
     assert eventually(lambda: roles_of(vm["uuid"]) is None)
-    assert eventually(lambda: harness.runtime.vendordata.cache.get("t", vm["uuid"]) is None)
+    assert eventually(lambda: harness.runtime.vendordata.cache.get_roles(vm["uuid"]) is None)
     assert roles_of(kept["uuid"]) == ["member"]
     harness.api.vendordata_get(service_only(), kept)
     harness.api.vendordata_get(service_only(), vm)

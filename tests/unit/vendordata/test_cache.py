@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from agent.vendordata.cache import VendordataCache
+from agent.vendordata.cache import MISSING, VendordataCache
 
 
 class FakeClock:
@@ -33,7 +33,7 @@ def test_entry_lives_for_the_default_ttl(clock):
     clock.advance(59.9)
     assert cache.get("t", "i1") == {"a": 1}
     clock.advance(0.1)
-    assert cache.get("t", "i1") is None
+    assert cache.get("t", "i1") is MISSING
     assert len(cache) == 0
 
 
@@ -43,7 +43,7 @@ def test_explicit_ttl_wins_over_default(clock):
     cache.put("t", "i1", {"a": 1}, 5)
 
     clock.advance(5)
-    assert cache.get("t", "i1") is None
+    assert cache.get("t", "i1") is MISSING
 
 
 def test_zero_ttl_stores_nothing_and_drops_older_entry(clock):
@@ -52,7 +52,7 @@ def test_zero_ttl_stores_nothing_and_drops_older_entry(clock):
 
     cache.put("t", "i1", {"new": True}, 0)
 
-    assert cache.get("t", "i1") is None
+    assert cache.get("t", "i1") is MISSING
     assert len(cache) == 0
 
 
@@ -61,7 +61,7 @@ def test_default_ttl_zero_disables_caching(clock):
 
     cache.put("t", "i1", {"a": 1}, None)
 
-    assert cache.get("t", "i1") is None
+    assert cache.get("t", "i1") is MISSING
 
 
 def test_entries_are_per_target_and_instance(clock):
@@ -74,7 +74,7 @@ def test_entries_are_per_target_and_instance(clock):
     assert cache.get("t1", "i1") == {"v": 1}
     assert cache.get("t2", "i1") == {"v": 2}
     assert cache.get("t1", "i2") == {"v": 3}
-    assert cache.get("t2", "i2") is None
+    assert cache.get("t2", "i2") is MISSING
 
 
 def test_purge_instance_drops_only_that_instance(clock):
@@ -85,7 +85,7 @@ def test_purge_instance_drops_only_that_instance(clock):
 
     assert cache.purge_instance("i1") == 2
 
-    assert cache.get("t1", "i1") is None and cache.get("t2", "i1") is None
+    assert cache.get("t1", "i1") is MISSING and cache.get("t2", "i1") is MISSING
     assert cache.get("t1", "i2") == {"kept": True}
     assert cache.purge_instance("i1") == 0
 
@@ -97,7 +97,7 @@ def test_oldest_entry_is_evicted_first(clock):
 
     cache.put("t", "i3", {"n": 3}, None)
 
-    assert cache.get("t", "i1") is None
+    assert cache.get("t", "i1") is MISSING
     assert cache.get("t", "i2") == {"n": 2}
     assert cache.get("t", "i3") == {"n": 3}
     assert len(cache) == 2
@@ -114,7 +114,7 @@ def test_replacing_an_entry_makes_it_newest(clock):
     cache.put("t", "i3", {"n": 3}, None)
 
     assert cache.get("t", "i1") == {"n": 11}
-    assert cache.get("t", "i2") is None
+    assert cache.get("t", "i2") is MISSING
 
 
 def test_callers_cannot_change_stored_answers(clock):
@@ -157,3 +157,13 @@ def test_concurrent_use_keeps_the_bound(clock):
         t.join(timeout=10)
 
     assert len(cache) <= 50
+
+
+@pytest.mark.parametrize("answer", [None, [1, None], "text", 0, False],
+                         ids=["null", "list", "string", "zero", "false"])
+def test_any_json_answer_is_kept_and_told_apart_from_a_miss(clock, answer):
+    cache = VendordataCache(default_ttl=60, clock=clock)
+    cache.put("t", "i1", answer, None)
+
+    assert cache.get("t", "i1") == answer and cache.get("t", "i1") is not MISSING
+    assert cache.get("t", "i2") is MISSING

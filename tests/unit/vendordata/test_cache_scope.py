@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agent.vendordata.cache import VendordataCache
+from agent.vendordata.cache import MISSING, VendordataCache
 from tests.common import OTHER_PROJECT, PROJECT, service_only
 from tests.stub_server import _Handler
 
@@ -82,7 +82,7 @@ def test_an_answer_larger_than_the_bound_is_not_kept():
 
     cache.put("t", "i2", {"big": "x" * 2000}, None)
 
-    assert cache.get("t", "i2") is None
+    assert cache.get("t", "i2") is MISSING
     assert cache.get("t", "i1") == {"small": 1}
     assert cache.size_bytes <= 1000
 

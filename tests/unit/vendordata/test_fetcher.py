@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 import socket
 import time
+import tracemalloc
+import zlib
 from collections.abc import Iterator
 
 import pytest
@@ -13,7 +16,7 @@ from agent import exception
 from agent.vendordata.fetcher import Fetcher, build_body, parse_cache_control
 from agent.vendordata.targets import Target
 from tests.stub_server import (
-    StreamLog, after, close_connection, hang, json_reply, raw_reply, stream,
+    StreamLog, after, close_connection, gzip_reply, hang, json_reply, raw_reply, stream,
     trickle, truncated)
 
 TOKEN = "gAAAAAB-very-secret-token"
@@ -202,12 +205,69 @@ def test_html_answer_fails(server, fetcher):
     assert not result.ok and result.reason == "answer is not JSON"
 
 
-def test_json_list_fails(server, fetcher):
-    url = server.route("/list", json_reply([1, 2, 3]))
+@pytest.mark.parametrize("answer", [[1, "two", {"three": 3}], "a string", 42, 4.5, None,
+                                    True, {"nested": {"list": [None]}}],
+                         ids=["list", "string", "int", "float", "null", "bool", "object"])
+def test_any_json_value_is_returned_as_it_came(server, fetcher, answer):
+    url = server.route("/v", json_reply(answer))
 
-    result = fetcher.fetch_all([Target("l", url)], body())["l"]
+    result = fetcher.fetch_all([Target("v", url)], body())["v"]
 
-    assert not result.ok and result.reason == "answer is not a JSON object"
+    assert result.ok and result.reason is None
+    assert result.data == answer and type(result.data) is type(answer)
+
+
+def test_a_gzipped_answer_is_decoded(server, fetcher):
+    answer = {"cloud-init": "#cloud-config\n" + "packages: [x]\n" * 200, "n": [1, None]}
+    url = server.route("/gz", gzip_reply(answer))
+
+    result = fetcher.fetch_all([Target("gz", url)], body())["gz"]
+
+    assert result.ok and result.data == answer
+    assert server.seen("/gz")[0].headers["Accept-Encoding"] == "gzip"
+
+
+def test_an_empty_gzipped_answer_is_an_empty_object(server, fetcher):
+    url = server.route("/gz", gzip_reply(raw=b""))
+
+    result = fetcher.fetch_all([Target("gz", url)], body())["gz"]
+
+    assert result.ok and result.data == {}
+
+
+def test_a_gzip_bomb_is_cut_at_the_bound_without_inflating_it(server):
+    # 64 MiB of zeros compress to about 64 KiB: small on the wire, far over
+    # the bound once inflated.
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    piece = b"0," * (MB // 2)
+    bomb = packer.compress(b"[") + b"".join(packer.compress(piece) for _ in range(64))
+    bomb += packer.compress(b"0]") + packer.flush()
+    assert len(bomb) < MB // 8
+    url = server.route("/bomb", raw_reply(200, bomb, {"Content-Encoding": "gzip"}))
+    tracemalloc.start()
+    try:
+        with Fetcher(1, 5, MB, 6) as f:
+            result = f.fetch_all([Target("bomb", url)], body())["bomb"]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert not result.ok and result.reason == f"answer larger than {MB} bytes"
+    # The stub server's compressed copy and at most the bound, decoded.
+    assert peak < 4 * MB, f"peak {peak / MB:.1f} MiB"
+
+
+def test_a_truncated_or_corrupt_gzip_answer_fails(server, fetcher):
+    whole = gzip.compress(b'{"k": "' + b"v" * 5000 + b'"}')
+    server.route("/cut", raw_reply(200, whole[:-12], {"Content-Encoding": "gzip"}))
+    server.route("/bad", raw_reply(200, b"not gzip at all", {"Content-Encoding": "gzip"}))
+    server.route("/br", raw_reply(200, b"{}", {"Content-Encoding": "br"}))
+    targets = [Target(n, server.url(f"/{n}")) for n in ("cut", "bad", "br")]
+
+    results = fetcher.fetch_all(targets, body())
+
+    assert {n: r.reason for n, r in results.items()} == {
+        n: "answer could not be decoded" for n in ("cut", "bad", "br")}
 
 
 @pytest.mark.parametrize("status", [200, 201, 204])
@@ -265,14 +325,58 @@ def test_connection_closed_mid_answer_fails(server, fetcher):
     assert "closed" in result.reason
 
 
-def test_connection_closed_without_answer_is_retried_a_bounded_number_of_times(server):
+def test_a_request_the_target_read_in_full_is_never_posted_again(server):
+    # The target reads the whole request, then closes without a word: it
+    # may have acted on it, so asking again could do it twice.
     url = server.route("/close", close_connection())
 
     with Fetcher(1, 2, MB, 3, retries=2) as f:
         result = f.fetch_all([Target("c", url)], body())["c"]
+        time.sleep(0.2)
 
-    assert not result.ok and result.reason == "connection failed"
-    assert len(server.seen("/close")) == 3
+    assert not result.ok and result.reason == "connection closed without an answer"
+    assert len(server.seen("/close")) == 1
+
+
+def test_a_request_that_could_not_be_sent_is_retried(server, monkeypatch):
+    url = server.route("/a", json_reply({"n": 1}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        refused = s.getsockname()[1]
+    with Fetcher(1, 2, MB, 3, retries=2) as f:
+        real_open = f._connections.open
+        opened = []
+
+        def first_refused(scheme, host, port, timeout):
+            # The first connection goes to a port nobody listens on.
+            opened.append(port)
+            return real_open(scheme, host, refused if len(opened) == 1 else port, timeout)
+
+        monkeypatch.setattr(f._connections, "open", first_refused)
+        result = f.fetch_all([Target("a", url)], body())["a"]
+
+    assert result.ok and result.data == {"n": 1}
+    assert len(opened) == 2 and len(server.seen("/a")) == 1
+
+
+def test_a_kept_connection_the_target_closed_is_replaced_before_sending(server):
+    def answer_then_drop(h) -> None:
+        # A keep-alive answer, then the target closes the connection anyway.
+        json_reply({"n": 1})(h)
+        h.close_connection = True
+
+    url = server.route("/a", answer_then_drop)
+    # No retries: only noticing the closed connection before sending saves
+    # the second lookup.
+    with Fetcher(1, 2, MB, 3, retries=0) as fetcher:
+        fetcher.fetch_all([Target("a", url)], body())
+        time.sleep(0.2)
+
+        result = fetcher.fetch_all([Target("a", url)], body())["a"]
+
+    assert result.ok and result.data == {"n": 1}
+    seen = server.seen("/a")
+    assert len(seen) == 2 and seen[0].client_port != seen[1].client_port
 
 
 def test_refused_connection_fails_within_deadline():
@@ -352,7 +456,8 @@ def test_failures_never_show_token_or_url_credentials(server, fetcher, caplog):
     caplog.set_level(logging.DEBUG, logger="agent")
 
     results = fetcher.fetch_all(
-        [Target("err", secret_url), Target("list", server.route("/list", json_reply([TOKEN])))],
+        [Target("err", secret_url),
+         Target("text", server.route("/text", raw_reply(200, b"<" + TOKEN.encode())))],
         body())
 
     text = " ".join(r.reason or "" for r in results.values()) + caplog.text

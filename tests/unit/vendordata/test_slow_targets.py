@@ -13,7 +13,7 @@ from agent.vendordata import exchange
 from agent.vendordata.fetcher import Fetcher, build_body
 from agent.vendordata.targets import Target
 from tests.stub_server import (
-    after, hang, json_reply, trickle, trickle_headers)
+    after, hang, json_reply, trickle, trickle_framed, trickle_headers)
 
 MB = 1024 * 1024
 CONNECT, READ = 0.5, 1.0
@@ -43,6 +43,57 @@ def test_a_trickling_target_is_cut_at_connect_plus_read_timeout(server, fetcher,
 
     assert not result.ok and result.reason == "deadline exceeded"
     assert EXCHANGE - 0.1 <= elapsed < EXCHANGE + SLACK, f"took {elapsed:.2f} s"
+
+
+@pytest.mark.parametrize("framing", ["http10", "close", "chunked", "length"])
+def test_the_deadline_holds_however_the_trickled_answer_is_framed(server, fetcher, framing):
+    # HTTP/1.0 and Connection: close answers take the socket away from the
+    # connection object; the deadline must hold for them too.
+    url = server.route("/drip", trickle_framed(0.2, framing))
+
+    started = time.monotonic()
+    result = fetcher.fetch_all([Target("drip", url)], BODY)["drip"]
+    elapsed = time.monotonic() - started
+
+    assert not result.ok and result.reason == "deadline exceeded"
+    assert EXCHANGE - 0.1 <= elapsed < EXCHANGE + SLACK, f"took {elapsed:.2f} s"
+
+
+def test_eight_http10_tricklers_neither_block_other_lookups_nor_hold_their_lane(server):
+    good = server.route("/good", json_reply({"fine": True}))
+    drip = server.route("/drip", trickle_framed(0.2, "http10"))
+    fetcher = Fetcher(connect_timeout=CONNECT, read_timeout=READ, max_response_bytes=MB,
+                      deadline=30, max_per_target=8)
+
+    def lookup(targets: list[Target]) -> tuple[float, float, dict]:
+        started = time.monotonic()
+        results = fetcher.fetch_all(targets, BODY)
+        return started, time.monotonic() - started, results
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            # Eight lookups fill the trickler's lane...
+            drips = [pool.submit(lookup, [Target("drip", drip)]) for _ in range(8)]
+            time.sleep(0.2)
+            # ...while other instances' lookups of another target go on.
+            goods = [pool.submit(lookup, [Target("good", good)]) for _ in range(8)]
+            for future in goods:
+                _, elapsed, results = future.result()
+                assert results["good"].ok and elapsed < SLACK, f"took {elapsed:.2f} s"
+            for future in drips:
+                _, elapsed, results = future.result()
+                assert results["drip"].reason == "deadline exceeded"
+                assert elapsed < EXCHANGE + SLACK, f"took {elapsed:.2f} s"
+
+        # The lane is free again at once: the next lookup reaches the target.
+        started, elapsed, results = lookup([Target("drip", drip)])
+    finally:
+        fetcher.close()
+
+    assert len(server.seen("/drip")) == 9
+    assert server.seen("/drip")[-1].at - started < SLACK
+    assert results["drip"].reason == "deadline exceeded"
+    assert elapsed < EXCHANGE + SLACK
 
 
 def test_a_good_target_answers_in_its_normal_time_beside_a_trickling_one(server, fetcher):
@@ -106,8 +157,8 @@ def test_close_cuts_exchanges_in_flight(server):
 class _LateWatchdog(exchange.Watchdog):
     """A watchdog whose thread has not run yet when the deadline passes."""
 
-    def watch(self, conn, deadline_at):
-        return exchange._Watch(conn, deadline_at)
+    def watch(self, deadline_at):
+        return exchange._Watch(deadline_at)
 
 
 def _silent_exchange(server, read_timeout: float, deadline_in: float) -> str:
