@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from oslo_config import cfg
 
 import agent
+from agent import log
 
 if TYPE_CHECKING:
     from oslo_reports.models import with_default_views
@@ -108,7 +109,7 @@ def _write(conf: cfg.ConfigOpts) -> None:
     except Exception:  # noqa: BLE001 - a report must never stop the agent
         LOG.exception("Could not build the Guru Meditation report")
         return
-    LOG.info("Guru Meditation report follows\n%s", text)
+    LOG.info("Guru Meditation report follows\n%s", text, extra=log.KEEP_LINES)
 
 
 def setup(conf: cfg.ConfigOpts) -> None:
