@@ -166,16 +166,34 @@ def masked_configuration(conf: cfg.ConfigOpts) -> Any:
 
 
 def _report_class() -> Any:
-    """oslo.reports' text report with :func:`masked_configuration` as its Configuration."""
+    """oslo.reports' text report with :func:`masked_configuration` as its Configuration.
+
+    A section whose data cannot be gathered says so; the others are printed.
+    """
     from oslo_reports import guru_meditation_report as gmr
 
     class MaskedGuruMeditation(gmr.TextGuruMeditation):
         def add_section(self, heading: Any, generator: Any, index: int | None = None) -> None:
             if heading == "Configuration":
                 generator = functools.partial(masked_configuration, cfg.CONF)
-            super().add_section(heading, generator, index)
+            super().add_section(heading, functools.partial(_gathered, generator), index)
 
     return MaskedGuruMeditation
+
+
+def _gathered(generator: Any) -> Any:
+    """Run a section's generator; a failure spoils that section, not the report.
+
+    psutil raises for a child process that has exited but was not waited
+    for yet, for instance, which would cost the whole report.
+    """
+    from oslo_reports.models import with_default_views
+
+    try:
+        return generator()
+    except Exception as error:  # noqa: BLE001 - the other sections still help
+        return with_default_views.ModelWithDefaultViews(
+            {"unavailable": f"could not be gathered ({type(error).__name__})"})
 
 
 _prepare_lock = threading.Lock()

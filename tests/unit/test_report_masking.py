@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+
 import pytest
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
+from oslo_config import fixture as config_fixture
 
 from agent import reports
 
@@ -39,10 +44,23 @@ def _text_options(conf: cfg.ConfigOpts):
             yield group_name, name, info["opt"]
 
 
-def test_a_report_shows_no_credential_written_into_any_option(conf):
-    # The options keystoneauth registers when it loads the vendordata token's plugin.
-    conf.register_opts(ks_loading.get_auth_plugin_conf_options("password"),
-                       group="vendordata_auth")
+@pytest.fixture
+def password_plugin_options(conf):
+    """The options keystoneauth registers when it loads the vendordata token's plugin.
+
+    Unregistered afterwards: ``auth_url`` is required, and would fail the
+    next test's parsing of an empty configuration.
+    """
+    fixture = config_fixture.Config(conf)
+    fixture.setUp()
+    fixture.register_opts(ks_loading.get_auth_plugin_conf_options("password"),
+                          group="vendordata_auth")
+    yield conf
+    fixture.cleanUp()
+
+
+def test_a_report_shows_no_credential_written_into_any_option(password_plugin_options):
+    conf = password_plugin_options
     url = f"https://admin:{CANARY}@example.test/v3?token={CANARY}"
     written = []
     for group, name, opt in _text_options(conf):
@@ -62,3 +80,19 @@ def test_a_report_shows_no_credential_written_into_any_option(conf):
             "vendordata_auth.auth_url", "vendordata_auth.password"} <= set(written)
     assert "name@https://admin:***@example.test/v3?token=***" in text
     assert CANARY not in text
+
+
+def test_a_section_that_cannot_be_gathered_leaves_the_rest_of_the_report(conf):
+    # A child that exited and was not waited for yet: psutil raises
+    # ZombieProcess for it while oslo.reports lists the processes.
+    child = subprocess.Popen(["true"])
+    try:
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+
+        text = reports.build()
+    finally:
+        child.wait()
+
+    assert "could not be gathered (ZombieProcess)" in text
+    for section in ("Package", "Threads", "Configuration", "Libraries"):
+        assert re.search(rf"====\s+{section}\s+====", text), section
