@@ -57,6 +57,9 @@ def escape_controls(text: str, keep_newlines: bool = False) -> str:
         Unicode line separators; a newline reads ``\\n``, an escape
         ``\\x1b``. Backslashes are left as they are.
     """
+    if text.isprintable():
+        # No control character or separator: most text, checked in C.
+        return text
     pattern = _CONTROL_BUT_NEWLINE if keep_newlines else _CONTROL
     return pattern.sub(_escape_char, text)
 
