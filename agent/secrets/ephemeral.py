@@ -23,10 +23,12 @@ Lookups by UUID and by usage are dictionary lookups.  Every operation
 holds one lock, so concurrent RPC handler threads see each change whole.
 
 The store is bounded, so a greedy caller cannot grow the agent without
-limit: each project holds at most ``max_per_project`` secrets, and the
-values and definitions of all projects together take at most
-``max_bytes`` (counted as the bytes the caller supplied, a fair stand-in
-for the memory they cost).  A define or set that would pass either limit
+limit: each project holds at most ``max_per_project`` secrets, the values
+and definitions of all projects together take at most ``max_bytes``
+(counted as the bytes the caller supplied, a fair stand-in for the
+memory they cost), and those of one project at most
+``max_bytes_per_project``, so that one project cannot take all the room
+and leave none to the others.  A define or set that would pass any limit
 raises :class:`~agent.exception.QuotaExceeded` and changes nothing;
 undefining gives the room back at once.
 
@@ -47,6 +49,7 @@ import uuid as uuid_lib
 from oslo_config import cfg
 
 from agent import exception
+from agent.conf import secrets as secrets_conf
 from agent.secrets.definition import SecretDefinition
 
 __all__ = ["EphemeralSecret", "EphemeralSecretStore"]
@@ -81,15 +84,20 @@ class EphemeralSecretStore:
         no limit.
     :param max_bytes: most bytes of values and definitions held for all
         projects together; None for no limit.
+    :param max_bytes_per_project: most bytes of values and definitions
+        held for one project; None for no limit.
     """
 
     def __init__(self, max_per_project: int | None = None,
-                 max_bytes: int | None = None) -> None:
+                 max_bytes: int | None = None,
+                 max_bytes_per_project: int | None = None) -> None:
         self.max_per_project = max_per_project
         self.max_bytes = max_bytes
+        self.max_bytes_per_project = max_bytes_per_project
         self._lock = threading.Lock()
         self._per_project: dict[str, int] = {}
         self._bytes = 0
+        self._bytes_per_project: dict[str, int] = {}
         self._by_uuid: dict[str, EphemeralSecret] = {}
         self._by_usage: dict[_UsageKey, str] = {}
         # bytearrays, so that a replaced or undefined value can be
@@ -98,10 +106,19 @@ class EphemeralSecretStore:
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> EphemeralSecretStore:
-        """Build a store bounded by ``[secrets] max_ephemeral_per_project``
-        and ``[secrets] max_ephemeral_bytes``."""
-        return cls(max_per_project=conf.secrets.max_ephemeral_per_project,
-                   max_bytes=conf.secrets.max_ephemeral_bytes)
+        """Build a store bounded by ``[secrets]`` options.
+
+        ``max_ephemeral_per_project`` and ``max_ephemeral_bytes`` as they
+        are; ``max_ephemeral_bytes_per_project``, when unset, is
+        ``max_ephemeral_bytes`` divided by
+        :data:`agent.conf.secrets.PROJECT_SHARE_DIVISOR`.
+        """
+        options = conf.secrets
+        per_project = options.max_ephemeral_bytes_per_project
+        if per_project is None:
+            per_project = options.max_ephemeral_bytes // secrets_conf.PROJECT_SHARE_DIVISOR
+        return cls(max_per_project=options.max_ephemeral_per_project,
+                   max_bytes=options.max_ephemeral_bytes, max_bytes_per_project=per_project)
 
     @property
     def used_bytes(self) -> int:
@@ -121,8 +138,8 @@ class EphemeralSecretStore:
             moment ago (undoing a rolled-back move), which must not fail.
         :returns: the record as stored.
         :raises agent.exception.QuotaExceeded: the project would hold more
-            than ``max_per_project`` secrets, or the store more than
-            ``max_bytes``.
+            than ``max_per_project`` secrets or ``max_bytes_per_project``
+            bytes, or the store more than ``max_bytes``.
         :raises agent.exception.SecretUsageConflict: the UUID exists with
             another usage (the exception names that UUID and the usage it
             holds), or another secret holds this usage (the exception names
@@ -162,11 +179,11 @@ class EphemeralSecretStore:
                 growth += len(value) - (len(old_value) if old_value is not None else 0)
             if bounded:
                 joins = existing is None or existing.project_id != project_id
-                self._check_room(project_id if joins else None, growth)
+                self._check_room(project_id, joins, growth)
             if existing is not None:
                 self._count(existing.project_id, -1)
             self._count(project_id, +1)
-            self._bytes += growth
+            self._add_bytes(project_id, growth)
             if value is not None:
                 _wipe(old_value)
                 self._values[secret_uuid] = bytearray(value)
@@ -209,7 +226,8 @@ class EphemeralSecretStore:
         :param value: the value; the store keeps its own copy.
         :raises agent.exception.SecretNotFound: no such secret here.
         :raises agent.exception.QuotaExceeded: the store would hold more
-            than ``max_bytes``; the old value stays.
+            than ``max_bytes``, or the secret's project more than
+            ``max_bytes_per_project``; the old value stays.
         :raises TypeError: ``value`` is not bytes.
         """
         value = bytes(_checked_value(value))
@@ -217,8 +235,8 @@ class EphemeralSecretStore:
             record = self._get_locked(uuid)
             old = self._values.get(uuid)
             growth = len(value) - (len(old) if old is not None else 0)
-            self._check_room(None, growth)
-            self._bytes += growth
+            self._check_room(record.project_id, False, growth)
+            self._add_bytes(record.project_id, growth)
             _wipe(old)
             self._values[uuid] = bytearray(value)
             if not record.has_value:
@@ -253,9 +271,8 @@ class EphemeralSecretStore:
             if key is not None:
                 del self._by_usage[key]
             value = self._values.pop(uuid, None)
-            self._bytes -= _definition_size(record.definition)
-            if value is not None:
-                self._bytes -= len(value)
+            freed = _definition_size(record.definition) + (len(value) if value is not None else 0)
+            self._add_bytes(record.project_id, -freed)
             _wipe(value)
             self._count(record.project_id, -1)
             return record
@@ -273,20 +290,34 @@ class EphemeralSecretStore:
         with self._lock:
             return len(self._by_uuid)
 
-    def _check_room(self, new_in_project: str | None, growth: int) -> None:
+    def _check_room(self, project_id: str, joins: bool, growth: int) -> None:
         """Refuse a change past a limit (lock held).
 
-        :param new_in_project: the project gaining a secret, or None.
+        :param project_id: the project whose secret changes.
+        :param joins: whether the project gains a secret.
         :param growth: bytes the change adds (negative when it frees some).
         """
-        if (new_in_project is not None and self.max_per_project is not None
-                and self._per_project.get(new_in_project, 0) >= self.max_per_project):
+        if (joins and self.max_per_project is not None
+                and self._per_project.get(project_id, 0) >= self.max_per_project):
             raise exception.QuotaExceeded(limit="max_ephemeral_per_project",
                                           allowed=self.max_per_project)
-        if (growth > 0 and self.max_bytes is not None
-                and self._bytes + growth > self.max_bytes):
+        if growth <= 0:
+            return
+        if (self.max_bytes_per_project is not None and
+                self._bytes_per_project.get(project_id, 0) + growth > self.max_bytes_per_project):
+            raise exception.QuotaExceeded(limit="max_ephemeral_bytes_per_project",
+                                          allowed=self.max_bytes_per_project)
+        if self.max_bytes is not None and self._bytes + growth > self.max_bytes:
             raise exception.QuotaExceeded(limit="max_ephemeral_bytes",
                                           allowed=self.max_bytes)
+
+    def _add_bytes(self, project_id: str, change: int) -> None:
+        self._bytes += change
+        held = self._bytes_per_project.get(project_id, 0) + change
+        if held > 0:
+            self._bytes_per_project[project_id] = held
+        else:
+            self._bytes_per_project.pop(project_id, None)
 
     def _count(self, project_id: str, change: int) -> None:
         held = self._per_project.get(project_id, 0) + change

@@ -48,13 +48,13 @@ class InProcessAgent(AgentSetup):
 
     def _log_to_file(self) -> None:
         # What custos-agent writes at DEBUG (debug = true), in oslo.log's
-        # format, with its masking filter and library log levels, into the
-        # file the canary reads.
+        # format, with its masking filter, control characters escaped and
+        # library log levels, into the file the canary reads.
         handler = logging.FileHandler(self.log_path)
         handler.setFormatter(formatters.ContextFormatter(
             project="custos", version=agent.__version__, datefmt=CONF.log_date_format,
             config=CONF))
-        handler.addFilter(agent_log.MaskCredentialsFilter())
+        agent_log.protect(handler)
         root = logging.getLogger()
         self._levels[""] = root.level
         root.setLevel(logging.DEBUG)

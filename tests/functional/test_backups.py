@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from agent import exception
-from tests.common import (PROJECT, admin, auditor, member, member_with_service, nobody,
-                          service_only)
+from tests.common import (OTHER_PROJECT, PROJECT, admin, auditor, make_context, member,
+                          member_with_service, nobody, service_only)
 from tests.functional.agentproc import run_script
 from tests.functional.conftest import client_of
 
@@ -234,3 +234,25 @@ def test_cli_exports_reads_and_imports(agent, tmp_path):
     assert restored["glance_metadata"] == {"license": LICENCE}
     assert refused.returncode == 1
     assert refused.stderr.startswith("custos: forbidden: ")
+
+
+@pytest.mark.xfail(strict=True, raises=exception.BackupMetadataConflict,
+                   reason="backup records are unique on backup_id alone; keying them "
+                          "per project needs a schema migration")
+@pytest.mark.parametrize("other", [member_with_service(OTHER_PROJECT),
+                                   make_context(OTHER_PROJECT, ["admin"], ["service"])],
+                         ids=["member-of-p2", "admin-of-p2"])
+def test_another_projects_backup_id_neither_conflicts_nor_is_claimed(agent, api, other):
+    api, p1 = client_of(api, agent), member_with_service()
+    taken, squatted = str(uuid.uuid4()), str(uuid.uuid4())
+    document = export(api, taken, str(uuid.uuid4()))
+
+    # p2 exports an id p1 holds, and claims one before p1 exports it.
+    api.backup_metadata_export(other, taken, {"id": str(uuid.uuid4())})
+    api.backup_metadata_export(other, squatted, {"id": str(uuid.uuid4())})
+    export(api, squatted, str(uuid.uuid4()))
+
+    for backup in (taken, squatted):
+        restored = api.backup_metadata_import(p1, backup, str(uuid.uuid4()))
+        assert restored["glance_verified"] and restored["glance_metadata"] == GLANCE
+    assert api.backup_metadata_get(p1, taken) == document

@@ -39,7 +39,10 @@ def test_greedy_member_gets_quota_exceeded_and_agent_memory_stays_bounded(start_
     # 64 KiB values, at most 200 per project and 8 MiB in all: the agent
     # holds 8 MiB of them whatever the caller sends.
     proc = start_agent(secrets={"max_ephemeral_per_project": 200,
-                                "max_ephemeral_bytes": 8 * MIB})
+                                "max_ephemeral_bytes": 8 * MIB,
+                                # One project may take it all: the agent's own
+                                # bound is what this test pushes on.
+                                "max_ephemeral_bytes_per_project": 16 * MIB})
     greedy = member()
     value = b"v" * (64 * KIB)
 
@@ -102,6 +105,31 @@ def test_a_project_past_its_count_is_refused_while_another_is_served(start_agent
     assert caught.value.kwargs == {"limit": "max_ephemeral_per_project", "allowed": 5}
     assert api.secret_generate(member(OTHER_PROJECT), "ceph", "count.other", ephemeral=True,
                                server="agent-1")
+
+
+def test_a_project_filling_its_byte_share_leaves_room_for_another(start_agent, api):
+    # 2 MiB for the agent; each project's share is a sixteenth of it, 128 KiB.
+    start_agent(secrets={"max_ephemeral_bytes": 2 * MIB}, auth={"strategy": "trusted"})
+    greedy, other = member(), member(OTHER_PROJECT)
+    value = b"v" * (16 * KIB)
+
+    def store(ctxt: Any) -> str:
+        uuid_ = api.secret_define_xml(
+            ctxt, "<secret ephemeral='yes' private='no'><usage type='ceph'>"
+                  f"<name>share.{uuid.uuid4().hex}</name></usage></secret>", server="agent-1")
+        api.secret_set_value(ctxt, uuid_, value, server="agent-1")
+        return uuid_
+
+    held = []
+    with pytest.raises(exception.QuotaExceeded) as caught:
+        for _ in range(64):
+            held.append(store(greedy))
+    theirs = [store(other) for _ in range(7)]
+
+    assert caught.value.kwargs == {"limit": "max_ephemeral_bytes_per_project",
+                                   "allowed": 128 * KIB}
+    assert len(held) == 7
+    assert [api.secret_get_value(other, u, server="agent-1") for u in theirs] == [value] * 7
 
 
 # -- vendordata targets -----------------------------------------------------------

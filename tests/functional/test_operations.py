@@ -43,7 +43,15 @@ def _wait_for(predicate, timeout=20.0):
 
 
 def test_sigusr2_logs_a_report_with_secrets_masked_and_agent_keeps_serving(start_agent, api):
-    proc = start_agent()
+    # Credentials an operator may write into options that are not secret
+    # (a vendordata target's URL) and into ones that are.
+    proc = start_agent(
+        auth={"strategy": "trusted"},
+        vendordata={"targets": "vd@http://vduser:VdPassw0rd@127.0.0.1:9/vd?token=VdT0ken&r=1"},
+        vendordata_auth={"auth_type": "password", "auth_url": "http://127.0.0.1:9/v3",
+                         "username": "custos", "password": "KsPassw0rd",
+                         "project_name": "service", "user_domain_id": "default",
+                         "project_domain_id": "default"})
     password = proc.sections["DEFAULT"]["transport_url"].split("@")[0].rsplit(":", 1)[-1]
 
     proc.signal(signal.SIGUSR2)
@@ -57,6 +65,9 @@ def test_sigusr2_logs_a_report_with_secrets_masked_and_agent_keeps_serving(start
     assert "oslo.messaging" in report and "SQLAlchemy" in report
     assert "transport_url = ***" in report
     assert f":{password}@" not in report
+    assert "vd@http://vduser:***@127.0.0.1:9/vd?token=***" in report
+    for secret in ("VdPassw0rd", "VdT0ken", "KsPassw0rd"):
+        assert secret not in log, secret
     assert api.health(nobody(), server=proc.host)["database"] == "ok"
     assert proc.stop() == 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 import pytest
 
@@ -18,6 +19,8 @@ VALUE = b"v" * 1000
 def small_limits(migrated):
     migrated.set_override("max_ephemeral_per_project", 3, group="secrets")
     migrated.set_override("max_ephemeral_bytes", 4000, group="secrets")
+    # No share of its own: these tests push one project against the agent's bytes.
+    migrated.set_override("max_ephemeral_bytes_per_project", 10**9, group="secrets")
     return migrated
 
 
@@ -99,6 +102,67 @@ def test_a_generated_secret_past_the_bytes_leaves_no_definition_behind(agent):
     assert agent.api.secret_list(other, ephemeral=True) == []
     with pytest.raises(exception.SecretNotFound):
         agent.api.secret_lookup_by_usage(other, "ceph", "client.big")
+
+
+@pytest.fixture
+def shared_bytes(migrated):
+    migrated.set_override("max_ephemeral_bytes", 4000, group="secrets")
+    migrated.set_override("max_ephemeral_bytes_per_project", 1500, group="secrets")
+    return migrated
+
+
+def test_a_project_past_its_byte_share_is_refused_and_another_is_served(shared_bytes,
+                                                                        harness):
+    api, greedy, other = harness.api, member(), member(OTHER_PROJECT)
+    first = api.secret_define_xml(greedy, _xml("client.a"))
+    second = api.secret_define_xml(greedy, _xml("client.b"))
+    api.secret_set_value(greedy, first, VALUE)
+
+    with pytest.raises(exception.QuotaExceeded) as on_set:
+        api.secret_set_value(greedy, second, VALUE)
+    with pytest.raises(exception.QuotaExceeded) as on_generate:
+        _generate(api, greedy, "client.c", length=1000)
+    theirs = api.secret_define_xml(other, _xml("client.a"))
+    api.secret_set_value(other, theirs, VALUE)
+
+    assert on_set.value.kwargs == {"limit": "max_ephemeral_bytes_per_project",
+                                   "allowed": 1500}
+    assert on_generate.value.kwargs["limit"] == "max_ephemeral_bytes_per_project"
+    assert api.secret_get_value(greedy, first) == VALUE
+    with pytest.raises(exception.SecretNoValue):
+        api.secret_get_value(greedy, second)
+    assert api.secret_get_value(other, theirs) == VALUE
+    # Undefining gives the project its room back.
+    api.secret_undefine(greedy, first)
+    api.secret_set_value(greedy, second, VALUE)
+
+
+def test_a_projects_share_is_a_sixteenth_of_the_agents_bytes_unless_set(migrated):
+    migrated.set_override("max_ephemeral_bytes", 64 * 1024 * 1024, group="secrets")
+    derived = EphemeralSecretStore.from_conf(migrated)
+    migrated.set_override("max_ephemeral_bytes_per_project", 12345, group="secrets")
+    explicit = EphemeralSecretStore.from_conf(migrated)
+
+    assert derived.max_bytes_per_project == 4 * 1024 * 1024
+    assert explicit.max_bytes_per_project == 12345
+    assert explicit.max_bytes == 64 * 1024 * 1024
+
+
+def test_a_redefinition_counts_against_the_owners_share():
+    store = EphemeralSecretStore(max_bytes=1000, max_bytes_per_project=300)
+    defn = SecretDefinition(uuid="0c9a5f3e-8d1b-4c55-9a57-2f1a3f5d9e10", ephemeral=True,
+                            usage_type="ceph", usage_id="client.a")
+    store.define(defn, "owner", b"x" * 200)
+
+    # Another project's redefinition keeps the owner, and the owner's bytes.
+    with pytest.raises(exception.QuotaExceeded):
+        store.define(dataclasses.replace(defn, description="d" * 100), "intruder")
+    store.define(SecretDefinition(uuid=None, ephemeral=True, usage_type="ceph",
+                                  usage_id="client.a"), "intruder", b"y" * 250)
+    store.undefine(defn.uuid)
+    store.define(defn, "owner", b"x" * 250)
+
+    assert store.used_bytes == 2 * (250 + 36 + 4 + 8)
 
 
 def test_the_store_counts_redefinitions_and_values_once():
