@@ -447,16 +447,44 @@ def _dbapi_code(error: BaseException) -> Any:
     return code
 
 
-def is_retriable(error: BaseException) -> bool:
-    """True for a deadlock, a serialization failure or a lost connection."""
-    if not isinstance(error, sa_exc.DBAPIError):
-        return False
+def _database_errors(error: BaseException) -> Iterator[sa_exc.DBAPIError]:
+    """``error`` and the database errors it was raised while handling.
+
+    A failure inside ``session.begin_nested()`` is followed by a ROLLBACK
+    TO SAVEPOINT; when the first error already ended the transaction (a
+    deadlock, a Galera certification failure or brute-force abort), that
+    rollback fails too (MySQL 1305, "SAVEPOINT ... does not exist") and
+    the error raised is the second one, with the first as its
+    ``__context__``. What decides a retry is the first.
+    """
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending and len(seen) < 16:
+        current = pending.pop(0)
+        if id(current) in seen or not isinstance(current, sa_exc.DBAPIError):
+            continue
+        seen.add(id(current))
+        yield current
+        pending.extend(link for link in (current.__cause__, current.__context__)
+                       if link is not None)
+
+
+def _retriable_here(error: sa_exc.DBAPIError) -> bool:
     if error.connection_invalidated or is_unreachable(error):
         return True
     code = _dbapi_code(error)
     if code in _PG_RETRY_CODES or code in _MYSQL_RETRY_CODES:
         return True
     return isinstance(error, sa_exc.OperationalError) and "database is locked" in str(error.orig)
+
+
+def is_retriable(error: BaseException) -> bool:
+    """True for a deadlock, a serialization failure or a lost connection.
+
+    Also when such an error is hidden behind the one its rollback raised
+    (see :func:`_database_errors`).
+    """
+    return any(_retriable_here(found) for found in _database_errors(error))
 
 
 def is_unreachable(error: BaseException) -> bool:
