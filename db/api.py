@@ -54,6 +54,8 @@ _PG_RETRY_CODES = {"40001", "40P01"}
 # the cluster's primary component); another attempt may reach it ready or
 # another node through the load balancer.
 _MYSQL_RETRY_CODES = {1205, 1213, 1047}
+#: ``wsrep_sync_wait`` of connections to a Galera node (:func:`_galera_causal_reads`).
+WSREP_SYNC_WAIT = 3
 # MySQL client errors for a server that is gone or refuses connections.
 _MYSQL_GONE_CODES = {2002, 2003, 2006, 2013, 2055, 1927, 1053}
 
@@ -79,6 +81,28 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # outside one commit on RELEASE; SQLAlchemy emits BEGIN itself instead
     # (_sqlite_begin), so a rolled-back request also undoes its savepoints.
     dbapi_conn.isolation_level = None
+
+
+def _galera_causal_reads(dbapi_conn: Any, _record: Any) -> None:
+    """Make a Galera node's reads wait until it has applied what the cluster committed.
+
+    A write committed through one node is certified everywhere at once
+    but applied by the other nodes a moment later; without this, an
+    agent on another node could answer "no value" for a secret another
+    agent has just stored. 3 = SELECT (and the start of a transaction),
+    UPDATE and DELETE wait; an INSERT needs no wait, since a conflict
+    with a row not yet applied fails certification and is retried.
+    Only where ``wsrep_on`` is ON: a plain MariaDB or MySQL server gets
+    nothing but this one query per new connection.
+    """
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("SHOW VARIABLES LIKE 'wsrep_on'")
+        row = cursor.fetchone()
+        if row is not None and str(row[1]).upper() == "ON":
+            cursor.execute(f"SET SESSION wsrep_sync_wait = {WSREP_SYNC_WAIT}")
+    finally:
+        cursor.close()
 
 
 def _sqlite_begin(conn: Any) -> None:
@@ -304,6 +328,8 @@ def create_engine(url: str, conf: cfg.ConfigOpts | None = None,
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+    elif parsed.get_backend_name() == "mysql":
+        event.listen(engine, "connect", _galera_causal_reads)
     event.listen(engine, "before_cursor_execute", _refuse_write_statement)
     return engine
 
