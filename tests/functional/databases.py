@@ -44,9 +44,14 @@ def _upgrade(url: str) -> None:
         if migration.db_version(engine) != migration.head_revision():
             migration.db_sync(engine=engine)
         if engine.dialect.name == "sqlite":
-            with engine.connect() as conn:
-                # One self-contained file: nothing left in a write-ahead log.
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            # One self-contained file: nothing left in a write-ahead log. On
+            # the driver's connection, outside the write transaction (BEGIN
+            # IMMEDIATE) SQLAlchemy would open, where a checkpoint cannot run.
+            raw = engine.raw_connection()
+            try:
+                raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                raw.close()
     finally:
         engine.dispose()
 

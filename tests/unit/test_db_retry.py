@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pymysql
+import sqlalchemy as sa
 import pytest
 from sqlalchemy import exc as sa_exc
 
@@ -106,3 +107,62 @@ def test_the_whole_transaction_runs_again_after_a_hidden_deadlock(conf, monkeypa
 
     assert db_api.run_in_transaction(work) == "done"
     assert len(attempts) == 2
+
+
+def test_a_sqlite_database_locked_for_good_is_unavailable_after_one_wait(conf, tmp_path,
+                                                                         monkeypatch):
+    import sqlite3
+    import time
+
+    monkeypatch.setattr(db_api, "SQLITE_BUSY_TIMEOUT_S", 0.5)
+    url = f"sqlite:///{tmp_path / 'stuck.sqlite'}"
+    db_api.configure(url)
+    db_api.run_in_transaction(lambda s: s.execute(sa.text("CREATE TABLE t (n INTEGER)")))
+    holder = sqlite3.connect(tmp_path / "stuck.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    attempts: list[int] = []
+
+    def work(session):
+        attempts.append(1)
+        session.execute(sa.text("INSERT INTO t VALUES (1)"))
+
+    began = time.monotonic()
+    try:
+        with pytest.raises(exception.DatabaseUnavailable):
+            db_api.run_in_transaction(work)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert 0.4 < time.monotonic() - began < 2.0
+    assert attempts == [1]  # the wait was the retry: no second attempt
+
+
+def test_a_sqlite_writer_waits_for_another_writer_to_commit(conf, tmp_path):
+    import sqlite3
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'busy.sqlite'}"
+    db_api.configure(url)
+    db_api.run_in_transaction(lambda s: s.execute(sa.text("CREATE TABLE t (n INTEGER)")))
+    holder = sqlite3.connect(tmp_path / "busy.sqlite", isolation_level=None,
+                             check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    threading.Timer(0.5, lambda: holder.execute("COMMIT")).start()
+
+    attempts: list[int] = []
+
+    def work(session):
+        attempts.append(1)
+        # Reads first, as most requests do, then writes.
+        seen = session.execute(sa.text("SELECT count(*) FROM t")).scalar()
+        session.execute(sa.text("INSERT INTO t VALUES (:n)"), {"n": seen + 1})
+        return seen
+
+    try:
+        assert db_api.run_in_transaction(work) == 1
+    finally:
+        holder.close()
+    # Waited for its turn: no attempt was spent (and counted towards
+    # DatabaseUnavailable) on a snapshot another writer made stale.
+    assert attempts == [1]
