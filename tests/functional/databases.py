@@ -106,9 +106,12 @@ def create_postgresql(migrated: bool = False) -> tuple[str, Callable[[], None]]:
     return pg_url(name), lambda: _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def create_mysql(migrated: bool = False) -> tuple[str, Callable[[], None]]:
+def create_mysql(migrated: bool = False,
+                 collation: str = "utf8mb4_bin") -> tuple[str, Callable[[], None]]:
     """A new MariaDB database: empty, or migrated to head.
 
+    :param collation: the database's default collation, which tables
+        created in it take (the server's own default: ``utf8mb4_general_ci``).
     :returns: its URL and a function that drops it.
     """
     import pymysql
@@ -123,7 +126,7 @@ def create_mysql(migrated: bool = False) -> tuple[str, Callable[[], None]]:
         finally:
             conn.close()
 
-    execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE {collation}")
     url = f"mysql+pymysql://root@127.0.0.1:3306/{name}?charset=utf8mb4"
     if migrated:
         _upgrade(url)
