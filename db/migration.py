@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import types
 from sqlalchemy.engine import Engine
 
-from db import api
+from db import api, models
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 VERSIONS_DIR = os.path.join(MIGRATIONS_DIR, "versions")
@@ -48,6 +48,8 @@ def compare_type(context: MigrationContext, inspected_column: object,
     # Alembic does not compare collations; on MariaDB the models name the
     # one their strings are compared with (models.EXACT_COLLATION).
     wanted = getattr(metadata_type.dialect_impl(context.dialect), "collation", None)
+    if wanted == models.EXACT_COLLATION and not getattr(context.dialect, "is_mariadb", True):
+        wanted = models.MYSQL_EXACT_COLLATION
     if wanted is not None and _collation(context, inspected_column) != wanted:
         return True
     return None

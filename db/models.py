@@ -31,10 +31,16 @@ NAMING_CONVENTION = {
 #: different value; utf8mb4_bin itself is PAD SPACE and ignores it.
 #: Migration 0008 converts the columns of older databases.
 EXACT_COLLATION = "utf8mb4_nopad_bin"
+#: The same on MySQL 8, which lacks the MariaDB name.
+MYSQL_EXACT_COLLATION = "utf8mb4_0900_bin"
 
 
 def exact(length: int) -> TypeEngine[str]:
-    """A VARCHAR of ``length`` compared byte for byte (:data:`EXACT_COLLATION` on MariaDB)."""
+    """A VARCHAR of ``length`` compared byte for byte (:data:`EXACT_COLLATION` on MariaDB).
+
+    The MySQL dialect serves MariaDB and MySQL alike; on MySQL 8 the
+    column compares with :data:`MYSQL_EXACT_COLLATION` (migration 0008).
+    """
     return String(length).with_variant(String(length, collation=EXACT_COLLATION), "mysql",
                                        "mariadb")
 
