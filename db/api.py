@@ -54,6 +54,12 @@ _PG_RETRY_CODES = {"40001", "40P01"}
 # the cluster's primary component); another attempt may reach it ready or
 # another node through the load balancer.
 _MYSQL_RETRY_CODES = {1205, 1213, 1047}
+#: Seconds a SQLite statement waits for another connection's lock before
+#: "database is locked"; then the caller gets DatabaseUnavailable, not a
+#: retry, since this wait already is one (:func:`is_lock_timeout`).
+SQLITE_BUSY_TIMEOUT_S = 10.0
+#: ``wsrep_sync_wait`` of connections to a Galera node (:func:`_galera_causal_reads`).
+WSREP_SYNC_WAIT = 3
 # MySQL client errors for a server that is gone or refuses connections.
 _MYSQL_GONE_CODES = {2002, 2003, 2006, 2013, 2055, 1927, 1053}
 
@@ -71,7 +77,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets readers go on while one writer commits; the busy timeout
     # turns a short lock wait into a wait instead of an error.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
@@ -81,11 +87,38 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
 
 
+def _galera_causal_reads(dbapi_conn: Any, _record: Any) -> None:
+    """Make a Galera node's reads wait until it has applied what the cluster committed.
+
+    A write committed through one node is certified everywhere at once
+    but applied by the other nodes a moment later; without this, an
+    agent on another node could answer "no value" for a secret another
+    agent has just stored. 3 = SELECT (and the start of a transaction),
+    UPDATE and DELETE wait; an INSERT needs no wait, since a conflict
+    with a row not yet applied fails certification and is retried.
+    Only where ``wsrep_on`` is ON: a plain MariaDB or MySQL server gets
+    nothing but this one query per new connection.
+    """
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("SHOW VARIABLES LIKE 'wsrep_on'")
+        row = cursor.fetchone()
+        if row is not None and str(row[1]).upper() == "ON":
+            cursor.execute(f"SET SESSION wsrep_sync_wait = {WSREP_SYNC_WAIT}")
+    finally:
+        cursor.close()
+
+
 def _sqlite_begin(conn: Any) -> None:
     # A read runs in the statement's own implicit transaction: one
     # statement sees one snapshot, and BEGIN/COMMIT would only add cost.
+    # A write transaction takes the write lock at once: a deferred BEGIN
+    # reads first and must then upgrade its snapshot to a writer, which
+    # SQLite refuses at once ("database is locked", without the busy
+    # wait) when another writer committed in between. IMMEDIATE waits
+    # its turn for the lock, up to the busy timeout.
     if not conn.get_execution_options().get(READ_ONLY):
-        prepared.run_text(conn, "BEGIN")
+        prepared.run_text(conn, "BEGIN IMMEDIATE")
 
 
 class WriteNeeded(RuntimeError):
@@ -289,7 +322,7 @@ def create_engine(url: str, conf: cfg.ConfigOpts | None = None,
         if database and database != ":memory:" and not database.startswith("file:"):
             _private_sqlite_file(database)
         connect_args["check_same_thread"] = False
-        connect_args["timeout"] = 10
+        connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_S
     else:
         kwargs.update(pool_size=conf.database.max_pool_size,
                       max_overflow=conf.database.max_overflow,
@@ -304,6 +337,8 @@ def create_engine(url: str, conf: cfg.ConfigOpts | None = None,
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+    elif parsed.get_backend_name() == "mysql":
+        event.listen(engine, "connect", _galera_causal_reads)
     event.listen(engine, "before_cursor_execute", _refuse_write_statement)
     return engine
 
@@ -447,16 +482,53 @@ def _dbapi_code(error: BaseException) -> Any:
     return code
 
 
-def is_retriable(error: BaseException) -> bool:
-    """True for a deadlock, a serialization failure or a lost connection."""
-    if not isinstance(error, sa_exc.DBAPIError):
-        return False
+def _database_errors(error: BaseException) -> Iterator[sa_exc.DBAPIError]:
+    """``error`` and the database errors it was raised while handling.
+
+    A failure inside ``session.begin_nested()`` is followed by a ROLLBACK
+    TO SAVEPOINT; when the first error already ended the transaction (a
+    deadlock, a Galera certification failure or brute-force abort), that
+    rollback fails too (MySQL 1305, "SAVEPOINT ... does not exist") and
+    the error raised is the second one, with the first as its
+    ``__context__``. What decides a retry is the first.
+    """
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending and len(seen) < 16:
+        current = pending.pop(0)
+        if id(current) in seen or not isinstance(current, sa_exc.DBAPIError):
+            continue
+        seen.add(id(current))
+        yield current
+        pending.extend(link for link in (current.__cause__, current.__context__)
+                       if link is not None)
+
+
+def _retriable_here(error: sa_exc.DBAPIError) -> bool:
     if error.connection_invalidated or is_unreachable(error):
         return True
     code = _dbapi_code(error)
-    if code in _PG_RETRY_CODES or code in _MYSQL_RETRY_CODES:
-        return True
-    return isinstance(error, sa_exc.OperationalError) and "database is locked" in str(error.orig)
+    return code in _PG_RETRY_CODES or code in _MYSQL_RETRY_CODES
+
+
+def is_lock_timeout(error: BaseException) -> bool:
+    """True when SQLite gave up waiting for another connection's lock.
+
+    SQLite itself waits for the lock (``busy_timeout``) before it says
+    "database is locked", so a busy writer makes others wait, and this
+    error means the database stayed locked for all that time.
+    """
+    return (isinstance(error, sa_exc.OperationalError)
+            and "database is locked" in str(error.orig))
+
+
+def is_retriable(error: BaseException) -> bool:
+    """True for a deadlock, a serialization failure or a lost connection.
+
+    Also when such an error is hidden behind the one its rollback raised
+    (see :func:`_database_errors`).
+    """
+    return any(_retriable_here(found) for found in _database_errors(error))
 
 
 def is_unreachable(error: BaseException) -> bool:
@@ -521,6 +593,10 @@ def run_in_transaction(func: Callable[[Session], T], read_only: bool = False) ->
     try:
         return _attempt(func, read_only)
     except sa_exc.DBAPIError as error:
+        if is_lock_timeout(error):
+            LOG.warning("Database locked for %.0f s by another connection",
+                        SQLITE_BUSY_TIMEOUT_S)
+            raise exception.DatabaseUnavailable() from None
         if not is_retriable(error):
             raise
         if CONF.database.max_retries < 1:
@@ -539,7 +615,7 @@ def run_in_transaction(func: Callable[[Session], T], read_only: bool = False) ->
                 with transaction(read_only) as session:
                     return func(session)
     except sa_exc.DBAPIError as error:
-        if is_retriable(error):
+        if is_retriable(error) or is_lock_timeout(error):
             LOG.warning("Database unavailable after %d attempts: %s",
                         CONF.database.max_retries + 1, type(error.orig).__name__)
             raise exception.DatabaseUnavailable() from None

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import types
 from sqlalchemy.engine import Engine
 
-from db import api
+from db import api, models
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 VERSIONS_DIR = os.path.join(MIGRATIONS_DIR, "versions")
@@ -38,12 +38,34 @@ def compare_type(context: MigrationContext, inspected_column: object,
 
     MariaDB stores a ``LargeBinary`` of a given length as the BLOB kind
     that holds it (MEDIUMBLOB for 1 MiB), which is the model's type, not
-    drift. Every other pair is left to Alembic (None).
+    drift. A string column whose model names a collation (MariaDB) has
+    drifted when the database compares it another way. Every other pair
+    is left to Alembic (None).
     """
     if isinstance(metadata_type, types.LargeBinary) and isinstance(
             inspected_type, types._Binary):
         return False
+    # Alembic does not compare collations; on MariaDB the models name the
+    # one their strings are compared with (models.EXACT_COLLATION).
+    wanted = getattr(metadata_type.dialect_impl(context.dialect), "collation", None)
+    if wanted == models.EXACT_COLLATION and not getattr(context.dialect, "is_mariadb", True):
+        wanted = models.MYSQL_EXACT_COLLATION
+    if wanted is not None and _collation(context, inspected_column) != wanted:
+        return True
     return None
+
+
+def _collation(context: MigrationContext, column: Any) -> str | None:
+    """The collation a MySQL or MariaDB column compares with.
+
+    Read from information_schema: reflection leaves out a column's
+    collation when it is the table's default.
+    """
+    assert context.connection is not None
+    return context.connection.exec_driver_sql(
+        "SELECT collation_name FROM information_schema.columns WHERE table_schema = "
+        "DATABASE() AND table_name = %s AND column_name = %s",
+        (column.table.name, column.name)).scalar()
 
 
 def _config(engine: Engine) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary,
                         MetaData, String, Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -23,6 +24,26 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+#: How MariaDB compares the strings custos keeps: byte for byte (ids,
+#: namespaces, keys and usages are case- and accent-sensitive, as on
+#: PostgreSQL and SQLite) and NO PAD, so that a trailing space makes a
+#: different value; utf8mb4_bin itself is PAD SPACE and ignores it.
+#: Migration 0008 converts the columns of older databases.
+EXACT_COLLATION = "utf8mb4_nopad_bin"
+#: The same on MySQL 8, which lacks the MariaDB name.
+MYSQL_EXACT_COLLATION = "utf8mb4_0900_bin"
+
+
+def exact(length: int) -> TypeEngine[str]:
+    """A VARCHAR of ``length`` compared byte for byte (:data:`EXACT_COLLATION` on MariaDB).
+
+    The MySQL dialect serves MariaDB and MySQL alike; on MySQL 8 the
+    column compares with :data:`MYSQL_EXACT_COLLATION` (migration 0008).
+    """
+    return String(length).with_variant(String(length, collation=EXACT_COLLATION), "mysql",
+                                       "mariadb")
+
 
 # Large enough for a 64 KiB secret value plus its nonce and tag; MariaDB
 # maps this length to MEDIUMBLOB where a plain BLOB would stop at 64 KiB.
@@ -53,10 +74,10 @@ class DriverInitiatorData(TimestampMixin, Base):
     __table_args__ = (UniqueConstraint("initiator", "namespace", "key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    initiator: Mapped[str] = mapped_column(String(255))
-    namespace: Mapped[str] = mapped_column(String(255))
-    key: Mapped[str] = mapped_column(String(255))
-    value: Mapped[str | None] = mapped_column(String(255))
+    initiator: Mapped[str] = mapped_column(exact(255))
+    namespace: Mapped[str] = mapped_column(exact(255))
+    key: Mapped[str] = mapped_column(exact(255))
+    value: Mapped[str | None] = mapped_column(exact(255))
 
 
 class Secret(TimestampMixin, Base):
@@ -79,17 +100,17 @@ class Secret(TimestampMixin, Base):
                       Index(None, "project_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    uuid: Mapped[str] = mapped_column(String(36))
-    project_id: Mapped[str | None] = mapped_column(String(255))
-    driver_namespace: Mapped[str | None] = mapped_column(String(255))
-    usage_type: Mapped[str | None] = mapped_column(String(16))
-    usage_id: Mapped[str | None] = mapped_column(String(255))
-    description: Mapped[str | None] = mapped_column(String(1024))
+    uuid: Mapped[str] = mapped_column(exact(36))
+    project_id: Mapped[str | None] = mapped_column(exact(255))
+    driver_namespace: Mapped[str | None] = mapped_column(exact(255))
+    usage_type: Mapped[str | None] = mapped_column(exact(16))
+    usage_id: Mapped[str | None] = mapped_column(exact(255))
+    description: Mapped[str | None] = mapped_column(exact(1024))
     private: Mapped[bool] = mapped_column(Boolean, default=False)
     generated: Mapped[bool] = mapped_column(Boolean, default=False)
     value: Mapped[bytes | None] = mapped_column(LargeBinary(BLOB_LENGTH))
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary(1024))
-    master_key_id: Mapped[str | None] = mapped_column(String(64))
+    master_key_id: Mapped[str | None] = mapped_column(exact(64))
 
 
 class SigningKey(TimestampMixin, Base):
@@ -99,11 +120,11 @@ class SigningKey(TimestampMixin, Base):
     __table_args__ = (UniqueConstraint("key_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key_id: Mapped[str] = mapped_column(String(36))
-    state: Mapped[str] = mapped_column(String(16))
+    key_id: Mapped[str] = mapped_column(exact(36))
+    state: Mapped[str] = mapped_column(exact(16))
     material: Mapped[bytes] = mapped_column(LargeBinary(1024))
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary(1024))
-    master_key_id: Mapped[str] = mapped_column(String(64))
+    master_key_id: Mapped[str] = mapped_column(exact(64))
     deactivated_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
 
 
@@ -119,10 +140,10 @@ class VolumeGlanceMetadata(TimestampMixin, Base):
     __table_args__ = (UniqueConstraint("project_id", "volume_id", "key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    volume_id: Mapped[str] = mapped_column(String(36))
-    key: Mapped[str] = mapped_column(String(255))
+    volume_id: Mapped[str] = mapped_column(exact(36))
+    key: Mapped[str] = mapped_column(exact(255))
     value: Mapped[str] = mapped_column(Text)
-    project_id: Mapped[str | None] = mapped_column(String(255))
+    project_id: Mapped[str | None] = mapped_column(exact(255))
 
 
 class BackupRecord(TimestampMixin, Base):
@@ -132,11 +153,11 @@ class BackupRecord(TimestampMixin, Base):
     __table_args__ = (UniqueConstraint("backup_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    backup_id: Mapped[str] = mapped_column(String(36))
-    volume_id: Mapped[str] = mapped_column(String(36))
-    project_id: Mapped[str | None] = mapped_column(String(255))
-    account: Mapped[str] = mapped_column(String(255))
-    key_id: Mapped[str | None] = mapped_column(String(36))
+    backup_id: Mapped[str] = mapped_column(exact(36))
+    volume_id: Mapped[str] = mapped_column(exact(36))
+    project_id: Mapped[str | None] = mapped_column(exact(255))
+    account: Mapped[str] = mapped_column(exact(255))
+    key_id: Mapped[str | None] = mapped_column(exact(36))
 
 
 class InstanceSystemMetadata(TimestampMixin, Base):
@@ -146,8 +167,8 @@ class InstanceSystemMetadata(TimestampMixin, Base):
     __table_args__ = (UniqueConstraint("instance_uuid", "key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    instance_uuid: Mapped[str] = mapped_column(String(36))
-    key: Mapped[str] = mapped_column(String(255))
+    instance_uuid: Mapped[str] = mapped_column(exact(36))
+    key: Mapped[str] = mapped_column(exact(255))
     value: Mapped[str] = mapped_column(Text)
 
 
@@ -164,11 +185,11 @@ class MasterKeyState(TimestampMixin, Base):
     __tablename__ = "master_key_state"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    primary_key_id: Mapped[str] = mapped_column(String(64))
-    staged_key_id: Mapped[str | None] = mapped_column(String(64))
+    primary_key_id: Mapped[str] = mapped_column(exact(64))
+    staged_key_id: Mapped[str | None] = mapped_column(exact(64))
     staged_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary(1024))
-    staged_wrapped_by: Mapped[str | None] = mapped_column(String(64))
-    previous_key_id: Mapped[str | None] = mapped_column(String(64))
+    staged_wrapped_by: Mapped[str | None] = mapped_column(exact(64))
+    previous_key_id: Mapped[str | None] = mapped_column(exact(64))
 
 
 class MasterKeyHolder(Base):
@@ -176,8 +197,8 @@ class MasterKeyHolder(Base):
 
     __tablename__ = "master_key_holders"
 
-    host: Mapped[str] = mapped_column(String(255), primary_key=True)
-    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(exact(255), primary_key=True)
+    key_id: Mapped[str] = mapped_column(exact(64), primary_key=True)
     seen_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -193,16 +214,16 @@ class ManagedKey(TimestampMixin, Base):
                       Index(None, "project_id", "object_type"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    uuid: Mapped[str] = mapped_column(String(36))
-    project_id: Mapped[str] = mapped_column(String(255))
-    object_type: Mapped[str] = mapped_column(String(16))
-    algorithm: Mapped[str | None] = mapped_column(String(255))
+    uuid: Mapped[str] = mapped_column(exact(36))
+    project_id: Mapped[str] = mapped_column(exact(255))
+    object_type: Mapped[str] = mapped_column(exact(16))
+    algorithm: Mapped[str | None] = mapped_column(exact(255))
     bit_length: Mapped[int | None] = mapped_column(Integer)
-    name: Mapped[str | None] = mapped_column(String(255))
-    expiration: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(exact(255))
+    expiration: Mapped[str | None] = mapped_column(exact(64))
     value: Mapped[bytes] = mapped_column(LargeBinary(BLOB_LENGTH))
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary(1024))
-    master_key_id: Mapped[str] = mapped_column(String(64))
+    master_key_id: Mapped[str] = mapped_column(exact(64))
 
 
 class KeyConsumer(TimestampMixin, Base):
@@ -218,9 +239,9 @@ class KeyConsumer(TimestampMixin, Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key_id: Mapped[int] = mapped_column(Integer, ForeignKey("managed_keys.id",
                                                              ondelete="CASCADE"))
-    service: Mapped[str] = mapped_column(String(255))
-    resource_type: Mapped[str] = mapped_column(String(255))
-    resource_id: Mapped[str] = mapped_column(String(255))
+    service: Mapped[str] = mapped_column(exact(255))
+    resource_type: Mapped[str] = mapped_column(exact(255))
+    resource_id: Mapped[str] = mapped_column(exact(255))
 
 
 class RememberedAnswer(Base):
@@ -235,8 +256,8 @@ class RememberedAnswer(Base):
     __tablename__ = "remembered_answers"
     __table_args__ = (Index(None, "created_at"),)
 
-    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    method: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(exact(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(exact(255), primary_key=True)
+    method: Mapped[str] = mapped_column(exact(64), primary_key=True)
     answer: Mapped[Any] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)

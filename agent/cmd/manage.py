@@ -76,7 +76,7 @@ def _keys_rotate_master() -> Any:
 
 
 def _keys_forget_host() -> Any:
-    host = CONF.command.host
+    host = CONF.command.node
     dropped = db_api.run_in_transaction(lambda s: keyset.forget_host(s, host))
     return {"host": host, "forgotten": dropped > 0}
 
@@ -131,7 +131,10 @@ def _add_parsers(subparsers: Any) -> None:
         for action in actions:
             sub = action_parsers.add_parser(action)
             if action == "forget-host":
-                sub.add_argument("host", help="the [DEFAULT] host of the node that is gone")
+                # Not "host": the sub-command's options share a namespace
+                # with [DEFAULT] host, and oslo.config refuses the clash.
+                sub.add_argument("node", metavar="HOST",
+                                 help="the [DEFAULT] host of the node that is gone")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -44,9 +44,14 @@ def _upgrade(url: str) -> None:
         if migration.db_version(engine) != migration.head_revision():
             migration.db_sync(engine=engine)
         if engine.dialect.name == "sqlite":
-            with engine.connect() as conn:
-                # One self-contained file: nothing left in a write-ahead log.
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            # One self-contained file: nothing left in a write-ahead log. On
+            # the driver's connection, outside the write transaction (BEGIN
+            # IMMEDIATE) SQLAlchemy would open, where a checkpoint cannot run.
+            raw = engine.raw_connection()
+            try:
+                raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                raw.close()
     finally:
         engine.dispose()
 
@@ -101,9 +106,12 @@ def create_postgresql(migrated: bool = False) -> tuple[str, Callable[[], None]]:
     return pg_url(name), lambda: _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def create_mysql(migrated: bool = False) -> tuple[str, Callable[[], None]]:
+def create_mysql(migrated: bool = False,
+                 collation: str = "utf8mb4_bin") -> tuple[str, Callable[[], None]]:
     """A new MariaDB database: empty, or migrated to head.
 
+    :param collation: the database's default collation, which tables
+        created in it take (the server's own default: ``utf8mb4_general_ci``).
     :returns: its URL and a function that drops it.
     """
     import pymysql
@@ -118,7 +126,7 @@ def create_mysql(migrated: bool = False) -> tuple[str, Callable[[], None]]:
         finally:
             conn.close()
 
-    execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE {collation}")
     url = f"mysql+pymysql://root@127.0.0.1:3306/{name}?charset=utf8mb4"
     if migrated:
         _upgrade(url)

@@ -209,3 +209,38 @@ def test_two_rotations_at_once_one_is_refused(start_agent, api, postgresql_url):
         "try again once it has finished")
     assert key_ids(postgresql_url) == {result["master_key_id"]}
     assert api.secret_get_value(ctxt, target) == values[target]
+
+
+def test_a_lost_node_is_forgotten_and_rotation_then_finishes(start_agent, api, postgresql_url,
+                                                             tmp_path):
+    nodes: list[AgentProcess] = []
+    for host in HOSTS[:2]:
+        state = tmp_path / f"{host}-state"
+        if nodes:
+            state.mkdir(mode=0o700)
+            shutil.copy(Path(nodes[0].sections["DEFAULT"]["state_path"]) / "master.key",
+                        state / "master.key")
+            (state / "master.key").chmod(0o600)
+        nodes.append(start_agent(database_url=postgresql_url, host=host, state_path=state,
+                                 auth={"strategy": "trusted"}))
+    ctxt = member()
+    values: dict[str, bytes] = {}
+    for host in HOSTS[:2]:
+        define(api, ctxt, values, server=host)
+    # node-2 is lost for good before it could stage the next key.
+    nodes[1].kill()
+    staged = manage(nodes[0], "keys", "stage")
+    refused = manage(nodes[0], "keys", "rotate-master", check=False)
+    assert "missing on: node-2" in refused.stderr
+
+    assert manage(nodes[0], "keys", "forget-host", "node-2") == {"host": "node-2",
+                                                                 "forgotten": True}
+    assert manage(nodes[0], "keys", "forget-host", "node-9") == {"host": "node-9",
+                                                                 "forgotten": False}
+    result = manage(nodes[0], "keys", "rotate-master")
+
+    assert result["master_key_id"] == staged["staged_key_id"]
+    assert key_ids(postgresql_url) == {result["master_key_id"]}
+    assert "node-2" not in manage(nodes[0], "keys", "list")["holders"]
+    for uuid_, value in values.items():
+        assert api.secret_get_value(ctxt, uuid_, server="node-1") == value

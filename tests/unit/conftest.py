@@ -47,9 +47,14 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     engine = db_api.create_engine(f"sqlite:///{path}")
     try:
         migration.db_sync(engine=engine)
-        with engine.connect() as conn:
-            # One self-contained file: nothing left in a write-ahead log.
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        # One self-contained file: nothing left in a write-ahead log. On
+        # the driver's connection, outside the write transaction (BEGIN
+        # IMMEDIATE) SQLAlchemy would open, where a checkpoint cannot run.
+        raw = engine.raw_connection()
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
     finally:
         engine.dispose()
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pymysql
+import sqlalchemy as sa
 import pytest
 from sqlalchemy import exc as sa_exc
 
@@ -62,3 +63,106 @@ def test_a_database_that_stays_away_is_retried_with_pauses(conf, monkeypatch):
         db_api.run_in_transaction(work)
     assert pauses, "a database that stays away is waited for, not hammered"
     assert len(attempts) >= 3
+
+
+def hidden_behind_a_savepoint(code: int, text: str) -> sa_exc.OperationalError:
+    """The 1305 a ROLLBACK TO SAVEPOINT raises after ``code`` ended the transaction."""
+    try:
+        try:
+            raise mysql_error(code, text)
+        except sa_exc.OperationalError:
+            raise mysql_error(1305, "SAVEPOINT sa_savepoint_1 does not exist")
+    except sa_exc.OperationalError as error:
+        return error
+
+
+@pytest.mark.parametrize("code, text", [
+    (1213, "Deadlock found when trying to get lock; try restarting transaction"),
+    (1047, "WSREP has not yet prepared node for application use"),
+])
+def test_a_deadlock_hidden_by_a_lost_savepoint_is_retried(code, text):
+    assert db_api.is_retriable(hidden_behind_a_savepoint(code, text))
+
+
+def test_a_lost_savepoint_alone_is_not_retried():
+    assert not db_api.is_retriable(mysql_error(1305, "SAVEPOINT sa_savepoint_1 does not exist"))
+    try:
+        try:
+            raise mysql_error(1062, "Duplicate entry")
+        except sa_exc.OperationalError:
+            raise mysql_error(1305, "SAVEPOINT sa_savepoint_1 does not exist")
+    except sa_exc.OperationalError as error:
+        assert not db_api.is_retriable(error)
+
+
+def test_the_whole_transaction_runs_again_after_a_hidden_deadlock(conf, monkeypatch):
+    monkeypatch.setattr(db_api.time, "sleep", lambda _s: None)
+    attempts: list[int] = []
+
+    def work(session):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise hidden_behind_a_savepoint(1213, "Deadlock found when trying to get lock")
+        return "done"
+
+    assert db_api.run_in_transaction(work) == "done"
+    assert len(attempts) == 2
+
+
+def test_a_sqlite_database_locked_for_good_is_unavailable_after_one_wait(conf, tmp_path,
+                                                                         monkeypatch):
+    import sqlite3
+    import time
+
+    monkeypatch.setattr(db_api, "SQLITE_BUSY_TIMEOUT_S", 0.5)
+    url = f"sqlite:///{tmp_path / 'stuck.sqlite'}"
+    db_api.configure(url)
+    db_api.run_in_transaction(lambda s: s.execute(sa.text("CREATE TABLE t (n INTEGER)")))
+    holder = sqlite3.connect(tmp_path / "stuck.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    attempts: list[int] = []
+
+    def work(session):
+        attempts.append(1)
+        session.execute(sa.text("INSERT INTO t VALUES (1)"))
+
+    began = time.monotonic()
+    try:
+        with pytest.raises(exception.DatabaseUnavailable):
+            db_api.run_in_transaction(work)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert 0.4 < time.monotonic() - began < 2.0
+    assert attempts == [1]  # the wait was the retry: no second attempt
+
+
+def test_a_sqlite_writer_waits_for_another_writer_to_commit(conf, tmp_path):
+    import sqlite3
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'busy.sqlite'}"
+    db_api.configure(url)
+    db_api.run_in_transaction(lambda s: s.execute(sa.text("CREATE TABLE t (n INTEGER)")))
+    holder = sqlite3.connect(tmp_path / "busy.sqlite", isolation_level=None,
+                             check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    threading.Timer(0.5, lambda: holder.execute("COMMIT")).start()
+
+    attempts: list[int] = []
+
+    def work(session):
+        attempts.append(1)
+        # Reads first, as most requests do, then writes.
+        seen = session.execute(sa.text("SELECT count(*) FROM t")).scalar()
+        session.execute(sa.text("INSERT INTO t VALUES (:n)"), {"n": seen + 1})
+        return seen
+
+    try:
+        assert db_api.run_in_transaction(work) == 1
+    finally:
+        holder.close()
+    # Waited for its turn: no attempt was spent (and counted towards
+    # DatabaseUnavailable) on a snapshot another writer made stale.
+    assert attempts == [1]

@@ -69,7 +69,9 @@ def test_a_burst_of_writes_keeps_no_more_than_the_pool_size_idle(migrated):
 
     def writer(instance: str) -> None:
         def work(session):
-            session.connection()
+            # Every writer holds a connection here at once (it is taken
+            # before the work runs); on SQLite they then write in turn,
+            # each waiting for the write lock (BEGIN IMMEDIATE).
             barrier.wait(10)
             bootroles.store_once(session, instance, [])
         db_api.run_in_transaction(work)

@@ -95,8 +95,10 @@ def test_an_ephemeral_definition_cannot_take_a_usage_being_inserted(store):
     with db_api.transaction() as session:
         uuid = store.define(session, MINE, SecretDefinition(
             uuid=None, usage_type="ceph", usage_id="c"))[0].uuid
-        # Another request of this agent, before the insert commits.
-        with db_api.transaction() as other:
+        # Another request of this agent, before the insert commits. It
+        # only reads: on SQLite a second write transaction would wait for
+        # the first one's lock (BEGIN IMMEDIATE), here in the same thread.
+        with db_api.transaction(read_only=True) as other:
             with pytest.raises(exception.SecretUsageConflict) as caught:
                 store.define(other, MINE, SecretDefinition(uuid=None, ephemeral=True,
                                                            usage_type="ceph", usage_id="c"))
