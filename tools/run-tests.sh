@@ -12,6 +12,9 @@
 # RabbitMQ virtual host and databases of its own.
 set -eu
 source "$(dirname "$0")/venv.sh"
+# The functional tests' own Keystone (tests/functional/keystone.py), installed
+# once here rather than by the first test worker that needs it.
+"$(dirname "$0")/keystone-venv.sh"
 started=$(date +%s)
 status=0
 .venv/bin/python -m pytest -n "${CUSTOS_TEST_WORKERS:-3}" --dist loadfile "$@" || status=$?

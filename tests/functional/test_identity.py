@@ -256,3 +256,77 @@ def test_no_token_reaches_the_agents_log(agent, client, keystone):
 
     log = agent.log_path.read_text()
     assert token not in log and token[:40] not in log
+
+
+# castellan's own key manager test cases, with castellan's Keystone
+# credentials instead of a request context: the backend turns them into a
+# token, and the agent validates it.
+_CREDENTIAL: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="module")
+def keystone_backend(agent: AgentProcess, keystone: KeystoneServer,
+                     rabbit_url: str) -> Iterator[None]:
+    from castellan.common.credentials import keystone_password
+
+    from rpcapi import key_manager
+
+    conf = cfg.CONF
+    conf.register_opts(key_manager.OPTS, group=key_manager.GROUP)
+    conf.set_override("transport_url", rabbit_url, group=key_manager.GROUP)
+    _CREDENTIAL["alice"] = keystone_password.KeystonePassword(
+        keystone.passwords["alice"], auth_url=keystone.url, username="alice",
+        user_domain_name=DOMAIN, project_name="p1", project_domain_name=DOMAIN)
+    try:
+        yield
+    finally:
+        key_manager.cleanup()
+        conf.clear_override("transport_url", group=key_manager.GROUP)
+
+
+def _castellan_case() -> type:
+    from castellan.tests.functional.key_manager import test_key_manager
+    from oslotest import base
+
+    from rpcapi import key_manager
+
+    @pytest.mark.usefixtures("keystone_backend")
+    class CustosKeystoneCredentialTestCase(test_key_manager.KeyManagerTestCase,
+                                           base.BaseTestCase):
+        """castellan's test cases for every key manager, as a KeystonePassword user."""
+
+        def _create_key_manager(self) -> Any:
+            return key_manager.CustosKeyManager(cfg.CONF)
+
+        def setUp(self) -> None:
+            super().setUp()
+            self.ctxt = _CREDENTIAL["alice"]
+
+    return CustosKeystoneCredentialTestCase
+
+
+CustosKeystoneCredentialTestCase = _castellan_case()
+
+
+def test_castellan_keys_of_a_keystone_user_belong_to_its_project(keystone_backend, client,
+                                                                 keystone):
+    from castellan.common import exception as castellan_exception
+    from castellan.common.objects import passphrase
+
+    from rpcapi import key_manager
+
+    manager = key_manager.CustosKeyManager(cfg.CONF)
+    stored = manager.store(_CREDENTIAL["alice"], passphrase.Passphrase(b"volume-key"))
+
+    mine = client.key_get(ctx(auth_token=alice(keystone)), stored)
+    assert mine["value"] == b"volume-key"
+    with pytest.raises(exception.ManagedKeyNotFound):
+        client.key_get(ctx(auth_token=keystone.token("bob", "p2")), stored)
+    # A credential Keystone refuses is castellan's Forbidden, and sends nothing.
+    from castellan.common.credentials import keystone_password
+
+    wrong = keystone_password.KeystonePassword("not-the-password", auth_url=keystone.url,
+                                               username="alice", user_domain_name=DOMAIN,
+                                               project_name="p1", project_domain_name=DOMAIN)
+    with pytest.raises(castellan_exception.Forbidden):
+        manager.get(wrong, stored)
