@@ -9,8 +9,9 @@ validate tokens (Keystone's default policy lets the ``service`` role).
 
 from __future__ import annotations
 
-from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
+
+from agent.conf import keystoneauth
 
 group = cfg.OptGroup("keystone_authtoken",
                      title="Token validation with Keystone ([auth] strategy = keystone)")
@@ -45,13 +46,9 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register the section and keystoneauth1's session and plugin options."""
     conf.register_group(group)
     conf.register_opts(opts, group=group)
-    ks_loading.register_session_conf_options(conf, group.name)
-    ks_loading.register_auth_conf_options(conf, group.name)
+    keystoneauth.register_opts(conf, group.name)
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     """Return the section's options for the sample generator."""
-    auth_opts = (ks_loading.get_session_conf_options()
-                 + ks_loading.get_auth_common_conf_options()
-                 + ks_loading.get_auth_plugin_conf_options("password"))
-    return [(group.name, opts + auth_opts)]
+    return [(group.name, opts + keystoneauth.list_opts())]

@@ -1,7 +1,8 @@
 """``[vendordata]`` and ``[vendordata_auth]`` options."""
 
-from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
+
+from agent.conf import keystoneauth
 
 group = cfg.OptGroup("vendordata", title="Dynamic vendordata options")
 auth_group = cfg.OptGroup(
@@ -53,13 +54,9 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_group(group)
     conf.register_opts(opts, group=group)
     conf.register_group(auth_group)
-    ks_loading.register_session_conf_options(conf, auth_group.name)
-    ks_loading.register_auth_conf_options(conf, auth_group.name)
+    keystoneauth.register_opts(conf, auth_group.name)
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     """Return the vendordata options for the sample generator."""
-    auth_opts = (ks_loading.get_session_conf_options()
-                 + ks_loading.get_auth_common_conf_options()
-                 + ks_loading.get_auth_plugin_conf_options("password"))
-    return [(group.name, opts), (auth_group.name, auth_opts)]
+    return [(group.name, opts), (auth_group.name, keystoneauth.list_opts())]

@@ -15,11 +15,11 @@ from typing import Any
 
 from keystoneauth1 import access
 from keystoneauth1 import exceptions as ks_exceptions
-from keystoneauth1 import loading as ks_loading
 from keystoneauth1 import session as ks_session
 from oslo_config import cfg
 
 from agent import exception
+from agent.conf import keystoneauth
 
 LOG = logging.getLogger(__name__)
 
@@ -75,21 +75,12 @@ class KeystoneValidator:
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         section = conf[GROUP]
-        try:
-            auth = ks_loading.load_auth_from_conf_options(conf, GROUP)
-        except ks_exceptions.NoMatchingPlugin:
-            raise exception.ConfigurationError(
-                reason=f"[{GROUP}] auth_type names no keystoneauth1 plugin") from None
-        except ks_exceptions.MissingRequiredOptions as error:
-            names = ", ".join(opt.dest for opt in error.options)
-            raise exception.ConfigurationError(
-                reason=f"[{GROUP}] lacks required options: {names}") from None
-        if auth is None:
+        session = keystoneauth.load_session(conf, GROUP)
+        if session is None:
             raise exception.ConfigurationError(
                 reason=f"[auth] strategy = keystone needs the agent's own service user "
                        f"in [{GROUP}] (auth_type, auth_url, username, ...)")
-        self.session: ks_session.Session = ks_loading.load_session_from_conf_options(
-            conf, GROUP, auth=auth)
+        self.session: ks_session.Session = session
         if not section.timeout:
             self.session.timeout = section.http_connect_timeout
         self.endpoint_filter = {"service_type": "identity", "interface": section.interface,

@@ -27,12 +27,9 @@ import time
 from collections.abc import Callable
 
 from keystoneauth1 import session as ks_session
-
-from keystoneauth1 import exceptions as ks_exceptions
-from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
-from agent import exception
+from agent.conf import keystoneauth
 
 LOG = logging.getLogger(__name__)
 
@@ -101,20 +98,11 @@ def service_token(conf: cfg.ConfigOpts) -> ServiceToken | None:
     :raises agent.exception.ConfigurationError: when ``auth_type`` names an
         unknown plugin or leaves out a required option.
     """
-    try:
-        auth = ks_loading.load_auth_from_conf_options(conf, GROUP)
-    except ks_exceptions.NoMatchingPlugin:
-        raise exception.ConfigurationError(
-            reason=f"[{GROUP}] auth_type names no keystoneauth1 plugin") from None
-    except ks_exceptions.MissingRequiredOptions as error:
-        names = ", ".join(opt.dest for opt in error.options)
-        raise exception.ConfigurationError(
-            reason=f"[{GROUP}] lacks required options: {names}") from None
-    if auth is None:
+    session = keystoneauth.load_session(conf, GROUP)
+    if session is None:
         LOG.warning("[%s] has no auth_type: vendordata targets are asked "
                     "without a service token", GROUP)
         return None
-    session = ks_loading.load_session_from_conf_options(conf, GROUP, auth=auth)
     return ServiceToken(session)
 
 
