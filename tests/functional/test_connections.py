@@ -140,7 +140,9 @@ def test_cli_attaches_reads_data_and_rotates_credentials(chap_agent, api):
     initiator = fresh_initiator()
 
     def cli(*args):
-        return json.loads(run_script("custos", proc.config, *args).stdout)
+        # An operator's claimed identity, believed by this trusted agent.
+        return json.loads(run_script("custos", proc.config, "--roles", "admin",
+                                     "--service-roles", "service", *args).stdout)
 
     first = cli("connection", "initialize", "--volume-id", volume_id, "--initiator", initiator)
     data = cli("initiator-data", "get", initiator, "lvm")

@@ -13,8 +13,11 @@ from tests.functional.agentproc import run_script, write_config
 
 
 def test_status_upgrade_check_exits_with_the_worst_result(tmp_path, rabbit_url):
-    config = write_config(tmp_path / "c.conf", {"DEFAULT": {
-        "state_path": str(tmp_path / "state"), "transport_url": rabbit_url}})
+    config = write_config(tmp_path / "c.conf", {
+        "DEFAULT": {"state_path": str(tmp_path / "state"), "transport_url": rabbit_url},
+        # The agent's own service user: the identity check needs it named.
+        "keystone_authtoken": {"auth_type": "password", "auth_url": "http://127.0.0.1:5000/v3",
+                               "username": "custos", "password": "not-checked-here"}})
 
     fresh = run_script("custos-status", config, "upgrade", "check", "--json", check=False)
     run_script("custos-manage", config, "db", "sync")
@@ -31,6 +34,7 @@ def test_status_upgrade_check_exits_with_the_worst_result(tmp_path, rabbit_url):
     assert table.returncode == 0
     assert "Check: Master key" in table.stdout and "Result: Success" in table.stdout
     assert "guest:guest" not in fresh.stdout + ready.stdout + table.stdout
+    assert "not-checked-here" not in fresh.stdout + ready.stdout + table.stdout
 
 
 def _wait_for(predicate, timeout=20.0):

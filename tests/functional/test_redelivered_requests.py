@@ -59,17 +59,19 @@ def test_a_copy_served_by_another_agent_gets_the_first_answer(two_agents, databa
                                                               notifications, monkeypatch):
     first, second = two_agents
     usage_id = f"client.copy-{uuid.uuid4().hex[:8]}"
+    # A copy is the same message: the same caller, method and arguments.
+    caller = member()
 
     with one_message_id(monkeypatch):
-        created = first.secret_generate(member(), "ceph", usage_id)
-        again = second.secret_generate(member(), "ceph", usage_id)
+        created = first.secret_generate(caller, "ceph", usage_id)
+        again = second.secret_generate(caller, "ceph", usage_id)
 
     assert again == created
     assert secret_uuids(database_url, usage_id) == [created]
     notifications.wait_for("secret.define")
     with one_message_id(monkeypatch):
-        assert first.secret_undefine(member(), created) is None
-        assert second.secret_undefine(member(), created) is None
+        assert first.secret_undefine(caller, created) is None
+        assert second.secret_undefine(caller, created) is None
     notifications.wait_for("secret.undefine")
     assert secret_uuids(database_url, usage_id) == []
     assert [n["payload"]["uuid"] for n in notifications.of("secret.define")] == [created]
@@ -77,7 +79,7 @@ def test_a_copy_served_by_another_agent_gets_the_first_answer(two_agents, databa
 
     # Another project's request with the same id is its own.
     with one_message_id(monkeypatch):
-        ours = first.secret_generate(member(), "ceph", usage_id)
+        ours = first.secret_generate(caller, "ceph", usage_id)
         theirs = second.secret_generate(member(OTHER_PROJECT), "ceph", usage_id)
     assert theirs != ours
     assert sorted(secret_uuids(database_url, usage_id)) == sorted([ours, theirs])
@@ -90,8 +92,9 @@ def test_copies_arriving_at_once_at_two_agents_make_one_secret(two_agents, datab
     answers = []
     with ThreadPoolExecutor(2) as pool:
         for usage_id in usage_ids:
+            caller = member()
             with one_message_id(monkeypatch):
-                both = [pool.submit(client.secret_generate, member(), "ceph", usage_id)
+                both = [pool.submit(client.secret_generate, caller, "ceph", usage_id)
                         for client in (first, second)]
                 answers.append([future.result(timeout=30) for future in both])
 

@@ -405,9 +405,11 @@ def test_cli_sets_roles_and_gets_vendordata(in_process_agent, server):
     proc = in_process_agent(vendordata=vendordata(server, a="/a"))
     vm = str(uuid.uuid4())
 
-    run_script("custos", proc.config, "--project-id", PROJECT, "vendordata", "roles-set",
+    run_script("custos", proc.config, "--project-id", PROJECT, "--service-roles", "service",
+               "vendordata", "roles-set",
                vm, "--boot-roles", "member,reader", "--wait")
-    out = run_script("custos", proc.config, "--project-id", PROJECT, "vendordata", "get",
+    out = run_script("custos", proc.config, "--project-id", PROJECT, "--service-roles", "service",
+                     "vendordata", "get",
                      vm, "--hostname", "vm-1", "--meta", "tier=web")
     bad = run_script("custos", proc.config, "vendordata", "get", "not-a-uuid",
                      "--instance-project", PROJECT, check=False)
