@@ -29,6 +29,7 @@ from agent.backups import store as backup_store
 from agent.backups.store import BackupStore
 from agent.connections.backends import load_backends
 from agent.connections.manager import ConnectionManager
+from agent.events.grace import PurgeReaper
 from agent.handlers import (build_endpoints, build_listener_endpoints,
                             build_memory_listener_endpoints)
 from agent.keystore import keyset, masterkey, signing
@@ -164,6 +165,7 @@ class AgentService:
         self.server: messaging.RPCServer | None = None
         self.listeners: list[Any] = []
         self.runtime: Runtime | None = None
+        self.reaper: PurgeReaper | None = None
 
     def start(self) -> None:
         """Start serving.
@@ -191,6 +193,8 @@ class AgentService:
             listener.start()
         self.server = rpc.get_rpc_server(self.conf.host, endpoints)
         self.server.start()
+        self.reaper = PurgeReaper(self.conf)
+        self.reaper.start()
         LOG.info("custos-agent %s serving topic %s", self.conf.host, rpc.TOPIC)
 
     @staticmethod
@@ -216,6 +220,8 @@ class AgentService:
         that no request is acknowledged and then dropped (see
         :func:`agent.rpc.cancel_deliveries`).
         """
+        if self.reaper is not None:
+            self.reaper.stop()
         if self.server is not None:
             rpc.cancel_deliveries(self.server)
         parts = [part for part in (self.server, *self.listeners) if part is not None]
