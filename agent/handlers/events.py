@@ -76,7 +76,8 @@ class Source:
     :param legacy_key: the key naming it in the flat payload.
     :param exchange_option: the ``[events]`` option naming the one exchange
         the deletion counts from.
-    :param publishers: the publisher ids the service uses.
+    :param publishers: the publisher ids the service uses (the whole id
+        must match).
     :param service: the service's name, for log lines.
     """
 
@@ -90,11 +91,11 @@ class Source:
 #: nova-compute and nova-api (a local delete) both publish the legacy
 #: event as ``compute.<host>``; the versioned one is ``<binary>:<host>``.
 INSTANCES = Source("instance", "instance_id", "instance_exchange",
-                   re.compile(r"^(?:compute\.|nova-compute:|nova-api:)\S+$"), "Nova")
+                   re.compile(r"(?:compute\.|nova-compute:|nova-api:)\S+"), "Nova")
 #: cinder-volume and cinder-api (a volume without a host) publish as
 #: ``volume.<host>``.
 VOLUMES = Source("volume", "volume_id", "volume_exchange",
-                 re.compile(r"^volume\.\S+$"), "Cinder")
+                 re.compile(r"volume\.\S+"), "Cinder")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +124,7 @@ def claimed_deletion(conf: Any, source: Source, publisher_id: Any, event_type: s
     if exchange != expected:
         reason = (f"{source.resource} deletions count only from exchange "
                   f"{shown(expected)}")
-    elif not isinstance(publisher_id, str) or not source.publishers.match(publisher_id):
+    elif not isinstance(publisher_id, str) or not source.publishers.fullmatch(publisher_id):
         reason = f"not a publisher id {source.service} uses"
     if reason is not None:
         if not quiet:
