@@ -1,6 +1,7 @@
 """Deletion events are claims: forged ones purge nothing, genuine ones only mark.
 
-A real custos-agent on RabbitMQ. The genuine events come from notifiers
+A real custos-agent on RabbitMQ (over PostgreSQL, SQLite and MariaDB, one
+test each). The genuine events come from notifiers
 configured as Cinder and Nova configure theirs (tests/services.py); the
 forged ones from the same oslo.messaging notifiers pointed where an
 attacker can publish: Nova's exchange (every compute host may publish
@@ -17,6 +18,7 @@ import functools
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import oslo_messaging as messaging
@@ -28,6 +30,7 @@ from tests import common, services
 from tests.common import (OTHER_PROJECT, PROJECT, log_lines, member, member_with_service,
                           service_only)
 from tests.functional.agentproc import AgentProcess, run_script, write_config
+from tests.functional.conftest import create_database
 from tests.functional.test_caller_events import asked_for, instance, targets
 
 eventually = functools.partial(common.eventually, timeout=60.0)
@@ -81,8 +84,8 @@ def volume_payload(volume_id: str, **changes: Any) -> dict[str, Any]:
 
 
 def test_forged_volume_deletions_change_nothing_and_a_genuine_one_only_marks(
-        start_agent, api, cinder, forger, notifications):
-    proc = start_agent(auth=TRUSTED)
+        start_agent, api, cinder, forger, notifications, postgresql_url):
+    proc = start_agent(database_url=postgresql_url, auth=TRUSTED)
     volume = str(uuid.uuid4())
     api.volume_glance_metadata_set(member_with_service(), volume, {"licence": "L-1"}, wait=True)
     passphrase_uuid = api.secret_generate(member(), "volume", volume)
@@ -214,8 +217,20 @@ def test_forged_instance_deletions_change_nothing_and_purged_roles_stay_frozen(
     assert row["deleted_at"] is None and json.loads(row["value"]) == ["member"]
 
 
-def test_the_agent_destroys_purged_rows_once_the_grace_has_passed(start_agent, api, cinder):
-    proc = start_agent(auth=TRUSTED, events={"purge_grace": 1, "purge_interval": 1})
+@pytest.fixture
+def mysql_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh empty MariaDB database."""
+    url, drop = create_database("mysql", tmp_path)
+    try:
+        yield url
+    finally:
+        drop()
+
+
+def test_the_agent_destroys_purged_rows_once_the_grace_has_passed(start_agent, api, cinder,
+                                                                  mysql_url):
+    proc = start_agent(database_url=mysql_url, auth=TRUSTED,
+                       events={"purge_grace": 1, "purge_interval": 1})
     volume, kept = str(uuid.uuid4()), str(uuid.uuid4())
     passphrase_uuid = api.secret_generate(member(), "volume", volume)
     kept_uuid = api.secret_generate(member(), "volume", kept)
