@@ -301,3 +301,31 @@ class EphemeralSecretUsageConflict(SecretUsageConflict):
 
     msg_fmt = "Secret usage %(usage_type)s conflicts with an ephemeral secret of this agent"
     code = "secret_usage_conflict_ephemeral"
+
+
+# -- purged rows (events) ------------------------------------------------------
+
+class VolumePurged(CustosException):
+    """A write to glance metadata that an event purged and that is not destroyed yet.
+
+    The purged rows still hold their keys: a write would revive some keys
+    and not others, so the volume's metadata stays as purged until it is
+    restored or destroyed.
+    """
+
+    msg_fmt = ("Glance metadata of volume %(volume_id)s was purged when the "
+               "volume was deleted; nothing was changed")
+    code = "volume_purged"
+
+
+class NothingToRestore(CustosException):
+    msg_fmt = "No purged %(kind)s %(id)s to restore"
+    code = "nothing_to_restore"
+
+
+class RestoreConflict(SecretUsageConflict):
+    """A purged secret's usage is held by a live secret of its project now."""
+
+    msg_fmt = ("Secret %(uuid)s cannot be restored: secret %(holder)s now holds "
+               "usage %(usage_type)s '%(usage_id)s'; nothing was restored")
+    code = "restore_conflict"

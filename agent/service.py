@@ -22,6 +22,7 @@ from sqlalchemy import exc as sa_exc
 from agent import exception, rpc
 from agent.conf import auth as auth_conf
 from agent.dispatch import UnknownMethodEndpoint
+from agent.events.grace import PurgeReaper
 from agent.handlers import (build_endpoints, build_listener_endpoints,
                             build_memory_listener_endpoints)
 from agent.keystore import keyset, signing
@@ -60,6 +61,7 @@ class AgentService:
         self.server: messaging.RPCServer | None = None
         self.listeners: list[Any] = []
         self.runtime: Runtime | None = None
+        self.reaper: PurgeReaper | None = None
 
     def start(self) -> None:
         """Start serving.
@@ -92,6 +94,8 @@ class AgentService:
             listener.start()
         self.server = rpc.get_rpc_server(self.conf.host, endpoints)
         self.server.start()
+        self.reaper = PurgeReaper(self.conf)
+        self.reaper.start()
         LOG.info("custos-agent %s serving topic %s", self.conf.host, rpc.TOPIC)
 
     @staticmethod
@@ -117,6 +121,8 @@ class AgentService:
         that no request is acknowledged and then dropped (see
         :func:`agent.rpc.cancel_deliveries`).
         """
+        if self.reaper is not None:
+            self.reaper.stop()
         if self.server is not None:
             rpc.cancel_deliveries(self.server)
         parts = [part for part in (self.server, *self.listeners) if part is not None]

@@ -59,6 +59,17 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+class PurgeMixin:
+    """A row an event purged: unreadable while ``deleted_at`` is set.
+
+    Purges only mark rows; they are destroyed once ``[events] purge_grace``
+    has passed since ``deleted_at`` (:mod:`agent.events.purge`), and until
+    then ``custos-manage restore`` brings them back.
+    """
+
+    deleted_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, index=True)
+
+
 class TimestampMixin:
     # Nullable in the schema (migration 0001), always filled by the default.
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow,
@@ -80,7 +91,7 @@ class DriverInitiatorData(TimestampMixin, Base):
     value: Mapped[str | None] = mapped_column(exact(255))
 
 
-class Secret(TimestampMixin, Base):
+class Secret(PurgeMixin, TimestampMixin, Base):
     """A persistent secret; ephemeral ones never reach this table.
 
     The value is stored as AES-256-GCM ciphertext under its own data key,
@@ -91,6 +102,10 @@ class Secret(TimestampMixin, Base):
     to both. A usage is unique within its owner, so two projects may each
     hold ``ceph client.cinder`` and a driver's usages never meet a
     project's.
+
+    A purged secret gives its usage up: it moves to ``purged_usage_type``
+    and ``purged_usage_id``, out of the unique index, so a new secret may
+    take it; a restore moves it back.
     """
 
     __tablename__ = "secrets"
@@ -111,6 +126,8 @@ class Secret(TimestampMixin, Base):
     value: Mapped[bytes | None] = mapped_column(LargeBinary(BLOB_LENGTH))
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary(1024))
     master_key_id: Mapped[str | None] = mapped_column(exact(64))
+    purged_usage_type: Mapped[str | None] = mapped_column(exact(16))
+    purged_usage_id: Mapped[str | None] = mapped_column(exact(255))
 
 
 class SigningKey(TimestampMixin, Base):
@@ -128,7 +145,7 @@ class SigningKey(TimestampMixin, Base):
     deactivated_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
 
 
-class VolumeGlanceMetadata(TimestampMixin, Base):
+class VolumeGlanceMetadata(PurgeMixin, TimestampMixin, Base):
     """One key of the glance metadata a volume carries (billing, licences).
 
     Kept per (project, volume id): what one project writes for a volume id
@@ -160,8 +177,13 @@ class BackupRecord(TimestampMixin, Base):
     key_id: Mapped[str | None] = mapped_column(exact(36))
 
 
-class InstanceSystemMetadata(TimestampMixin, Base):
-    """Agent-owned facts about an instance, such as the roles it booted with."""
+class InstanceSystemMetadata(PurgeMixin, TimestampMixin, Base):
+    """Agent-owned facts about an instance, such as the roles it booted with.
+
+    ``project_id`` is the project of the request that recorded the row
+    (None when a service recorded it for no project); an instance's
+    deletion purges rows of the project it names and rows of none.
+    """
 
     __tablename__ = "instance_system_metadata"
     __table_args__ = (UniqueConstraint("instance_uuid", "key"),)
@@ -170,6 +192,7 @@ class InstanceSystemMetadata(TimestampMixin, Base):
     instance_uuid: Mapped[str] = mapped_column(exact(36))
     key: Mapped[str] = mapped_column(exact(255))
     value: Mapped[str] = mapped_column(Text)
+    project_id: Mapped[str | None] = mapped_column(exact(255))
 
 
 class MasterKeyState(TimestampMixin, Base):

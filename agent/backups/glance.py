@@ -23,6 +23,12 @@ of at most :data:`MAX_VALUE_LENGTH` characters, which fits MySQL's TEXT
 :data:`MAX_KEYS` keys and :data:`MAX_TOTAL_LENGTH` characters of keys and
 values, so its signed backup document stays well below the document limit.
 Values may be licence keys: nothing here logs them.
+
+A deleted volume's rows are purged (marked, :mod:`agent.events.purge`),
+not removed, until the grace passes: they read as absent, and a write to
+that project's metadata of the volume is refused
+(:class:`~agent.exception.VolumePurged`) until they are restored or
+destroyed, so a purged value is never half revived or overwritten.
 """
 
 from __future__ import annotations
@@ -76,11 +82,21 @@ def get(session: Session, volume_id: str, project_id: str, *,
     if ownerless:
         owners = sa.or_(owners, _TABLE.project_id.is_(None))
     rows = session.execute(sa.select(_TABLE.key, _TABLE.value, _TABLE.project_id)
-                           .where(_TABLE.volume_id == volume_id, owners))
+                           .where(_TABLE.volume_id == volume_id, owners,
+                                  _TABLE.deleted_at.is_(None)))
     found: dict[str, str] = {}
     for key, value, owner in sorted(rows, key=lambda row: row[2] is not None):
         found[key] = value
     return found
+
+
+def _refuse_purged(session: Session, volume_id: str, project_id: str) -> None:
+    """Raise :class:`~agent.exception.VolumePurged` while the project's rows are purged."""
+    purged = session.scalar(sa.select(_TABLE.id).where(
+        _TABLE.volume_id == volume_id, _TABLE.project_id == project_id,
+        _TABLE.deleted_at.is_not(None)).limit(1))
+    if purged is not None:
+        raise exception.VolumePurged(volume_id=volume_id)
 
 
 def _upsert(session: Session, volume_id: str, metadata: Mapping[str, str],
@@ -99,9 +115,12 @@ def update(session: Session, volume_id: str, metadata: Mapping[str, str], *,
     :param project_id: the writer's project; only its rows change.
     :raises agent.exception.InvalidInput: the volume would end up with more
         than :data:`MAX_KEYS` keys or :data:`MAX_TOTAL_LENGTH` characters.
+    :raises agent.exception.VolumePurged: the project's metadata of the
+        volume was purged.
     """
     if not metadata:
         return
+    _refuse_purged(session, volume_id, project_id)
     merged = get(session, volume_id, project_id)
     merged.update(metadata)
     if len(merged) > MAX_KEYS:
@@ -116,7 +135,10 @@ def replace(session: Session, volume_id: str, metadata: Mapping[str, str], *,
     """Make a project's glance metadata of a volume exactly ``metadata`` (``{}``: none).
 
     :param project_id: the writer's project; only its rows change.
+    :raises agent.exception.VolumePurged: the project's metadata of the
+        volume was purged.
     """
+    _refuse_purged(session, volume_id, project_id)
     delete = sa.delete(_TABLE).where(_TABLE.volume_id == volume_id,
                                      _TABLE.project_id == project_id)
     if metadata:

@@ -4,6 +4,8 @@ Commands::
 
     custos-manage db sync            upgrade the schema to the newest revision
     custos-manage db version         print the schema revision
+    custos-manage db purge           destroy purged rows older than
+                                     [events] purge_grace
     custos-manage keys init          create the master key (never overwrites)
                                      and the first backup-signing key
     custos-manage keys stage         hold the next master key on this node
@@ -16,6 +18,11 @@ Commands::
                                      is deactivated and still verifies
     custos-manage keys list          key ids and states, never material
     custos-manage secret list        persistent secrets, never values
+    custos-manage restore secret UUID
+    custos-manage restore volume VOLUME_ID
+    custos-manage restore instance INSTANCE_UUID
+                                     bring back what a deletion event
+                                     purged, within the grace
 
 Output is JSON on standard output; a failure prints one line on standard
 error and exits 1.
@@ -33,8 +40,9 @@ from oslo_config import cfg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from agent import exception, log
+from agent import exception, log, validation
 from agent.cmd import common
+from agent.events import grace, restore
 from agent.keystore import keyset, masterkey, rotation, signing
 from db import api as db_api
 from db import migration, models
@@ -49,6 +57,21 @@ def _db_sync() -> Any:
 
 def _db_version() -> Any:
     return {"revision": migration.db_version(), "head": migration.head_revision()}
+
+
+def _db_purge() -> Any:
+    events = CONF.events
+    destroyed = grace.destroy_all(events.purge_grace, events.purge_batch)
+    return {"destroyed": destroyed, "grace_seconds": events.purge_grace}
+
+
+def _restore(kind: str, work: Callable[[Session, str], restore.Restored]) -> Callable[[], Any]:
+    def run() -> Any:
+        target = validation.uuid("id", CONF.command.id)
+        restored = db_api.run_in_transaction(lambda session: work(session, target))
+        return {"restored": restored.as_dict(), kind: target}
+
+    return run
 
 
 def _keys_init() -> Any:
@@ -105,7 +128,9 @@ def _keys_list() -> Any:
 
 def _secret_list() -> Any:
     def work(session: Session) -> list[dict[str, Any]]:
-        rows = session.scalars(sa.select(models.Secret).order_by(models.Secret.id))
+        rows = session.scalars(sa.select(models.Secret)
+                               .where(models.Secret.deleted_at.is_(None))
+                               .order_by(models.Secret.id))
         return [{"uuid": row.uuid, "project_id": row.project_id,
                  "driver_namespace": row.driver_namespace, "usage_type": row.usage_type, "usage_id": row.usage_id,
                  "private": row.private, "has_value": row.value is not None,
@@ -115,11 +140,14 @@ def _secret_list() -> Any:
 
 
 COMMANDS: dict[str, dict[str, Callable[[], Any]]] = {
-    "db": {"sync": _db_sync, "version": _db_version},
+    "db": {"sync": _db_sync, "version": _db_version, "purge": _db_purge},
     "keys": {"init": _keys_init, "stage": _keys_stage, "rotate-master": _keys_rotate_master,
              "forget-host": _keys_forget_host, "rotate-signing": _keys_rotate_signing,
              "list": _keys_list},
     "secret": {"list": _secret_list},
+    "restore": {"secret": _restore("secret", restore.restore_secret),
+                "volume": _restore("volume", restore.restore_volume),
+                "instance": _restore("instance", restore.restore_instance)},
 }
 
 
@@ -135,6 +163,8 @@ def _add_parsers(subparsers: Any) -> None:
                 # with [DEFAULT] host, and oslo.config refuses the clash.
                 sub.add_argument("node", metavar="HOST",
                                  help="the [DEFAULT] host of the node that is gone")
+            if category == "restore":
+                sub.add_argument("id", help=f"the {action}'s UUID")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,26 @@ opts: list[cfg.Opt] = [
                help="How often an event whose handling failed for a "
                     "transient reason (database unreachable, deadlock) is "
                     "taken again before it is dropped with an ERROR."),
+    cfg.StrOpt("instance_exchange", default="nova",
+               help="The only exchange whose instance deletions count: "
+                    "Nova's control_exchange. An instance event on any "
+                    "other exchange is ignored with a WARNING."),
+    cfg.StrOpt("volume_exchange", default="cinder",
+               help="The only exchange whose volume deletions count: "
+                    "Cinder's control_exchange. A volume event on any "
+                    "other exchange is ignored with a WARNING."),
+    cfg.IntOpt("purge_grace", default=7 * 24 * 3600, min=0,
+               help="Seconds a purged secret, glance metadata or boot "
+                    "roles row is kept, unreadable, before it is "
+                    "destroyed; until then 'custos-manage restore' "
+                    "brings it back."),
+    cfg.IntOpt("purge_interval", default=3600, min=1,
+               help="Seconds between two passes in which an agent destroys "
+                    "purged rows older than purge_grace."),
+    cfg.IntOpt("purge_batch", default=500, min=1,
+               help="Rows of each table an agent destroys at most in one "
+                    "pass (one transaction); a full batch brings the "
+                    "next pass forward to a second later."),
 ]
 
 

@@ -10,7 +10,9 @@ hands it straight back, forever.  custos' listeners use
   a priority that is not one of oslo.messaging's, an event type that is
   not a string) is logged once and dropped;
 * the others go to the endpoints whose priority method and filter match,
-  as with oslo.messaging;
+  as with oslo.messaging, with the exchange the broker says the message
+  was published to in their metadata (``exchange``), which oslo.messaging
+  does not pass on;
 * an endpoint answers ``HANDLED`` (also for a payload naming no resource,
   which it logs) or ``REQUEUE`` for a transient failure (database
   unreachable, deadlock); an exception out of an endpoint is a bug, logged
@@ -41,11 +43,31 @@ REQUEUE = messaging.NotificationResult.REQUEUE
 PRIORITIES: tuple[str, ...] = tuple(notify_dispatcher.PRIORITIES)
 
 
-def _shown(value: Any) -> str:
-    """A short, printable rendering of an envelope field for a log line."""
+def shown(value: Any) -> str:
+    """A short, printable rendering of an envelope field for a log line.
+
+    Control characters become ``?``: a publisher must not put lines of its
+    own into the agent's log.
+    """
     if isinstance(value, str):
-        return value[:80]
+        return "".join(char if char.isprintable() else "?" for char in value[:80])
     return type(value).__name__
+
+
+def source_exchange(incoming: Any) -> str | None:
+    """Return the exchange ``incoming`` was published to, as the broker tells it.
+
+    The rabbit driver keeps kombu's message on the one oslo.messaging hands
+    us (``_raw_message``, whose ``delivery_info`` names the exchange); a
+    transport that does not say gives None, and no event counts from it.
+    """
+    raw = getattr(getattr(incoming, "message", None), "_raw_message", None)
+    info = getattr(raw, "delivery_info", None)
+    if isinstance(info, Mapping):
+        exchange = info.get("exchange")
+        if isinstance(exchange, str):
+            return exchange
+    return None
 
 
 class EventDispatcher(base_dispatcher.DispatcherBase):
@@ -93,14 +115,14 @@ class EventDispatcher(base_dispatcher.DispatcherBase):
         if number > self.max_redeliveries + 1:
             self._give_up(incoming, number - 1)
             return HANDLED
-        result = self._run(message, incoming.ctxt)
+        result = self._run(message, incoming.ctxt, source_exchange(incoming))
         if result == REQUEUE and number > self.max_redeliveries:
             self._give_up(incoming, number)
             return HANDLED
         if result != REQUEUE:
             self.counter.forget(incoming)
         else:
-            LOG.warning("Requeued %s (delivery %d of at most %d)", _shown(event_type),
+            LOG.warning("Requeued %s (delivery %d of at most %d)", shown(event_type),
                         number, self.max_redeliveries + 1)
         return result
 
@@ -108,8 +130,8 @@ class EventDispatcher(base_dispatcher.DispatcherBase):
     def _names(message: Any) -> tuple[str, str]:
         """The event type and publisher of a message, printable, as far as it has them."""
         if not isinstance(message, Mapping):
-            return _shown(None), _shown(None)
-        return _shown(message.get("event_type")), _shown(message.get("publisher_id"))
+            return shown(None), shown(None)
+        return shown(message.get("event_type")), shown(message.get("publisher_id"))
 
     @staticmethod
     def _unreadable(message: Any) -> str | None:
@@ -118,7 +140,7 @@ class EventDispatcher(base_dispatcher.DispatcherBase):
             return "the envelope is not a mapping"
         priority = message.get("priority")
         if not isinstance(priority, str) or priority.lower() not in PRIORITIES:
-            return f"unknown priority {_shown(priority)!r}"
+            return f"unknown priority {shown(priority)!r}"
         event_type = message.get("event_type")
         if not isinstance(event_type, str) or not event_type:
             return "no event type"
@@ -128,18 +150,22 @@ class EventDispatcher(base_dispatcher.DispatcherBase):
         self.counter.forget(incoming)
         message = incoming.message
         LOG.error("Dropped %s from %s after %d failed deliveries (message %s); "
-                  "what it should have purged stays", _shown(message["event_type"]),
-                  _shown(message.get("publisher_id")), failed,
-                  _shown(message.get("message_id")))
+                  "what it should have purged stays", shown(message["event_type"]),
+                  shown(message.get("publisher_id")), failed,
+                  shown(message.get("message_id")))
 
-    def _run(self, message: Mapping[str, Any], ctxt: Any) -> str:
-        """Call every matching endpoint; stop at the first that asks for a requeue."""
+    def _run(self, message: Mapping[str, Any], ctxt: Any, exchange: str | None) -> str:
+        """Call every matching endpoint; stop at the first that asks for a requeue.
+
+        :param exchange: where the message was published (None when the
+            transport does not say); endpoints find it in the metadata.
+        """
         priority = message["priority"].lower()
         publisher_id = message.get("publisher_id")
         event_type = message["event_type"]
         payload = message.get("payload")
         metadata = {"message_id": message.get("message_id"),
-                    "timestamp": message.get("timestamp")}
+                    "timestamp": message.get("timestamp"), "exchange": exchange}
         for screen, callback in self._callbacks.get(priority, []):
             if screen is not None and not screen.match(ctxt, publisher_id, event_type,
                                                        metadata, payload):
@@ -148,7 +174,7 @@ class EventDispatcher(base_dispatcher.DispatcherBase):
                 result = callback(ctxt, publisher_id, event_type, payload, metadata)
             except Exception:  # noqa: BLE001 - a bug; requeueing would repeat it
                 LOG.exception("Dropped %s from %s: its handler failed",
-                              _shown(event_type), _shown(publisher_id))
+                              shown(event_type), shown(publisher_id))
                 return HANDLED
             if result == REQUEUE:
                 return REQUEUE

@@ -5,6 +5,10 @@ dict naming the resource as ``instance_id`` or ``volume_id``.  The
 versioned payload wraps an oslo.versionedobjects primitive:
 ``{"nova_object.data": {"uuid": ...}, ...}`` from Nova and
 ``{"cinder_object.data": {"id": ...}, ...}`` (or ``uuid``) from Cinder.
+
+The project owning the resource is ``tenant_id`` in both services' flat
+payloads and in Nova's versioned instance payload, and ``project_id`` in
+Cinder's versioned volume; either name is read in either place.
 """
 
 from __future__ import annotations
@@ -37,6 +41,30 @@ def resource_id(payload: Any, legacy_key: str) -> str | None:
             if _usable(data.get(key)):
                 return str(data[key])
     return None
+
+
+_PROJECT_KEYS = ("tenant_id", "project_id")
+
+
+def project_id(payload: Any) -> str | None:
+    """Return the project a notification's resource belongs to.
+
+    :param payload: the notification payload, as received.
+    :returns: the project id as a non-empty string of printable characters,
+        or ``None`` when the payload names none (or two different ones).
+    """
+    if not isinstance(payload, dict):
+        return None
+    places = [payload] + [payload[wrapper] for wrapper in _VERSIONED_DATA
+                          if isinstance(payload.get(wrapper), dict)]
+    named = {place[key] for place in places for key in _PROJECT_KEYS
+             if place.get(key) is not None}
+    if len(named) != 1:
+        return None
+    [value] = named
+    if not _usable(value) or not value.isprintable():
+        return None
+    return str(value)
 
 
 def _usable(value: Any) -> bool:

@@ -1,7 +1,12 @@
-"""Forgetting what the agent kept for a deleted instance or volume.
+"""Marking what the agent kept for a deleted instance or volume as purged.
 
-Each function works inside the caller's transaction and returns what it
-removed, so the caller can announce it once the transaction commits.
+A purge destroys nothing: it sets ``deleted_at`` on the rows of the one
+project the event names, which makes them unreadable and takes them out
+of every list; :mod:`agent.events.grace` destroys them once ``[events]
+purge_grace`` has passed, and :mod:`agent.events.restore` brings them back
+until then. Each function works inside the caller's transaction and
+returns what it marked, so the caller can announce it once the
+transaction commits.
 """
 
 from __future__ import annotations
@@ -19,56 +24,68 @@ from db import models
 VOLUME_USAGE = "volume"
 
 
-def purge_instance(session: Session, instance_uuid: str) -> int:
-    """Delete the system metadata custos kept for a deleted instance.
+def purge_instance(session: Session, instance_uuid: str, project_id: str) -> int:
+    """Mark the boot roles of a deleted instance of ``project_id`` as purged.
 
-    :returns: how many rows were deleted.
+    :param instance_uuid: the instance, a canonical UUID.
+    :param project_id: the project the event names; rows another project
+        recorded stay.
+    :returns: how many rows were marked (0 or 1).
     """
-    return bootroles.purge(session, instance_uuid)
+    return bootroles.purge(session, instance_uuid, project_id)
 
 
 @dataclasses.dataclass
 class VolumePurge:
-    """What :func:`purge_volume` removed.
+    """What :func:`purge_volume` marked.
 
-    :param glance_keys: the glance metadata keys deleted.
-    :param secrets: one dict per undefined secret: ``uuid``,
-        ``usage_type``, ``usage_id``, ``project_id`` (no value).
+    :param glance_keys: the glance metadata keys marked.
+    :param secrets: one dict per purged secret: ``uuid``, ``usage_type``,
+        ``usage_id``, ``project_id`` (no value).
     """
 
     glance_keys: list[str]
     secrets: list[dict[str, Any]]
 
 
-def purge_volume(session: Session, volume_id: str) -> VolumePurge:
-    """Delete a deleted volume's glance metadata and generated secrets.
+def purge_volume(session: Session, volume_id: str, project_id: str) -> VolumePurge:
+    """Mark a deleted volume's glance metadata and generated secrets as purged.
 
-    Only secrets that custos generated (``secret_generate``) with usage
-    ``volume`` and this volume id go: a secret someone defined with their
-    own value is theirs to undefine.  Deleting the row deletes its wrapped
-    data key with it, so the value cannot be recovered.  Ephemeral secrets
-    are not touched here: they live in one agent's memory, and every agent
-    forgets its own through its own listener pool
+    Only rows of ``project_id`` are touched: the glance metadata that
+    project wrote for the volume, and the secrets custos generated
+    (``secret_generate``) for it with usage ``volume`` and this volume id.
+    A secret someone defined with their own value is theirs to undefine.
+    A purged secret gives its usage up (see :class:`db.models.Secret`), so
+    a new secret for the same usage can be defined at once; its sealed
+    value and data key stay in the row until it is destroyed. Ephemeral
+    secrets are not touched here: they live in one agent's memory, and
+    every agent forgets its own through its own listener pool
     (:meth:`agent.secrets.store.SecretStore.forget_generated_ephemeral`).
 
-    :returns: what was removed.
+    :param volume_id: the volume, a canonical UUID.
+    :param project_id: the project the event names.
+    :returns: what was marked.
     """
+    now = models.utcnow()
     glance = models.VolumeGlanceMetadata
-    keys = list(session.scalars(
-        sa.select(glance.key).where(glance.volume_id == volume_id)))
+    live_glance = (glance.volume_id == volume_id, glance.project_id == project_id,
+                   glance.deleted_at.is_(None))
+    keys = list(session.scalars(sa.select(glance.key).where(*live_glance)))
     if keys:
-        session.execute(sa.delete(glance).where(glance.volume_id == volume_id))
+        session.execute(sa.update(glance).where(*live_glance).values(deleted_at=now))
 
     secret = models.Secret
     rows = session.execute(
-        sa.select(secret.id, secret.uuid, secret.usage_type, secret.usage_id,
-                  secret.project_id)
-        .where(secret.usage_type == VOLUME_USAGE, secret.usage_id == volume_id,
-               secret.generated.is_(True))).all()
+        sa.select(secret.id, secret.uuid)
+        .where(secret.project_id == project_id, secret.usage_type == VOLUME_USAGE,
+               secret.usage_id == volume_id, secret.generated.is_(True),
+               secret.deleted_at.is_(None))).all()
     if rows:
-        session.execute(sa.delete(secret).where(secret.id.in_([r.id for r in rows])))
+        session.execute(
+            sa.update(secret).where(secret.id.in_([row.id for row in rows]))
+            .values(deleted_at=now, purged_usage_type=VOLUME_USAGE, purged_usage_id=volume_id,
+                    usage_type=None, usage_id=None))
     return VolumePurge(
         glance_keys=sorted(keys),
-        secrets=[{"uuid": r.uuid, "usage_type": r.usage_type,
-                  "usage_id": r.usage_id, "project_id": r.project_id}
-                 for r in rows])
+        secrets=[{"uuid": row.uuid, "usage_type": VOLUME_USAGE, "usage_id": volume_id,
+                  "project_id": project_id} for row in rows])

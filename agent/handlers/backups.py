@@ -51,6 +51,9 @@ class BackupEndpoint(Endpoint):
 
         :raises InvalidInput: a bad volume id or metadata (see
             :func:`agent.backups.glance.check_metadata`).
+        :raises VolumePurged: the volume's deletion purged the project's
+            glance metadata of it; nothing changes until it is restored
+            or destroyed.
         """
         volume_id = validation.uuid("volume_id", volume_id)
         values = glance.check_metadata("metadata", metadata)
@@ -81,7 +84,12 @@ class BackupEndpoint(Endpoint):
     @rpc_method()
     def volume_glance_metadata_copy(self, request: Request, src_volume_id: Any,
                                     dst_volume_id: Any) -> None:
-        """Give the destination exactly the source's glance metadata."""
+        """Give the destination exactly the source's glance metadata.
+
+        A purged source reads as having none.
+
+        :raises VolumePurged: the destination's glance metadata was purged.
+        """
         src_volume_id = validation.uuid("src_volume_id", src_volume_id)
         dst_volume_id = validation.uuid("dst_volume_id", dst_volume_id)
         scope = request.scope.require_project("glance metadata without a project")

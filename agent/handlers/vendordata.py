@@ -42,7 +42,8 @@ class VendordataEndpoint(Endpoint):
         checked = validation.string_list("roles", roles, nullable=True, max_items=100)
         if checked is None:
             checked = list(request.context.roles or [])
-        bootroles.store_once(request.session, instance_uuid, checked)
+        bootroles.store_once(request.session, instance_uuid, checked,
+                             request.context.project_id)
         LOG.debug("Boot roles of instance %s recorded unless already kept",
                   instance_uuid)
 

@@ -27,7 +27,10 @@ rules:
   project: no RPC operation here returns, lists, finds or changes them,
   whoever asks; drivers reach them by usage through the ``driver_*``
   methods;
-* undefining deletes the row with its wrapped data key.
+* undefining deletes the row with its wrapped data key;
+* a row an event purged (``deleted_at`` set, :mod:`agent.events.purge`)
+  is no secret at all here: no read, list, lookup or write finds it, and
+  its usage is free for a new secret.
 
 Every method works in the caller's session and leaves committing to it.
 Values are returned only by :meth:`SecretStore.get_value` and, for the
@@ -75,14 +78,15 @@ SecretRecord = models.Secret | sa.Row[Any]
 _TABLE = models.Secret.__table__
 # Built once: a read only binds its parameters to a statement whose
 # compiled form SQLAlchemy has cached.
-_BY_UUID = sa.select(_TABLE).where(_TABLE.c.uuid == sa.bindparam("uuid"))
+_LIVE = _TABLE.c.deleted_at.is_(None)
+_BY_UUID = sa.select(_TABLE).where(_TABLE.c.uuid == sa.bindparam("uuid"), _LIVE)
 _BY_USAGE = sa.select(_TABLE).where(_TABLE.c.project_id == sa.bindparam("project_id"),
                                     _TABLE.c.usage_type == sa.bindparam("usage_type"),
-                                    _TABLE.c.usage_id == sa.bindparam("usage_id"))
+                                    _TABLE.c.usage_id == sa.bindparam("usage_id"), _LIVE)
 _BY_DRIVER_USAGE = sa.select(_TABLE).where(
     _TABLE.c.driver_namespace == sa.bindparam("namespace"),
     _TABLE.c.usage_type == sa.bindparam("usage_type"),
-    _TABLE.c.usage_id == sa.bindparam("usage_id"))
+    _TABLE.c.usage_id == sa.bindparam("usage_id"), _LIVE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,16 +241,19 @@ class SecretStore:
         session.execute(sa.delete(models.Secret).where(
             models.Secret.driver_namespace == namespace, models.Secret.uuid == uuid))
 
-    def forget_generated_ephemeral(self, usage_type: str, usage_id: str) -> int:
-        """Undefine the ephemeral secrets this agent generated for a usage.
+    def forget_generated_ephemeral(self, usage_type: str, usage_id: str,
+                                   project_id: str) -> int:
+        """Undefine the ephemeral secrets this agent generated for a project's usage.
 
         Only this agent's memory changes; an ephemeral secret defined with
-        the caller's own value stays, as a database row would.
+        the caller's own value stays, as a database row would, and so do
+        other projects' secrets for the same usage.
 
+        :param project_id: the project the deletion names.
         :returns: how many secrets were undefined.
         """
         doomed = [record.uuid for record in self.ephemeral.list()
-                  if record.uuid in self._generated
+                  if record.uuid in self._generated and record.project_id == project_id
                   and record.definition.usage_type == usage_type
                   and record.definition.usage_id == usage_id]
         for uuid in doomed:
@@ -395,7 +402,8 @@ class SecretStore:
                         and (usage_type is None or defn.usage_type == usage_type)):
                     found.append(info)
         if ephemeral is not True:
-            query = sa.select(models.Secret).where(models.Secret.driver_namespace.is_(None))
+            query = sa.select(models.Secret).where(models.Secret.driver_namespace.is_(None),
+                                                   models.Secret.deleted_at.is_(None))
             if not scope.all_projects:
                 query = query.where(models.Secret.project_id == scope.project_id)
             if private is not None:
@@ -459,7 +467,8 @@ class SecretStore:
     @staticmethod
     def _row(session: Session, uuid: str) -> models.Secret | None:
         return session.scalars(sa.select(models.Secret)
-                               .where(models.Secret.uuid == uuid)).one_or_none()
+                               .where(models.Secret.uuid == uuid,
+                                      models.Secret.deleted_at.is_(None))).one_or_none()
 
     @staticmethod
     def _read(session: Session, uuid: str) -> sa.Row[Any] | None:

@@ -21,6 +21,8 @@ Import the fixtures into a test module to use them::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime
 import glob
 import os
 import pwd
@@ -32,6 +34,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,18 +80,93 @@ def _owned_tempdir(prefix: str, user: str) -> Path:
     return path
 
 
+@dataclasses.dataclass
+class TlsFiles:
+    """PEM files of a test CA and a server certificate it signed for 127.0.0.1."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def _tls_name(common_name: str) -> Any:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def make_ca(directory: Path, name: str = "custos test CA") -> tuple[Path, Any, Any]:
+    """Create a CA (EC P-256, one day); return its certificate's path, certificate and key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(_tls_name(name)).issuer_name(_tls_name(name))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(key, hashes.SHA256()))
+    path = directory / f"{name.replace(' ', '-')}.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path, cert, key
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """Create a CA and a server certificate for 127.0.0.1 and localhost under ``directory``."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ca_path, ca_cert, ca_key = make_ca(directory)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(_tls_name("127.0.0.1"))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+                critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    files = TlsFiles(ca=ca_path, cert=directory / "server.pem", key=directory / "server.key")
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                            serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption()))
+    return files
+
+
 class PrivateRabbit:
     """One RabbitMQ node on free ports, started with :meth:`start`.
 
+    :param name: its node name; a unique one by default.
+    :param tls: server certificate, key and CA for a TLS listener on
+        :attr:`tls_port` beside the plain one; none by default.
     :ivar port: its AMQP port on 127.0.0.1.
+    :ivar tls_port: its AMQP-over-TLS port on 127.0.0.1, when it has one.
     :ivar node: its Erlang node name, for ``rabbitmqctl -n``.
     """
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, tls: TlsFiles | None = None) -> None:
         self.port = free_port()
         self.dist_port = free_port()
         self.node = f"{name or 'custos-fault-' + uuid.uuid4().hex[:8]}@localhost"
         self.base = _owned_tempdir("custos-rabbit-", "rabbitmq")
+        self.tls = tls
+        self.tls_port = free_port() if tls is not None else None
+
+    @property
+    def tls_url(self) -> str:
+        """Transport URL of the node's default virtual host, over TLS."""
+        assert self.tls_port is not None, "this node has no TLS listener"
+        return f"rabbit://guest:guest@127.0.0.1:{self.tls_port}/"
 
     @property
     def url(self) -> str:
@@ -120,8 +198,18 @@ class PrivateRabbit:
             (self.base / name).mkdir()
         (self.base / "enabled_plugins").write_text("[].\n")
         # loopback_users = none: guest may connect, as on the system node.
-        (self.base / "rabbitmq.conf").write_text(
-            f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n")
+        config = f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n"
+        if self.tls is not None:
+            for name, source in (("ca.pem", self.tls.ca), ("server.pem", self.tls.cert),
+                                 ("server.key", self.tls.key)):
+                shutil.copyfile(source, self.base / name)
+            config += (f"listeners.ssl.local = 127.0.0.1:{self.tls_port}\n"
+                       f"ssl_options.cacertfile = {self.base / 'ca.pem'}\n"
+                       f"ssl_options.certfile = {self.base / 'server.pem'}\n"
+                       f"ssl_options.keyfile = {self.base / 'server.key'}\n"
+                       "ssl_options.verify = verify_none\n"
+                       "ssl_options.fail_if_no_peer_cert = false\n")
+        (self.base / "rabbitmq.conf").write_text(config)
         (self.base / "rabbitmq-env.conf").write_text("ERL_EPMD_ADDRESS=127.0.0.1\n")
         for path in self.base.iterdir():
             shutil.chown(path, "rabbitmq", "rabbitmq")
@@ -147,13 +235,17 @@ class PrivateRabbit:
         self._check("wait", "--timeout", "60", str(self.base / "rabbit.pid"))
         self._check("await_startup")
         self.wait_listening(True)
+        if self.tls_port is not None:
+            self.wait_listening(True, port=self.tls_port)
 
-    def wait_listening(self, expected: bool, timeout: float = 60) -> None:
-        """Wait until the AMQP port is (or is no longer) accepting connections."""
+    def wait_listening(self, expected: bool, timeout: float = 60,
+                       port: int | None = None) -> None:
+        """Wait until the AMQP port (or ``port``) is, or is no longer, accepting connections."""
+        port = port or self.port
         deadline = time.monotonic() + timeout
-        while listening(self.port) != expected:
+        while listening(port) != expected:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"RabbitMQ port {self.port} still listening={not expected}")
+                raise RuntimeError(f"RabbitMQ port {port} still listening={not expected}")
             time.sleep(0.1)
 
     def stop_app(self) -> None:

@@ -379,7 +379,7 @@ def test_volume_delete_end_purges_glance_metadata_and_generated_secrets(
     volume, secret_uuid = str(uuid.uuid4()), str(uuid.uuid4())
     with engine.begin() as conn:
         conn.execute(sa.insert(models.VolumeGlanceMetadata.__table__), [
-            {"volume_id": volume, "key": "image_id", "value": "img",
+            {"volume_id": volume, "key": "image_id", "value": "img", "project_id": PROJECT,
              "created_at": models.utcnow()}])
         conn.execute(sa.insert(models.Secret.__table__), [
             {"uuid": secret_uuid, "project_id": PROJECT, "usage_type": "volume",
@@ -392,8 +392,9 @@ def test_volume_delete_end_purges_glance_metadata_and_generated_secrets(
     with engine.connect() as conn:
         for table in (models.VolumeGlanceMetadata.__table__, models.Secret.__table__):
             column = table.c.volume_id if "volume_id" in table.c else table.c.usage_id
+            # Marked as purged: no longer live under the volume's id.
             assert conn.scalar(sa.select(sa.func.count()).select_from(table)
-                               .where(column == volume)) == 0
+                               .where(column == volume, table.c.deleted_at.is_(None))) == 0
     engine.dispose()
     assert log_lines(proc, f"Volume {volume} deleted")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import oslo_messaging as messaging
@@ -60,6 +61,11 @@ def count(model: Any, **where: Any) -> int:
         query = sa.select(sa.func.count()).select_from(model).filter_by(**where)
         return int(session.scalar(query))
     return db_api.run_in_transaction(work)
+
+
+def live(model: Any, **where: Any) -> int:
+    """Rows that are not purged."""
+    return count(model, deleted_at=None, **where)
 
 
 @pytest.fixture
@@ -117,6 +123,7 @@ def test_other_events_are_ignored(harness, nova):
 @pytest.fixture
 def one_exchange_one_topic(migrated):
     migrated.set_override("exchanges", ["openstack"], group="events")
+    migrated.set_override("instance_exchange", "openstack", group="events")
     migrated.set_override("topics", ["notifications"], group="events")
 
 
@@ -145,8 +152,10 @@ def add_volume_rows(volume_id: str, generated: bool = True) -> str:
 
     def work(session: Any) -> None:
         session.add_all([
-            models.VolumeGlanceMetadata(volume_id=volume_id, key="image_id", value="img"),
-            models.VolumeGlanceMetadata(volume_id=volume_id, key="os_distro", value="x"),
+            models.VolumeGlanceMetadata(volume_id=volume_id, key="image_id", value="img",
+                                        project_id=PROJECT),
+            models.VolumeGlanceMetadata(volume_id=volume_id, key="os_distro", value="x",
+                                        project_id=PROJECT),
             models.Secret(uuid=secret_uuid, project_id=PROJECT, usage_type="volume",
                           usage_id=volume_id, generated=generated, private=False,
                           value=b"\x00" * 44, wrapped_key=b"\x01" * 60,
@@ -169,9 +178,12 @@ def test_volume_delete_purges_glance_metadata_and_generated_secrets(harness, cin
     services.delete_volume(cinder, volume, style)
 
     assert eventually(lambda: count(models.Secret, usage_id=volume) == 0)
-    assert count(models.VolumeGlanceMetadata, volume_id=volume) == 0
-    assert count(models.VolumeGlanceMetadata, volume_id=other) == 2
-    assert count(models.Secret, uuid=other_secret) == 1
+    assert live(models.VolumeGlanceMetadata, volume_id=volume) == 0
+    assert live(models.VolumeGlanceMetadata, volume_id=other) == 2
+    assert live(models.Secret, uuid=other_secret) == 1
+    # Marked, not destroyed: the purged secret keeps its usage aside.
+    assert count(models.VolumeGlanceMetadata, volume_id=volume) == 2
+    assert count(models.Secret, uuid=secret, purged_usage_id=volume) == 1
     assert eventually(lambda: bool(harness.notifications("secret.undefine")))
     [note] = harness.notifications("secret.undefine")
     assert note["payload"] == {"uuid": secret, "usage_type": "volume", "usage_id": volume,
@@ -184,8 +196,8 @@ def test_volume_delete_keeps_secrets_defined_by_hand(harness, cinder):
 
     services.delete_volume(cinder, volume, "legacy")
 
-    assert eventually(lambda: count(models.VolumeGlanceMetadata, volume_id=volume) == 0)
-    assert count(models.Secret, usage_id=volume) == 1
+    assert eventually(lambda: live(models.VolumeGlanceMetadata, volume_id=volume) == 0)
+    assert live(models.Secret, usage_id=volume) == 1
     assert harness.notifications("secret.undefine") == []
 
 
@@ -196,7 +208,7 @@ def test_volume_delete_naming_the_volume_in_upper_case_still_purges(harness, cin
     services.delete_volume(cinder, volume.upper(), "legacy")
 
     assert eventually(lambda: count(models.Secret, usage_id=volume) == 0)
-    assert count(models.VolumeGlanceMetadata, volume_id=volume) == 0
+    assert live(models.VolumeGlanceMetadata, volume_id=volume) == 0
 
 
 # -- acknowledgement ----------------------------------------------------------
@@ -204,6 +216,8 @@ def test_volume_delete_naming_the_volume_in_upper_case_still_purges(harness, cin
 class _Runtime:
     def __init__(self) -> None:
         self.vendordata = None
+        self.conf = SimpleNamespace(events=SimpleNamespace(instance_exchange="nova",
+                                                           volume_exchange="cinder"))
         self.sent: list[Any] = []
 
     def send_notifications(self, ctxt: Any, notifications: Any) -> None:
@@ -214,6 +228,11 @@ def _unavailable(func: Any) -> Any:
     raise exception.DatabaseUnavailable()
 
 
+#: (endpoint, the publisher and exchange its service uses)
+GENUINE = {events.InstanceDeleteEndpoint: ("compute.compute-1", {"exchange": "nova"}),
+           events.VolumeDeleteEndpoint: ("volume.volume-1", {"exchange": "cinder"})}
+
+
 @pytest.mark.parametrize("endpoint_class, payload", [
     (events.InstanceDeleteEndpoint, legacy_instance(str(uuid.uuid4()))),
     (events.VolumeDeleteEndpoint, legacy_volume(str(uuid.uuid4()))),
@@ -221,8 +240,9 @@ def _unavailable(func: Any) -> Any:
 def test_database_failure_requeues_and_sends_nothing(monkeypatch, endpoint_class, payload):
     monkeypatch.setattr(db_api, "run_in_transaction", _unavailable)
     runtime = _Runtime()
+    publisher, metadata = GENUINE[endpoint_class]
 
-    result = endpoint_class(runtime).info({}, "p", "x.delete.end", payload, {})
+    result = endpoint_class(runtime).info({}, publisher, "x.delete.end", payload, metadata)
 
     assert result == messaging.NotificationResult.REQUEUE
     assert runtime.sent == []
@@ -237,8 +257,9 @@ def test_database_failure_requeues_and_sends_nothing(monkeypatch, endpoint_class
 ])
 def test_payload_naming_nothing_is_dropped_not_requeued(monkeypatch, endpoint_class, payload):
     monkeypatch.setattr(db_api, "run_in_transaction", _unavailable)
+    publisher, metadata = GENUINE[endpoint_class]
 
-    result = endpoint_class(_Runtime()).info({}, "p", "x.delete.end", payload, {})
+    result = endpoint_class(_Runtime()).info({}, publisher, "x.delete.end", payload, metadata)
 
     assert result == messaging.NotificationResult.HANDLED
 

@@ -12,7 +12,7 @@ comparison, so the conversion cannot fail on a unique index. Nothing
 changes on SQLite and PostgreSQL, which already compare this way.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-05
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
