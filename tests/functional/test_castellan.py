@@ -200,3 +200,29 @@ def test_cli_keeps_reads_and_deletes_a_key(key_agent: AgentProcess, tmp_path: Pa
     assert refused.returncode == 1 and refused.stderr.startswith("custos: key_has_consumers: ")
     assert gone.returncode == 1 and gone.stderr.startswith("custos: managed_key_not_found: ")
 
+
+
+def test_castellan_with_a_configuration_object_of_its_own(key_agent: AgentProcess,
+                                                          rabbit_url: str) -> None:
+    """``key_manager.API(conf)`` with a private ConfigOpts, as a library caller builds it.
+
+    oslo.messaging registers its tracing options on the global CONF only;
+    a client on another configuration object used to fail every call with
+    ``NoSuchOptError: oslo_messaging_tracing``.
+    """
+    from castellan import key_manager as castellan_key_manager
+    from castellan.common.objects import passphrase
+
+    conf = cfg.ConfigOpts()
+    conf([], project="private", default_config_files=[])
+    conf.register_opts(castellan_key_manager.key_manager_opts, group="key_manager")
+    conf.set_override("backend", "custos", group="key_manager")
+    manager = castellan_key_manager.API(conf)
+    conf.set_override("transport_url", rabbit_url, group=key_manager.GROUP)
+    try:
+        ctxt = _service_context()
+        stored = manager.store(ctxt, passphrase.Passphrase(b"private-conf"))
+        assert manager.get(ctxt, stored).get_encoded() == b"private-conf"
+        manager.delete(ctxt, stored)
+    finally:
+        key_manager.cleanup()
