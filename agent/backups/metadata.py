@@ -27,7 +27,11 @@ import names the *target* volume it restores to.  Verification uses the
 source volume id and project from custos' own record, never an id read
 from the document.  A signed document for a backup custos has no record
 of (never exported here, or deleted) therefore cannot verify, and neither
-can a signature moved over from another backup.
+can a signature moved over from another backup.  The signature does not
+name the project, so a backup of a volume verifies only for the project
+that recorded that pair first (:func:`records.first_of_volume`): another
+project that records the same ids later cannot make the owner's document
+its own.
 
 Unsigned Cinder documents
 -------------------------
@@ -265,6 +269,10 @@ def evaluate_import(session: Session, ring: MasterKeyRing, store: BackupStore,
 
     if record is None:
         return tampered(parsed, "custos has no record of this backup")
+    if not records.first_of_volume(session, record):
+        # Worded as any mismatch: the caller must not learn that another
+        # project holds this backup.
+        return tampered(parsed, "signature does not match")
     result = document.verify(parsed, backup_id, record.volume_id,
                              lambda key_id: signing.lookup(session, ring, key_id))
     if not result:

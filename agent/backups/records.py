@@ -42,6 +42,24 @@ def every_project(session: Session, backup_id: str) -> list[models.BackupRecord]
                                 .order_by(_TABLE.project_id)))
 
 
+def first_of_volume(session: Session, record: models.BackupRecord) -> bool:
+    """True when no other project recorded the same backup of the same volume earlier.
+
+    A signature binds the backup id and the source volume id, not the
+    project.  While ids were unique across the cloud that sufficed; now a
+    project that learned another project's backup id, volume id and
+    document could record the same pair and have the document verify for
+    itself.  The pair therefore belongs to the project that recorded it
+    first: an export is made as soon as Cinder creates the backup, so no
+    other project can know the id before its owner records it.  Row ids
+    only grow, so the oldest record has the lowest id.
+    """
+    oldest = session.scalars(sa.select(_TABLE.id).where(
+        _TABLE.backup_id == record.backup_id, _TABLE.volume_id == record.volume_id)
+        .order_by(_TABLE.id).limit(1)).first()
+    return oldest == record.id
+
+
 def save(session: Session, *, backup_id: str, volume_id: str, project_id: str,
          account: str, key_id: str) -> models.BackupRecord:
     """Create a project's record of a backup, or refresh it on a repeated export.

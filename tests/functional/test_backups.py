@@ -281,14 +281,18 @@ def test_another_projects_backup_id_neither_conflicts_nor_is_claimed(agent, api,
 @pytest.mark.parametrize("other", P2_CALLERS, ids=P2_IDS)
 def test_nothing_of_p1s_backups_reaches_p2(agent, api, other):
     proc, api, p1 = agent, client_of(api, agent), member_with_service()
-    held, unknown = str(uuid.uuid4()), str(uuid.uuid4())
-    document = export(api, held, str(uuid.uuid4()))
+    held, unknown, source = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    document = export(api, held, source)
 
     heard = answers_about(api, other, held)
+    # Even knowing p1's ids and document, p2 cannot make it verify as its own.
+    api.backup_metadata_export(other, held, {"id": source})
+    stolen = api.backup_metadata_import(other, held, str(uuid.uuid4()), document)
 
     assert heard == answers_about(api, other, unknown)
     assert heard[0].startswith("BackupNotFound: ") and heard[2] == "None"
     assert PROJECT not in "".join(heard)
+    assert stolen["glance_verified"] is False and stolen["glance_metadata"] == {}
     assert stored_path(proc, held).read_text() == document
     assert api.backup_metadata_get(p1, held) == document
 

@@ -389,6 +389,22 @@ def test_both_tokens_and_the_auditor_read_the_stored_document(harness, exported)
     assert harness.api.backup_metadata_get(auditor(OTHER_PROJECT), BACKUP) == exported
 
 
+@pytest.mark.parametrize("stranger", [member_with_service(OTHER_PROJECT),
+                                      make_context(OTHER_PROJECT, ["admin"], ["service"])],
+                         ids=["member-of-p2", "admin-of-p2"])
+def test_recording_the_owners_ids_does_not_make_its_document_verify(harness, exported,
+                                                                     stranger):
+    harness.api.backup_metadata_export(stranger, BACKUP, VOLUME)
+
+    stolen = harness.api.backup_metadata_import(stranger, BACKUP, TARGET, exported)
+    owned = harness.api.backup_metadata_import(member_with_service(), BACKUP,
+                                               str(uuid.uuid4()), exported)
+
+    assert stolen["glance_verified"] is False and stolen["glance_metadata"] == {}
+    assert harness.api.volume_glance_metadata_get(stranger, TARGET) == {}
+    assert owned["glance_verified"] is True and owned["glance_metadata"] == GLANCE
+
+
 def test_the_auditor_is_told_when_several_projects_hold_an_id(harness, exported):
     theirs = harness.api.backup_metadata_export(member_with_service(OTHER_PROJECT), BACKUP,
                                                 dict(VOLUME, id=str(uuid.uuid4())))
