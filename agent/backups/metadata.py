@@ -316,11 +316,18 @@ def read(session: Session, store: BackupStore, scope: Scope, backup_id: str) -> 
     return store.read(store.account_for(project_id), backup_id)
 
 
+#: How many service accounts the auditor's error names at most.
+LISTED_ACCOUNTS = 10
+
+
 def _audit_read(session: Session, store: BackupStore, backup_id: str) -> str:
-    held = records.every_project(session, backup_id)
+    held = records.every_project(session, backup_id, limit=LISTED_ACCOUNTS + 1)
     if len(held) > 1:
+        accounts = [record.account for record in held[:LISTED_ACCOUNTS]]
+        if len(held) > LISTED_ACCOUNTS:
+            accounts.append("...")
         raise exception.BackupRecordedInSeveralProjects(
-            backup_id=backup_id, accounts=", ".join(record.account for record in held))
+            backup_id=backup_id, accounts=", ".join(accounts))
     if held:
         return store.read(held[0].account, backup_id)
     found = store.find(backup_id)

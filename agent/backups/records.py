@@ -33,13 +33,17 @@ def get(session: Session, project_id: str, backup_id: str) -> models.BackupRecor
         _TABLE.backup_id == backup_id, _TABLE.project_id == project_id)).first()
 
 
-def every_project(session: Session, backup_id: str) -> list[models.BackupRecord]:
-    """Return every project's record of ``backup_id``, by project id.
+def every_project(session: Session, backup_id: str,
+                  limit: int) -> list[models.BackupRecord]:
+    """Return projects' records of ``backup_id``, by project id.
 
     Only for callers who may read every project's backups (auditors).
+
+    :param limit: at most this many records are returned; every project
+        may record any id, so their number has no other bound.
     """
     return list(session.scalars(sa.select(_TABLE).where(_TABLE.backup_id == backup_id)
-                                .order_by(_TABLE.project_id)))
+                                .order_by(_TABLE.project_id).limit(limit)))
 
 
 def first_of_volume(session: Session, record: models.BackupRecord) -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent import exception
+from agent.backups import metadata
 from agent.keystore import signing
 from db import api as db_api
 from tests.common import (OTHER_PROJECT, PROJECT, admin, auditor, make_context, member,
@@ -454,6 +455,19 @@ def test_get_of_an_unknown_backup_is_not_found(harness):
     for ctxt in (member_with_service(), auditor()):
         with pytest.raises(exception.BackupNotFound):
             harness.api.backup_metadata_get(ctxt, BACKUP)
+
+
+def test_the_auditor_hears_of_a_bounded_number_of_accounts(harness, exported):
+    projects = sorted([PROJECT] + [f"p{n:02d}" for n in range(metadata.LISTED_ACCOUNTS + 2)])
+    for project in set(projects) - {PROJECT}:
+        harness.api.backup_metadata_export(member_with_service(project), BACKUP,
+                                           dict(VOLUME, id=str(uuid.uuid4())))
+
+    with pytest.raises(exception.BackupRecordedInSeveralProjects) as refused:
+        harness.api.backup_metadata_get(auditor(), BACKUP)
+
+    listed = [f"SERVICE_{p}" for p in projects[:metadata.LISTED_ACCOUNTS]]
+    assert refused.value.kwargs["accounts"] == ", ".join(listed + ["..."])
 
 
 # -- delete -------------------------------------------------------------------------
