@@ -285,9 +285,22 @@ class BackupMetadataDamaged(BackupMetadataInvalid):
 
 
 class BackupMetadataConflict(CustosException):
-    msg_fmt = ("Backup %(backup_id)s is already recorded for another volume "
-               "or project")
+    """The caller's project already recorded the backup for another volume."""
+
+    msg_fmt = "Backup %(backup_id)s is already recorded for another volume"
     code = "backup_metadata_conflict"
+
+
+class BackupRecordedInSeveralProjects(CustosException):
+    """An auditor asked for a backup id that several projects recorded.
+
+    Only an auditor, who reads every service account, can meet it; the
+    accounts named are where each project's document lives.
+    """
+
+    msg_fmt = ("Backup %(backup_id)s is recorded in several projects; its "
+               "documents are in the service accounts %(accounts)s")
+    code = "backup_recorded_in_several_projects"
 
 
 class EphemeralSecretUsageConflict(SecretUsageConflict):

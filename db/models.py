@@ -164,10 +164,16 @@ class VolumeGlanceMetadata(PurgeMixin, TimestampMixin, Base):
 
 
 class BackupRecord(TimestampMixin, Base):
-    """Where the metadata document of one backup is kept, and for whom."""
+    """Where the metadata document of one backup is kept, and for whom.
+
+    A backup id is unique within its project only: one project's record
+    never decides what another project may export under the same id.
+    The backup id leads the key so that an auditor's lookup by id alone
+    uses the index too.
+    """
 
     __tablename__ = "backup_records"
-    __table_args__ = (UniqueConstraint("backup_id"),)
+    __table_args__ = (UniqueConstraint("backup_id", "project_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     backup_id: Mapped[str] = mapped_column(exact(36))

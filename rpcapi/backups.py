@@ -65,8 +65,8 @@ class BackupsAPI(BaseAPI):
         :param volume: ``{"id": uuid, "base": {...}, "metadata": {...}}``,
             the volume backed up; its glance metadata comes from custos.
         :returns: the signed document (JSON text); store it unchanged.
-        :raises agent.exception.BackupMetadataConflict: the backup was
-            exported before for another volume or project.
+        :raises agent.exception.BackupMetadataConflict: the caller's
+            project exported the backup before for another volume.
         """
         return self._call(ctxt, "backup_metadata_export", backup_id=backup_id,
                           volume=volume)
@@ -95,14 +95,17 @@ class BackupsAPI(BaseAPI):
     def backup_metadata_get(self, ctxt: Any, backup_id: str) -> str:
         """Return a backup's stored document (JSON text) as stored.
 
-        :raises agent.exception.BackupNotFound: none stored, or not the
-            caller's to read.
+        :raises agent.exception.BackupNotFound: none stored in the
+            caller's project (for an auditor: in any project).
+        :raises agent.exception.BackupRecordedInSeveralProjects: an auditor
+            named an id that several projects recorded.
         """
         return self._call(ctxt, "backup_metadata_get", backup_id=backup_id)
 
     def backup_metadata_delete(self, ctxt: Any, backup_id: str) -> None:
-        """Forget a backup's record and stored document; absent is not an error.
+        """Forget the caller's project's record and document of a backup.
 
-        :raises agent.exception.BackupNotFound: another project's backup.
+        Absent is not an error; another project's backup of the same id
+        is untouched.
         """
         return self._call(ctxt, "backup_metadata_delete", backup_id=backup_id)

@@ -9,9 +9,16 @@ A backup belongs to the project of the request context that exports it;
 an administrator or a service exporting for a project sends a context
 naming that project.  Its document lives in that project's service
 account (``SERVICE_<project_id>``), and custos notes the backup, its source
-volume, project, account and signing key in ``backup_records``.  Later
-requests are checked against the record's project, so an operator of
-another project sees :class:`~agent.exception.BackupNotFound`.
+volume, project, account and signing key in ``backup_records``.
+
+Records are per project.  Export, import, get and delete look up the
+caller's own project's record only, so an operator of another project
+meets :class:`~agent.exception.BackupNotFound` for a backup it does not
+hold, exactly as for an id nobody holds, and may export under the same
+id without a conflict: a backup id taken by one project reveals nothing
+to, and takes nothing from, another.  An administrator acts on its own
+project's backups here like any operator: the methods name no project to
+reach another one with.  An auditor reads every project's records.
 
 Which ids are trusted
 ---------------------
@@ -20,7 +27,11 @@ import names the *target* volume it restores to.  Verification uses the
 source volume id and project from custos' own record, never an id read
 from the document.  A signed document for a backup custos has no record
 of (never exported here, or deleted) therefore cannot verify, and neither
-can a signature moved over from another backup.
+can a signature moved over from another backup.  The signature does not
+name the project, so a backup of a volume verifies only for the project
+that recorded that pair first (:func:`records.first_of_volume`): another
+project that records the same ids later cannot make the owner's document
+its own.
 
 Unsigned Cinder documents
 -------------------------
@@ -148,8 +159,8 @@ def export(session: Session, ring: MasterKeyRing, store: BackupStore, scope: Sco
     :raises agent.exception.Forbidden: no project in the context.
     :raises agent.exception.InvalidInput: an unsafe project id, or a
         document over the size limit.
-    :raises agent.exception.BackupMetadataConflict: the backup was
-        exported before for another volume or project.
+    :raises agent.exception.BackupMetadataConflict: the caller's project
+        exported the backup before for another volume.
     :raises agent.exception.MasterKeyUnavailable: no master key to open
         the signing key with.
     """
@@ -196,16 +207,14 @@ def evaluate_import(session: Session, ring: MasterKeyRing, store: BackupStore,
     :param accept_unsigned: restore glance metadata from Cinder's unsigned
         documents (``[backup] accept_unsigned_glance_metadata``).
     :returns: the decision; ``tampered`` when any check failed.
-    :raises agent.exception.BackupNotFound: ``text`` is None and no
-        document is stored, or the backup belongs to a project the caller
-        may not restore.
+    :raises agent.exception.BackupNotFound: ``text`` is None and the
+        caller's project holds no such backup.
     :raises agent.exception.BackupMetadataInvalid: a given document is not
         a backup metadata document at all.
     :raises agent.exception.BackupMetadataUnsupportedVersion: a given,
         unsigned document has a version custos does not know.
     """
-    _caller_project(scope)
-    record = records.get(session, backup_id)
+    record = records.get(session, _caller_project(scope), backup_id)
     if record is not None and not scope.may_act_on(record.project_id):
         raise exception.BackupNotFound(backup_id=backup_id)
 
@@ -260,6 +269,10 @@ def evaluate_import(session: Session, ring: MasterKeyRing, store: BackupStore,
 
     if record is None:
         return tampered(parsed, "custos has no record of this backup")
+    if not records.first_of_volume(session, record):
+        # Worded as any mismatch: the caller must not learn that another
+        # project holds this backup.
+        return tampered(parsed, "signature does not match")
     result = document.verify(parsed, backup_id, record.volume_id,
                              lambda key_id: signing.lookup(session, ring, key_id))
     if not result:
@@ -279,28 +292,48 @@ def apply_import(session: Session, restore: Restore, volume_id: str, scope: Scop
 def read(session: Session, store: BackupStore, scope: Scope, backup_id: str) -> str:
     """Return a backup's stored document, for its project's service or an auditor.
 
-    The record names the document's account.  Without a record, an auditor
-    finds a document in any service account (one whose record is gone),
-    and an operator with a service token looks in their own project's.
+    An operator with a service token reads its own project's document:
+    the account its project's record names, or without a record its own
+    project's service account.  An auditor reads any project's: the one
+    project that recorded the backup, or without any record a document in
+    any service account (one whose record is gone).
 
-    :raises agent.exception.BackupNotFound: no such document, or one the
-        caller may not read.
+    :raises agent.exception.BackupNotFound: the caller's project holds no
+        such document (for an auditor: no project does).
+    :raises agent.exception.BackupRecordedInSeveralProjects: an auditor
+        asked for an id that more than one project recorded.
     :raises agent.exception.BackupMetadataDamaged: the stored bytes are not
         UTF-8 text.
     """
-    if not scope.audits:
-        _caller_project(scope)
-    record = records.get(session, backup_id)
+    if scope.audits:
+        return _audit_read(session, store, backup_id)
+    project_id = _caller_project(scope)
+    record = records.get(session, project_id, backup_id)
     if record is not None:
         if not scope.may_act_on(record.project_id):
             raise exception.BackupNotFound(backup_id=backup_id)
         return store.read(record.account, backup_id)
-    if scope.audits:
-        found = store.find(backup_id)
-        if found is None:
-            raise exception.BackupNotFound(backup_id=backup_id)
-        return store.read(found[0], backup_id)
-    return store.read(store.account_for(_caller_project(scope)), backup_id)
+    return store.read(store.account_for(project_id), backup_id)
+
+
+#: How many service accounts the auditor's error names at most.
+LISTED_ACCOUNTS = 10
+
+
+def _audit_read(session: Session, store: BackupStore, backup_id: str) -> str:
+    held = records.every_project(session, backup_id, limit=LISTED_ACCOUNTS + 1)
+    if len(held) > 1:
+        accounts = [record.account for record in held[:LISTED_ACCOUNTS]]
+        if len(held) > LISTED_ACCOUNTS:
+            accounts.append("...")
+        raise exception.BackupRecordedInSeveralProjects(
+            backup_id=backup_id, accounts=", ".join(accounts))
+    if held:
+        return store.read(held[0].account, backup_id)
+    found = store.find(backup_id)
+    if found is None:
+        raise exception.BackupNotFound(backup_id=backup_id)
+    return store.read(found[0], backup_id)
 
 
 def _deleted_payload(backup_id: str, volume_id: str | None, project_id: str | None,
@@ -319,11 +352,12 @@ def delete(session: Session, store: BackupStore, scope: Scope,
 
     :returns: ``{backup_id, volume_id, project_id, account}`` of what was
         removed, or None when there was nothing.
-    :raises agent.exception.BackupNotFound: the backup belongs to a
-        project the caller may not delete in.
+    :raises agent.exception.BackupNotFound: the caller's project holds
+        the backup but the policy does not let the caller delete it.
     """
-    account = store.account_for(_caller_project(scope))
-    record = records.get(session, backup_id)
+    project_id = _caller_project(scope)
+    account = store.account_for(project_id)
+    record = records.get(session, project_id, backup_id)
     if record is None:
         removed = store.delete(account, backup_id)
         return _deleted_payload(backup_id, None, scope.project_id, account) if removed else None

@@ -236,19 +236,35 @@ def test_cli_exports_reads_and_imports(agent, tmp_path):
     assert refused.stderr.startswith("custos: forbidden: ")
 
 
-@pytest.mark.xfail(strict=True, raises=exception.BackupMetadataConflict,
-                   reason="backup records are unique on backup_id alone; keying them "
-                          "per project needs a schema migration")
-@pytest.mark.parametrize("other", [member_with_service(OTHER_PROJECT),
-                                   make_context(OTHER_PROJECT, ["admin"], ["service"])],
-                         ids=["member-of-p2", "admin-of-p2"])
+P2_CALLERS = [member_with_service(OTHER_PROJECT),
+              make_context(OTHER_PROJECT, ["admin"], ["service"])]
+P2_IDS = ["member-of-p2", "admin-of-p2"]
+
+
+def answers_about(api, ctxt, backup_id: str) -> list[str]:
+    """What ``ctxt`` hears about ``backup_id`` from get, import and delete.
+
+    The id itself is replaced, so that the answers about two ids compare.
+    """
+    heard = []
+    for call in (lambda: api.backup_metadata_get(ctxt, backup_id),
+                 lambda: api.backup_metadata_import(ctxt, backup_id, str(uuid.uuid4())),
+                 lambda: api.backup_metadata_delete(ctxt, backup_id)):
+        try:
+            heard.append(repr(call()))
+        except exception.CustosException as error:
+            heard.append(f"{error.to_dict()['error']}: {error.msg}")
+    return [answer.replace(backup_id, "<id>") for answer in heard]
+
+
+@pytest.mark.parametrize("other", P2_CALLERS, ids=P2_IDS)
 def test_another_projects_backup_id_neither_conflicts_nor_is_claimed(agent, api, other):
     api, p1 = client_of(api, agent), member_with_service()
-    taken, squatted = str(uuid.uuid4()), str(uuid.uuid4())
-    document = export(api, taken, str(uuid.uuid4()))
+    taken, squatted, p1_source = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    document = export(api, taken, p1_source)
 
     # p2 exports an id p1 holds, and claims one before p1 exports it.
-    api.backup_metadata_export(other, taken, {"id": str(uuid.uuid4())})
+    theirs = api.backup_metadata_export(other, taken, {"id": str(uuid.uuid4())})
     api.backup_metadata_export(other, squatted, {"id": str(uuid.uuid4())})
     export(api, squatted, str(uuid.uuid4()))
 
@@ -256,3 +272,57 @@ def test_another_projects_backup_id_neither_conflicts_nor_is_claimed(agent, api,
         restored = api.backup_metadata_import(p1, backup, str(uuid.uuid4()))
         assert restored["glance_verified"] and restored["glance_metadata"] == GLANCE
     assert api.backup_metadata_get(p1, taken) == document
+    assert api.backup_metadata_get(other, taken) == theirs
+    assert p1_source not in theirs and LICENCE not in theirs
+    assert api.backup_metadata_import(other, taken, str(uuid.uuid4()))[
+        "glance_metadata"] == {}
+
+
+@pytest.mark.parametrize("other", P2_CALLERS, ids=P2_IDS)
+def test_nothing_of_p1s_backups_reaches_p2(agent, api, other):
+    proc, api, p1 = agent, client_of(api, agent), member_with_service()
+    held, unknown, source = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    document = export(api, held, source)
+
+    heard = answers_about(api, other, held)
+    # Even knowing p1's ids and document, p2 cannot make it verify as its own.
+    api.backup_metadata_export(other, held, {"id": source})
+    stolen = api.backup_metadata_import(other, held, str(uuid.uuid4()), document)
+
+    assert heard == answers_about(api, other, unknown)
+    assert heard[0].startswith("BackupNotFound: ") and heard[2] == "None"
+    assert PROJECT not in "".join(heard)
+    assert stolen["glance_verified"] is False and stolen["glance_metadata"] == {}
+    assert stored_path(proc, held).read_text() == document
+    assert api.backup_metadata_get(p1, held) == document
+
+
+def test_a_projectless_token_learns_nothing_of_any_backup(agent, api):
+    proc, api = agent, client_of(api, agent)
+    held, unknown = str(uuid.uuid4()), str(uuid.uuid4())
+    document = export(api, held, str(uuid.uuid4()))
+    projectless = make_context(None, ["admin", "member"], ["service"])
+
+    heard = answers_about(api, projectless, held)
+
+    assert heard == answers_about(api, projectless, unknown)
+    assert all(answer.startswith("Forbidden: ") for answer in heard)
+    with pytest.raises(exception.Forbidden):
+        api.backup_metadata_export(projectless, held, {"id": str(uuid.uuid4())})
+    assert stored_path(proc, held).read_text() == document
+
+
+def test_the_auditor_reads_each_projects_backups_and_names_a_shared_id(agent, api):
+    api, p1, p2 = client_of(api, agent), member_with_service(), member_with_service(
+        OTHER_PROJECT)
+    only_p1, shared = str(uuid.uuid4()), str(uuid.uuid4())
+    document = export(api, only_p1, str(uuid.uuid4()))
+    export(api, shared, str(uuid.uuid4()))
+    api.backup_metadata_export(p2, shared, {"id": str(uuid.uuid4())})
+
+    with pytest.raises(exception.BackupRecordedInSeveralProjects) as refused:
+        api.backup_metadata_get(auditor(), shared)
+
+    assert api.backup_metadata_get(auditor(OTHER_PROJECT), only_p1) == document
+    assert f"SERVICE_{PROJECT}" in refused.value.msg
+    assert f"SERVICE_{OTHER_PROJECT}" in refused.value.msg

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent import exception
+from agent.backups import metadata
 from agent.keystore import signing
 from db import api as db_api
 from tests.common import (OTHER_PROJECT, PROJECT, admin, auditor, make_context, member,
@@ -389,6 +390,36 @@ def test_both_tokens_and_the_auditor_read_the_stored_document(harness, exported)
     assert harness.api.backup_metadata_get(auditor(OTHER_PROJECT), BACKUP) == exported
 
 
+@pytest.mark.parametrize("stranger", [member_with_service(OTHER_PROJECT),
+                                      make_context(OTHER_PROJECT, ["admin"], ["service"])],
+                         ids=["member-of-p2", "admin-of-p2"])
+def test_recording_the_owners_ids_does_not_make_its_document_verify(harness, exported,
+                                                                     stranger):
+    harness.api.backup_metadata_export(stranger, BACKUP, VOLUME)
+
+    stolen = harness.api.backup_metadata_import(stranger, BACKUP, TARGET, exported)
+    owned = harness.api.backup_metadata_import(member_with_service(), BACKUP,
+                                               str(uuid.uuid4()), exported)
+
+    assert stolen["glance_verified"] is False and stolen["glance_metadata"] == {}
+    assert harness.api.volume_glance_metadata_get(stranger, TARGET) == {}
+    assert owned["glance_verified"] is True and owned["glance_metadata"] == GLANCE
+
+
+def test_the_auditor_is_told_when_several_projects_hold_an_id(harness, exported):
+    theirs = harness.api.backup_metadata_export(member_with_service(OTHER_PROJECT), BACKUP,
+                                                dict(VOLUME, id=str(uuid.uuid4())))
+
+    with pytest.raises(exception.BackupRecordedInSeveralProjects) as refused:
+        harness.api.backup_metadata_get(auditor(), BACKUP)
+
+    assert refused.value.kwargs["accounts"] == ", ".join(
+        sorted([f"SERVICE_{PROJECT}", f"SERVICE_{OTHER_PROJECT}"]))
+    assert harness.api.backup_metadata_get(member_with_service(), BACKUP) == exported
+    assert harness.api.backup_metadata_get(member_with_service(OTHER_PROJECT),
+                                           BACKUP) == theirs
+
+
 def test_auditor_finds_a_document_whose_record_is_gone(harness, exported):
     path = stored_path(harness)
     saved = path.read_text()
@@ -399,29 +430,44 @@ def test_auditor_finds_a_document_whose_record_is_gone(harness, exported):
     assert harness.api.backup_metadata_get(auditor(), BACKUP) == exported
 
 
-def test_another_projects_operator_does_not_see_the_backup(harness, exported):
-    stranger = member_with_service(OTHER_PROJECT)
+@pytest.mark.parametrize("stranger", [member_with_service(OTHER_PROJECT),
+                                      make_context(OTHER_PROJECT, ["admin"], ["service"])],
+                         ids=["member-of-p2", "admin-of-p2"])
+def test_another_projects_operator_meets_the_backup_as_if_nobody_held_it(
+        harness, exported, stranger):
+    unknown = str(uuid.uuid4())
+    answers = []
+    for backup in (BACKUP, unknown):
+        for call in (lambda: harness.api.backup_metadata_get(stranger, backup),
+                     lambda: harness.api.backup_metadata_import(stranger, backup, TARGET)):
+            with pytest.raises(exception.BackupNotFound) as refused:
+                call()
+            answers.append(refused.value.msg.replace(backup, "<id>"))
+        answers.append(harness.api.backup_metadata_delete(stranger, backup))
 
-    for call in (lambda: harness.api.backup_metadata_get(stranger, BACKUP),
-                 lambda: harness.api.backup_metadata_import(stranger, BACKUP, TARGET),
-                 lambda: harness.api.backup_metadata_delete(stranger, BACKUP)):
-        with pytest.raises(exception.BackupNotFound):
-            call()
-
+    assert answers[:3] == answers[3:]
+    assert answers[2] is None
     assert stored_path(harness).read_text() == exported
-
-
-def test_admin_with_a_service_token_reaches_any_project(harness, exported):
-    operator = make_context(OTHER_PROJECT, ["admin"], ["service"])
-
-    assert harness.api.backup_metadata_get(operator, BACKUP) == exported
-    assert harness.api.backup_metadata_import(operator, BACKUP, TARGET)["glance_verified"]
+    assert harness.api.backup_metadata_get(member_with_service(), BACKUP) == exported
 
 
 def test_get_of_an_unknown_backup_is_not_found(harness):
     for ctxt in (member_with_service(), auditor()):
         with pytest.raises(exception.BackupNotFound):
             harness.api.backup_metadata_get(ctxt, BACKUP)
+
+
+def test_the_auditor_hears_of_a_bounded_number_of_accounts(harness, exported):
+    projects = sorted([PROJECT] + [f"p{n:02d}" for n in range(metadata.LISTED_ACCOUNTS + 2)])
+    for project in set(projects) - {PROJECT}:
+        harness.api.backup_metadata_export(member_with_service(project), BACKUP,
+                                           dict(VOLUME, id=str(uuid.uuid4())))
+
+    with pytest.raises(exception.BackupRecordedInSeveralProjects) as refused:
+        harness.api.backup_metadata_get(auditor(), BACKUP)
+
+    listed = [f"SERVICE_{p}" for p in projects[:metadata.LISTED_ACCOUNTS]]
+    assert refused.value.kwargs["accounts"] == ", ".join(listed + ["..."])
 
 
 # -- delete -------------------------------------------------------------------------
