@@ -90,6 +90,13 @@ class RequestContext(oslo_context.RequestContext):
                       service_token=self.service_token)
         return values
 
+    def get_logging_values(self) -> dict[str, Any]:
+        """Return what log lines may show: oslo.context masks the user token only."""
+        values: dict[str, Any] = super().get_logging_values()
+        if values.get("service_token"):
+            values["service_token"] = "***"  # noqa: S105 - a mask, not a password
+        return values
+
 
 class RequestContextSerializer(messaging.Serializer):
     """Turns :class:`RequestContext` into a dict on the wire and back.

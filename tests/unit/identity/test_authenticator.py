@@ -184,3 +184,10 @@ def test_trusted_mode_warns_at_start(conf, migrated, master_key, caplog):
     finally:
         service.stop()
         service.wait()
+
+
+def test_a_contexts_logging_values_mask_both_tokens():
+    values = RequestContext(auth_token="user-secret", service_token="service-secret",
+                            overwrite=False).get_logging_values()
+
+    assert "user-secret" not in repr(values) and "service-secret" not in repr(values)
