@@ -1,0 +1,125 @@
+"""Traces that continue a caller's, with osprofiler, as Nova and Cinder send them.
+
+A caller running with ``[profiler] enabled`` puts ``trace_info``
+(``hmac_key``, ``base_id``, ``parent_id``) in the request context it
+sends. With ``[profiler] enabled`` here too, and the caller's key among
+``[profiler] hmac_keys``, the agent continues that trace: the dispatch
+boundary opens a span for the request, its policy check and its
+transaction, and the vendordata lookup one per target asked. The spans
+go to ``[profiler] connection_string`` through osprofiler's drivers.
+
+A trace whose key is not one of the agent's is not continued (the key is
+what keeps strangers on the bus from filling the trace store). A span's
+info holds method, mode, target and error code names only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import types
+from typing import Any
+
+from oslo_config import cfg
+from osprofiler import initializer, profiler
+
+from agent import exception
+
+LOG = logging.getLogger(__name__)
+
+#: True once :func:`setup` found ``[profiler] enabled``.
+ENABLED = False
+_KEYS: frozenset[str] = frozenset()
+_NULL = contextlib.nullcontext()
+#: Longest id or key accepted in ``trace_info`` (uuids are 36 characters).
+MAX_FIELD = 255
+TRACE_FIELDS = ("hmac_key", "base_id", "parent_id")
+
+
+def setup(conf: cfg.ConfigOpts, host: str) -> None:
+    """Send spans where ``[profiler]`` says, when it is enabled.
+
+    :param conf: the agent's configuration.
+    :param host: the agent's name, recorded with each span.
+    """
+    global ENABLED, _KEYS
+    section = conf.profiler
+    if not section.enabled:
+        ENABLED = False
+        return
+    _KEYS = frozenset(key.strip() for key in (section.hmac_keys or "").split(",")
+                      if key.strip())
+    initializer.init_from_conf(conf, None, "custos", "custos-agent", host)
+    ENABLED = True
+    LOG.info("Continuing callers' traces (osprofiler)")
+
+
+def continue_trace(ctxt: Any) -> bool:
+    """Take the caller's ``trace_info`` out of a wire context and continue it.
+
+    The entry is removed whether or not tracing is enabled, so that it
+    never reaches the request context.
+
+    :param ctxt: the request context as it came off the bus (a dict).
+    :returns: True when the request is now traced; :func:`end` must follow.
+    :raises InvalidInput: with tracing enabled, a ``trace_info`` that is
+        not a mapping of bounded strings.
+    """
+    if not isinstance(ctxt, dict):
+        return False
+    info = ctxt.pop("trace_info", None)
+    if info is None or not ENABLED:
+        return False
+    if not isinstance(info, dict):
+        raise exception.InvalidInput(field="context.trace_info", reason="not a mapping")
+    fields = {}
+    for name in TRACE_FIELDS:
+        value = info.get(name)
+        if value is None and name == "parent_id":
+            continue
+        if not isinstance(value, str) or not 0 < len(value) <= MAX_FIELD:
+            raise exception.InvalidInput(field=f"context.trace_info.{name}",
+                                         reason=f"not a string of 1 to {MAX_FIELD} characters")
+        fields[name] = value
+    if fields["hmac_key"] not in _KEYS:
+        LOG.debug("Not continuing a trace signed with a key this agent does not hold")
+        return False
+    profiler.clean()
+    profiler.init(**fields)
+    return True
+
+
+def end() -> None:
+    """Forget the current thread's trace (the worker serves other requests next)."""
+    profiler.clean()
+
+
+class _Span:
+    __slots__ = ("name", "info")
+
+    def __init__(self, name: str, info: dict[str, Any]) -> None:
+        self.name = name
+        self.info = info
+
+    def __enter__(self) -> None:
+        profiler.start(self.name, info=self.info)
+
+    def __exit__(self, etype: type[BaseException] | None, value: BaseException | None,
+                 _tb: types.TracebackType | None) -> None:
+        # The error's code only: its message may name what the caller sent.
+        info = None
+        if value is not None:
+            code = value.code if isinstance(value, exception.CustosException) else "internal"
+            info = {"error": code}
+        profiler.stop(info=info)
+
+
+def span(name: str, **info: str) -> contextlib.AbstractContextManager[None]:
+    """Return a span of the current trace, or a no-op when the request is not traced.
+
+    :param name: the span's name (``rpc``, ``policy``, ``transaction``, ``vendordata``).
+    :param info: names only (method, mode, target), never a value the caller sent.
+    """
+    if not ENABLED or profiler.get() is None:
+        return _NULL
+    return _Span(name, info)
