@@ -16,12 +16,17 @@ info holds method, mode, target and error code names only.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
+import threading
 import types
+import urllib.parse
 from typing import Any
 
 from oslo_config import cfg
 from osprofiler import initializer, profiler
+from osprofiler.drivers import base as drivers
 
 from agent import exception
 
@@ -34,6 +39,38 @@ _NULL = contextlib.nullcontext()
 #: Longest id or key accepted in ``trace_info`` (uuids are 36 characters).
 MAX_FIELD = 255
 TRACE_FIELDS = ("hmac_key", "base_id", "parent_id")
+
+
+class FileDriver(drivers.Driver):
+    """Writes each span event as one JSON line to ``file:///<path>``.
+
+    For a single node or a test, where no trace collector runs: osprofiler
+    picks it by the ``file`` scheme of ``[profiler] connection_string``.
+    The file is opened for appending and created mode 0600.
+    """
+
+    def __init__(self, connection_str: str, project: str | None = None,
+                 service: str | None = None, host: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(connection_str, project=project, service=service, host=host)
+        self.path = urllib.parse.urlparse(connection_str).path
+        self._lock = threading.Lock()
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "file"
+
+    def notify(self, info: dict[str, Any], context: Any = None, **kwargs: Any) -> None:
+        """Append one span event; a failure is logged, never raised into a request."""
+        line = json.dumps({**info, "project": self.project, "service": self.service},
+                          default=str)
+        try:
+            with self._lock:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                with os.fdopen(fd, "a", encoding="utf-8") as handle:
+                    handle.write(line + "\n")
+        except OSError as error:
+            LOG.warning("Could not write a trace event: %s", error.strerror)
 
 
 def setup(conf: cfg.ConfigOpts, host: str) -> None:
