@@ -16,17 +16,11 @@ info holds method, mode, target and error code names only.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
-import threading
 import types
-import urllib.parse
 from typing import Any
 
 from oslo_config import cfg
-from osprofiler import initializer, profiler
-from osprofiler.drivers import base as drivers
 
 from agent import exception
 
@@ -34,43 +28,13 @@ LOG = logging.getLogger(__name__)
 
 #: True once :func:`setup` found ``[profiler] enabled``.
 ENABLED = False
+#: osprofiler's ``profiler`` module, imported by :func:`setup` when enabled.
+_profiler: Any = None
 _KEYS: frozenset[str] = frozenset()
 _NULL = contextlib.nullcontext()
 #: Longest id or key accepted in ``trace_info`` (uuids are 36 characters).
 MAX_FIELD = 255
 TRACE_FIELDS = ("hmac_key", "base_id", "parent_id")
-
-
-class FileDriver(drivers.Driver):
-    """Writes each span event as one JSON line to ``file:///<path>``.
-
-    For a single node or a test, where no trace collector runs: osprofiler
-    picks it by the ``file`` scheme of ``[profiler] connection_string``.
-    The file is opened for appending and created mode 0600.
-    """
-
-    def __init__(self, connection_str: str, project: str | None = None,
-                 service: str | None = None, host: str | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(connection_str, project=project, service=service, host=host)
-        self.path = urllib.parse.urlparse(connection_str).path
-        self._lock = threading.Lock()
-
-    @classmethod
-    def get_name(cls) -> str:
-        return "file"
-
-    def notify(self, info: dict[str, Any], context: Any = None, **kwargs: Any) -> None:
-        """Append one span event; a failure is logged, never raised into a request."""
-        line = json.dumps({**info, "project": self.project, "service": self.service},
-                          default=str)
-        try:
-            with self._lock:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                with os.fdopen(fd, "a", encoding="utf-8") as handle:
-                    handle.write(line + "\n")
-        except OSError as error:
-            LOG.warning("Could not write a trace event: %s", error.strerror)
 
 
 def setup(conf: cfg.ConfigOpts, host: str) -> None:
@@ -79,14 +43,22 @@ def setup(conf: cfg.ConfigOpts, host: str) -> None:
     :param conf: the agent's configuration.
     :param host: the agent's name, recorded with each span.
     """
-    global ENABLED, _KEYS
+    global ENABLED, _KEYS, _profiler
     section = conf.profiler
     if not section.enabled:
         ENABLED = False
         return
+    # Imported here: osprofiler's drivers take a while to import, and an
+    # agent that does not trace should not pay for them at start.
+    from osprofiler import notifier, profiler
+
+    from agent import tracefile  # noqa: F401 - registers the file:// driver
+
     _KEYS = frozenset(key.strip() for key in (section.hmac_keys or "").split(",")
                       if key.strip())
-    initializer.init_from_conf(conf, None, "custos", "custos-agent", host)
+    notifier.set(notifier.create(section.connection_string, project="custos",
+                                 service="custos-agent", host=host, conf=conf))
+    _profiler = profiler
     ENABLED = True
     LOG.info("Continuing callers' traces (osprofiler)")
 
@@ -121,14 +93,15 @@ def continue_trace(ctxt: Any) -> bool:
     if fields["hmac_key"] not in _KEYS:
         LOG.debug("Not continuing a trace signed with a key this agent does not hold")
         return False
-    profiler.clean()
-    profiler.init(**fields)
+    _profiler.clean()
+    _profiler.init(**fields)
     return True
 
 
 def end() -> None:
     """Forget the current thread's trace (the worker serves other requests next)."""
-    profiler.clean()
+    if _profiler is not None:
+        _profiler.clean()
 
 
 class _Span:
@@ -139,7 +112,7 @@ class _Span:
         self.info = info
 
     def __enter__(self) -> None:
-        profiler.start(self.name, info=self.info)
+        _profiler.start(self.name, info=self.info)
 
     def __exit__(self, etype: type[BaseException] | None, value: BaseException | None,
                  _tb: types.TracebackType | None) -> None:
@@ -148,7 +121,7 @@ class _Span:
         if value is not None:
             code = value.code if isinstance(value, exception.CustosException) else "internal"
             info = {"error": code}
-        profiler.stop(info=info)
+        _profiler.stop(info=info)
 
 
 def span(name: str, **info: str) -> contextlib.AbstractContextManager[None]:
@@ -157,6 +130,6 @@ def span(name: str, **info: str) -> contextlib.AbstractContextManager[None]:
     :param name: the span's name (``rpc``, ``policy``, ``transaction``, ``vendordata``).
     :param info: names only (method, mode, target), never a value the caller sent.
     """
-    if not ENABLED or profiler.get() is None:
+    if not ENABLED or _profiler.get() is None:
         return _NULL
     return _Span(name, info)
