@@ -159,7 +159,7 @@ def parse_bind(value: str) -> tuple[str, int]:
     :raises ConfigurationError: not ``host:port`` with a port from 1 to 65535.
     """
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise exception.ConfigurationError(
             reason=f"[metrics] bind must be host:port, got {value[:64]!r}")
     return host.strip("[]"), int(port)
