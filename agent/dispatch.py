@@ -24,6 +24,12 @@ context and the message's keyword arguments. A method decorated with
    worker keeps serving. A cast whose caller cannot be authenticated has
    nobody to tell: it is logged as an error (never its tokens) and dropped.
 
+Around all of it, each request is counted per method and outcome with its
+latency and in-flight count (:mod:`agent.metrics`, children made when the
+method is declared), and, when the caller sent an osprofiler trace the
+agent may continue, the request, its policy check and its transaction
+are spans of that trace (:mod:`agent.tracing`).
+
 Only methods declared with :func:`rpc_method` can be reached from the bus
 (the RPC server uses oslo.messaging's explicit access policy).
 

@@ -124,6 +124,52 @@ class _Span:
         _profiler.stop(info=info)
 
 
+class _Resumed:
+    __slots__ = ("trace", "span")
+
+    def __init__(self, trace: tuple[str, str, str], span: _Span) -> None:
+        self.trace = trace
+        self.span = span
+
+    def __enter__(self) -> None:
+        _profiler.clean()
+        _profiler.init(self.trace[0], base_id=self.trace[1], parent_id=self.trace[2])
+        self.span.__enter__()
+
+    def __exit__(self, etype: type[BaseException] | None, value: BaseException | None,
+                 tb: types.TracebackType | None) -> None:
+        try:
+            self.span.__exit__(etype, value, tb)
+        finally:
+            _profiler.clean()
+
+
+def handoff() -> tuple[str, str, str] | None:
+    """Return what another thread needs to continue the current trace, or None.
+
+    For work a request hands to a thread of its own (a vendordata target's
+    lane): pass it to :func:`resumed` there.
+    """
+    if not ENABLED:
+        return None
+    prof = _profiler.get()
+    if prof is None:
+        return None
+    return (prof.hmac_key, prof.get_base_id(), prof.get_id())
+
+
+def resumed(trace: tuple[str, str, str] | None, name: str,
+            **info: str) -> contextlib.AbstractContextManager[None]:
+    """Return a span of the trace :func:`handoff` gave, on this thread.
+
+    :param trace: :func:`handoff`'s answer; None gives a no-op.
+    :param name: the span's name; ``info`` as for :func:`span`.
+    """
+    if trace is None:
+        return _NULL
+    return _Resumed(trace, _Span(name, info))
+
+
 def span(name: str, **info: str) -> contextlib.AbstractContextManager[None]:
     """Return a span of the current trace, or a no-op when the request is not traced.
 

@@ -134,3 +134,29 @@ def test_without_tracing_the_trace_info_is_dropped_and_costs_nothing():
     assert not tracing.continue_trace(ctxt)
     assert ctxt == {}
     assert tracing.span("rpc") is tracing._NULL
+
+
+def test_a_span_on_another_thread_continues_the_requests_trace(traced, tmp_path):
+    import json
+    import threading
+
+    assert tracing.continue_trace({"trace_info": {"hmac_key": "k1", "base_id": "base",
+                                                  "parent_id": "caller"}})
+    with tracing.span("rpc", method="vendordata_get"):
+        trace = tracing.handoff()
+
+        def lane() -> None:
+            with tracing.resumed(trace, "vendordata", target="static"):
+                pass
+
+        worker = threading.Thread(target=lane)
+        worker.start()
+        worker.join()
+    events = {e["name"]: e for e in map(json.loads,
+                                        (tmp_path / "t.jsonl").read_text().splitlines())}
+
+    assert events["rpc-start"]["parent_id"] == "caller"
+    assert events["vendordata-start"]["parent_id"] == events["rpc-start"]["trace_id"]
+    assert events["vendordata-start"]["info"]["target"] == "static"
+    assert "vendordata-stop" in events
+    assert tracing.resumed(None, "vendordata") is tracing._NULL
