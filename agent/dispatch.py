@@ -24,6 +24,12 @@ context and the message's keyword arguments. A method decorated with
    worker keeps serving. A cast whose caller cannot be authenticated has
    nobody to tell: it is logged as an error (never its tokens) and dropped.
 
+Around all of it, each request is counted per method and outcome with its
+latency and in-flight count (:mod:`agent.metrics`, children made when the
+method is declared), and, when the caller sent an osprofiler trace the
+agent may continue, the request, its policy check and its transaction
+are spans of that trace (:mod:`agent.tracing`).
+
 Only methods declared with :func:`rpc_method` can be reached from the bus
 (the RPC server uses oslo.messaging's explicit access policy).
 
@@ -37,6 +43,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -44,7 +51,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import oslo_messaging as messaging
 from sqlalchemy.orm import Session
 
-from agent import answers, exception, policy, transactions, validation
+from agent import answers, exception, metrics, policy, tracing, transactions, validation
 from db import api as db_api
 from rpcapi import RPC_API_VERSION
 
@@ -172,38 +179,52 @@ def rpc_method(mode: transactions.Mode = transactions.WRITE, *,
         names, required = _parameters(inspect.signature(func))
         name = func.__name__
 
+        stats = metrics.MethodMetrics(name)
+        mode_name = type(mode).__name__
+
         @functools.wraps(func)
         def wrapper(self: Any, ctxt: Any, **kwargs: Any) -> Any:
             holder: list[Request] = []
+            stats.in_flight.inc()
+            started = time.perf_counter()
+            code: str | None = metrics.INTERNAL
             try:
-                _check_arguments(names, required, kwargs)
-                validation.request_context(ctxt)
-                if authenticated:
-                    ctxt = self.runtime.identity.identify(ctxt, name)
-                policy.authorize(ctxt, name)
+                with tracing.span("rpc", method=name):
+                    _check_arguments(names, required, kwargs)
+                    validation.request_context(ctxt)
+                    if authenticated:
+                        ctxt = self.runtime.identity.identify(ctxt, name)
+                    with tracing.span("policy", method=name):
+                        policy.authorize(ctxt, name)
 
-                def work(session: Session | None) -> Any:
-                    # A retry starts from a clean queue: notifications
-                    # of a rolled-back attempt must never be sent.
-                    holder[:] = [Request(ctxt, session, name)]
-                    return func(self, holder[0], **kwargs)
+                    def work(session: Session | None) -> Any:
+                        # A retry starts from a clean queue: notifications
+                        # of a rolled-back attempt must never be sent.
+                        holder[:] = [Request(ctxt, session, name)]
+                        return func(self, holder[0], **kwargs)
 
-                call = transactions.Call(name, ctxt, kwargs, self.runtime)
-                result = mode.run(call, work)
-                if holder and not call.served_before:
-                    self.runtime.send_notifications(ctxt, holder[0].notifications)
-                return result
+                    call = transactions.Call(name, ctxt, kwargs, self.runtime)
+                    with tracing.span("transaction", mode=mode_name):
+                        result = mode.run(call, work)
+                    if holder and not call.served_before:
+                        self.runtime.send_notifications(ctxt, holder[0].notifications)
+                    code = None
+                    return result
             except (exception.Unauthorized, exception.AuthUnavailable) as error:
+                code = error.code
                 if answers.IS_CAST.get():
                     LOG.error("Dropped a %s cast: %s (%s)", name, error.code, error.msg)
                 else:
                     LOG.info("%s refused: %s (%s)", name, error.code, error.msg)
                 raise expected(error) from None
             except exception.CustosException as error:
+                code = error.code
                 LOG.info("%s refused: %s (%s)", name, error.code, error.msg)
                 if holder and holder[0].failure_notifications:
                     self.runtime.send_notifications(ctxt, holder[0].failure_notifications)
                 raise expected(error) from None
+            finally:
+                stats.done(code, time.perf_counter() - started)
 
         wrapper.rpc_method = True  # type: ignore[attr-defined]
         # What oslo.messaging's explicit access policy looks for.
@@ -228,12 +249,19 @@ class RequestDispatcher(messaging.RPCDispatcher):
             unique_id = None
         token = answers.REQUEST_ID.set(unique_id)
         cast = answers.IS_CAST.set(getattr(incoming, "reply_q", None) is None)
+        traced = False
         try:
+            traced = tracing.continue_trace(getattr(incoming, "ctxt", None))
             return super().dispatch(incoming)
+        except exception.InvalidInput as error:
+            LOG.info("Refused a request: %s (%s)", error.code, error.msg)
+            raise expected(error) from None
         except messaging.NoSuchMethod as error:
             LOG.info("Refused unknown RPC method %r", str(error.method)[:64])
             raise expected(exception.UnknownMethod(method=str(error.method)[:64])) from None
         finally:
+            if traced:
+                tracing.end()
             answers.IS_CAST.reset(cast)
             answers.REQUEST_ID.reset(token)
 

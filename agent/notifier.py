@@ -35,6 +35,8 @@ from typing import Any
 
 import oslo_messaging as messaging
 
+from agent import metrics
+
 LOG = logging.getLogger(__name__)
 
 Notification = tuple[str, dict[str, Any], str]
@@ -130,6 +132,12 @@ class NotificationSender:
         #: Notifications given up after ``retry_deadline``, since start.
         self.failed = 0
         self._burst = 0
+        #: What the last send found of the broker: ok, failing, unknown.
+        self.broker_state = "unknown"
+
+    def state(self) -> dict[str, int]:
+        """Return ``{queued, dropped, failed}`` for ``custos health``."""
+        return {"queued": self.pending(), "dropped": self.dropped, "failed": self.failed}
 
     def submit(self, ctxt: Any, notifications: Iterable[Notification]) -> None:
         """Queue a committed request's notifications; returns at once.
@@ -143,10 +151,12 @@ class NotificationSender:
         with self._cond:
             if self._closing:
                 self._drop_locked(len(items))
+                metrics.NOTIFICATIONS_SHUTDOWN.inc(len(items))
                 return
             for item in items:
                 if len(self._queue) >= self.max_queued:
                     self._drop_locked(1)
+                    metrics.NOTIFICATIONS_QUEUE_FULL.inc()
                 else:
                     self._queue.append((ctxt, item))
             if self._thread is None:
@@ -194,6 +204,7 @@ class NotificationSender:
             self._cond.notify_all()
             left = len(self._queue) + (1 if self._busy else 0)
             self.failed += len(self._queue)
+            metrics.NOTIFICATIONS_SHUTDOWN.inc(len(self._queue))
             self._queue.clear()
         if not flushed:
             LOG.warning("%d notifications were not sent before shutdown", left)
@@ -231,17 +242,22 @@ class NotificationSender:
             attempt += 1
             try:
                 getattr(notifier, priority)(ctxt, event_type, payload)
+                metrics.NOTIFICATIONS_SENT.inc()
+                self.broker_state = "ok"
                 if attempt > 1:
                     LOG.info("Notification %s sent after %d attempts", event_type, attempt)
                 return
             except Exception as error:  # noqa: BLE001 - retried, then counted
+                self.broker_state = "failing"
                 if time.monotonic() + pause > deadline or self._closing_now():
                     self.failed += 1
+                    metrics.NOTIFICATIONS_GAVE_UP.inc()
                     LOG.error("Could not send notification %s after %d attempts: %s",
                               event_type, attempt, type(error).__name__)
                     return
                 LOG.warning("Notification %s not sent (%s); retrying", event_type,
                             type(error).__name__)
+                metrics.NOTIFICATIONS_RETRIED.inc()
                 time.sleep(pause)
                 pause = min(pause * 2, self.max_pause)
 

@@ -19,7 +19,7 @@ import oslo_messaging as messaging
 from oslo_config import cfg
 from sqlalchemy import exc as sa_exc
 
-from agent import exception, rpc
+from agent import exception, metrics, rpc, tracing
 from agent.conf import auth as auth_conf
 from agent.dispatch import UnknownMethodEndpoint
 from agent.events.grace import PurgeReaper
@@ -62,6 +62,7 @@ class AgentService:
         self.listeners: list[Any] = []
         self.runtime: Runtime | None = None
         self.reaper: PurgeReaper | None = None
+        self.metrics: metrics.Endpoint | None = None
 
     def start(self) -> None:
         """Start serving.
@@ -76,8 +77,11 @@ class AgentService:
                         "strategy = keystone wherever the bus is shared.")
         db_api.configure()
         check_schema()
+        self.metrics = metrics.serve(self.conf.metrics.bind)
+        tracing.setup(self.conf, self.conf.host)
         rpc.init(self.conf)
         runtime = build_runtime(self.conf, rpc.get_notifier(self.conf.host))
+        metrics.NOTIFICATION_QUEUE.set_function(runtime.notifications.pending)
         if runtime.ring.loaded:
             self._ensure_signing_key(runtime)
         endpoints = build_endpoints(runtime) + [UnknownMethodEndpoint()]
@@ -149,3 +153,6 @@ class AgentService:
             rpc.delete_own_event_queue(self.conf.host)
         rpc.cleanup()
         db_api.dispose()
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None

@@ -26,7 +26,7 @@ from sqlalchemy import event, exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent import exception
+from agent import exception, metrics
 from db import prepared
 
 CONF = cfg.CONF
@@ -562,7 +562,26 @@ def _again_if_stale(work: Callable[[], T]) -> T:
     except sa_exc.DBAPIError as error:
         if not error.connection_invalidated:
             raise
+    metrics.DB_RETRY_CAUSES["stale_connection"].inc()
     return work()
+
+
+def retry_cause(error: BaseException) -> str:
+    """Name why a retriable error is retried: ``unreachable`` or ``deadlock``.
+
+    ``deadlock`` stands for every conflict with another transaction
+    (deadlock, serialization or Galera certification failure).
+    """
+    if any(is_unreachable(found) for found in _database_errors(error)):
+        return "unreachable"
+    return "deadlock"
+
+
+def _count_retry(state: tenacity.RetryCallState) -> None:
+    if state.outcome is not None and state.outcome.failed:
+        error = state.outcome.exception()
+        if error is not None:
+            metrics.DB_RETRY_CAUSES[retry_cause(error)].inc()
 
 
 def _attempt(func: Callable[[Session], T], read_only: bool) -> T:
@@ -602,12 +621,14 @@ def run_in_transaction(func: Callable[[Session], T], read_only: bool = False) ->
         if CONF.database.max_retries < 1:
             LOG.warning("Database unavailable after 1 attempt: %s", type(error.orig).__name__)
             raise exception.DatabaseUnavailable() from None
+        metrics.DB_RETRY_CAUSES[retry_cause(error)].inc()
     time.sleep(min(CONF.database.retry_interval, 5))
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_retriable),
         stop=tenacity.stop_after_attempt(CONF.database.max_retries),
         wait=tenacity.wait_exponential(multiplier=2 * CONF.database.retry_interval,
                                        max=5),
+        before_sleep=_count_retry,
         reraise=True)
     try:
         for attempt in retrying:

@@ -25,7 +25,7 @@ from oslo_upgradecheck.upgradecheck import Code, Result
 from sqlalchemy import exc as sa_exc
 
 import agent.cmd  # noqa: F401  silences library deprecation notices first
-from agent import exception, log, policy, rpc
+from agent import exception, log, metrics, policy, rpc
 from agent.conf import auth as auth_conf
 from agent.connections.backends import load_backends
 from agent.identity import tokenless
@@ -189,6 +189,28 @@ def check_identity() -> Result:
                                 f"keystone would refuse: {callers}{more}")
 
 
+def check_metrics() -> Result:
+    """The metrics endpoint stays on loopback unless the configuration says it is meant.
+
+    Metrics hold no id or secret, but tell whoever reaches them how busy
+    the agent is and which calls fail. A bind beyond loopback is a
+    warning until ``[metrics] allow_remote = true`` records that it is
+    meant (a management network, a firewalled port).
+    """
+    bind = CONF.metrics.bind
+    if not bind:
+        return Result(Code.SUCCESS, "no metrics endpoint ([metrics] bind is empty)")
+    try:
+        host, _port = metrics.parse_bind(bind)
+    except exception.ConfigurationError as error:
+        return Result(Code.FAILURE, error.msg)
+    if metrics.is_loopback(host) or CONF.metrics.allow_remote:
+        return Result(Code.SUCCESS)
+    return Result(Code.WARNING, f"[metrics] bind = {bind} serves metrics beyond loopback; "
+                                "set [metrics] allow_remote = true if that is meant, or "
+                                "bind to 127.0.0.1")
+
+
 class Checks(upgradecheck.UpgradeCommands):
     """The checks of ``custos-status upgrade check``, in the order they run."""
 
@@ -200,6 +222,7 @@ class Checks(upgradecheck.UpgradeCommands):
         ("Message broker", lambda self: check_broker()),
         ("Policy file", lambda self: check_policy_file()),
         ("Identity", lambda self: check_identity()),
+        ("Metrics endpoint", lambda self: check_metrics()),
         ("Policy file format", (common_checks.check_policy_json, {"conf": CONF})),
     )
 

@@ -15,12 +15,12 @@ from oslo_log import log as oslo_log
 
 from agent import wire
 from agent.conf import (auth, backup, database, default, events, keystone_authtoken, keystore,
-                        secrets, vendordata)
+                        metrics, profiler, secrets, vendordata)
 from rpcapi import base as rpcapi_base
 
 #: The option modules of custos' own areas, in registration order.
 MODULES = (default, database, keystore, auth, keystone_authtoken, backup, secrets, vendordata,
-           events)
+           events, metrics, profiler)
 
 #: Library loggers kept quiet unless an operator asks otherwise.
 QUIET_LOGGERS = ["amqp=WARN", "kombu=WARN", "oslo.messaging=INFO",

@@ -48,7 +48,7 @@ import oslo_messaging as messaging
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from agent import context, exception, validation
+from agent import context, exception, metrics, validation
 from agent.events import payloads, purge
 from agent.events.dispatcher import shown
 from db import api as db_api
@@ -210,6 +210,7 @@ class InstanceDeleteEndpoint:
             return REQUEUE
         except _Drop:
             return HANDLED
+        metrics.PURGED["boot_roles"].inc(rows)
         LOG.info("Instance %s deleted: purged %d boot roles row(s)", deletion.resource_id,
                  rows)
         return HANDLED
@@ -242,6 +243,8 @@ class VolumeDeleteEndpoint:
             context.get_admin_context(),
             [("secret.undefine", {**secret, "reason": event_type}, "info")
              for secret in removed.secrets])
+        metrics.PURGED["glance_metadata"].inc(len(removed.glance_keys))
+        metrics.PURGED["generated_secrets"].inc(len(removed.secrets))
         LOG.info("Volume %s deleted: purged %d glance metadata key(s) and "
                  "%d generated secret(s)", volume_id,
                  len(removed.glance_keys), len(removed.secrets))
@@ -265,6 +268,7 @@ class InstanceMemoryEndpoint:
             return HANDLED
         instance_uuid = deletion.resource_id
         cached = self.runtime.vendordata.forget_instance(instance_uuid)
+        metrics.PURGED["vendordata_cache"].inc(cached)
         if cached:
             LOG.info("Instance %s deleted: dropped %d cached vendordata answer(s)",
                      instance_uuid, cached)
@@ -291,6 +295,7 @@ class VolumeMemoryEndpoint:
         # they live only as long as this agent, so they are forgotten at once.
         forgotten = self.runtime.secrets.forget_generated_ephemeral(
             purge.VOLUME_USAGE, volume_id, deletion.project_id)
+        metrics.PURGED["ephemeral_secrets"].inc(forgotten)
         if forgotten:
             LOG.info("Volume %s deleted: undefined %d generated ephemeral secret(s)",
                      volume_id, forgotten)

@@ -23,8 +23,13 @@ class ServiceEndpoint(Endpoint):
         reported here instead of failing the call.
 
         :returns: ``{version, rpc_api_version, database, master_key,
-            uptime_s}``; ``database`` and ``master_key`` are ``ok`` or the
-            code of the error that stops them.
+            uptime_s, notifications, authentication, broker}``;
+            ``database`` and ``master_key`` are ``ok`` or the code of the
+            error that stops them; ``notifications`` the sender's queue
+            depth, drops and give-ups since start; ``authentication`` the
+            validation cache and, in keystone mode, whether Keystone
+            answered last time (:meth:`Authenticator.state`); ``broker``
+            whether the notification broker took the last notification.
         """
         try:
             self.runtime.ring.active()
@@ -36,4 +41,10 @@ class ServiceEndpoint(Endpoint):
                 "host": self.runtime.host,
                 "database": db_api.ping(),
                 "master_key": master_key,
-                "uptime_s": round(time.monotonic() - self.runtime.started_at, 3)}
+                "uptime_s": round(time.monotonic() - self.runtime.started_at, 3),
+                "notifications": self.runtime.notifications.state(),
+                "authentication": (self.runtime.identity.state()
+                                   if self.runtime.identity is not None else None),
+                # This call came over the RPC connection, so it works.
+                "broker": {"rpc": "ok",
+                           "notifications": self.runtime.notifications.broker_state}}

@@ -26,7 +26,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from agent import exception, validation, wire
+from agent import exception, metrics, validation, wire
 from agent.conf import auth as auth_conf
 from agent.identity import tokenless
 from agent.identity.cache import TokenCache, digest
@@ -73,6 +73,9 @@ class Authenticator:
         self.tokenless = tokenless_counter or tokenless.TokenlessCounter(None)
         self._clock = clock
         self.validator = validator
+        #: What the last question to Keystone found: ok, unreachable, unknown.
+        self.keystone_state = "unknown"
+        self.keystone_checked: float | None = None
         if validator is None and not self.trusted:
             self.validator = KeystoneValidator(conf)
 
@@ -124,16 +127,53 @@ class Authenticator:
         key = digest(token)
         known = self.known.get(key)
         if known is not None:
+            metrics.TOKEN_CACHE_HIT.inc()
             return known
         if self.refused.get(key):
+            metrics.TOKEN_REFUSED.inc()
             raise exception.Unauthorized(reason=f"Keystone refused the {which}")
+        metrics.TOKEN_CACHE_MISS.inc()
+        started = time.monotonic()
         try:
             identity = self.validator.validate(token)
         except TokenRefused:
+            self._answered(started)
+            metrics.TOKEN_REFUSED.inc()
             self.refused.put(key, True, self.refused_time)
             raise exception.Unauthorized(reason=f"Keystone refused the {which}") from None
+        except exception.AuthUnavailable:
+            metrics.TOKEN_UNAVAILABLE.inc()
+            self.keystone_state = "unreachable"
+            self.keystone_checked = time.monotonic()
+            raise
+        self._answered(started)
         self.known.put(key, identity, self.cache_time)
         return identity
+
+    def _answered(self, started: float) -> None:
+        now = time.monotonic()
+        metrics.KEYSTONE_SECONDS.observe(now - started)
+        self.keystone_state = "ok"
+        self.keystone_checked = now
+
+    def state(self) -> dict[str, Any]:
+        """Return what ``custos health`` says of authentication.
+
+        :returns: ``{strategy, cached_tokens, refused_tokens}`` and, with
+            the keystone strategy, ``keystone``: ``ok`` or ``unreachable``
+            as the last validation found it (``unknown`` before the first)
+            and ``keystone_checked_s_ago``. Health itself never asks
+            Keystone: anyone may call it.
+        """
+        result: dict[str, Any] = {"strategy": self.strategy,
+                                  "cached_tokens": len(self.known),
+                                  "refused_tokens": len(self.refused)}
+        if not self.trusted:
+            result["keystone"] = self.keystone_state
+            result["keystone_checked_s_ago"] = (
+                None if self.keystone_checked is None
+                else round(time.monotonic() - self.keystone_checked, 1))
+        return result
 
     @staticmethod
     def _context(claimed: Any, user: TokenIdentity | None,

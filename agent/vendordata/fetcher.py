@@ -65,7 +65,7 @@ from typing import Any
 
 import tenacity
 
-from agent import exception
+from agent import exception, tracing
 from agent.vendordata import exchange
 from agent.vendordata.lanes import Lane
 from agent.vendordata.targets import Target
@@ -257,10 +257,11 @@ class Fetcher:
                     for t in targets}
 
         futures: dict[concurrent.futures.Future[FetchResult], Target] = {}
+        trace = tracing.handoff()
         try:
             for target in targets:
                 futures[self._lane(target).submit(
-                    self._fetch_one, target, payload, headers, started,
+                    self._fetch_traced, trace, target, payload, headers, started,
                     exchange_at)] = target
         except RuntimeError:
             # Closed meanwhile: what was submitted is cut below.
@@ -287,6 +288,12 @@ class Fetcher:
                 LOG.warning("Vendordata target %(target)s failed: %(reason)s",
                             {"target": result.target, "reason": result.reason})
         return results
+
+    def _fetch_traced(self, trace: tuple[str, str, str] | None, target: Target,
+                      *args: Any) -> FetchResult:
+        # On the lane's thread: the span continues the request's trace.
+        with tracing.resumed(trace, "vendordata", target=target.name):
+            return self._fetch_one(target, *args)
 
     def _lane(self, target: Target) -> Lane:
         key = (target.name, target.url)

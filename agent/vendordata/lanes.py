@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from agent import metrics
+
 __all__ = ["Lane"]
 
 T = TypeVar("T")
@@ -39,6 +41,7 @@ class Lane:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self.name = name
+        self._busy = metrics.VENDORDATA_LANE_BUSY.labels(name)
         self._max_workers = max_workers
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -95,7 +98,10 @@ class Lane:
                 return
             future, func, args = job
             if future.set_running_or_notify_cancel():
+                self._busy.inc()
                 try:
                     future.set_result(func(*args))
                 except BaseException as error:  # noqa: BLE001 - handed to the waiter
                     future.set_exception(error)
+                finally:
+                    self._busy.dec()

@@ -20,7 +20,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from agent import validation
+from agent import metrics, validation
 from agent.vendordata import auth
 from agent.vendordata.cache import MISSING, VendordataCache, request_key
 from agent.vendordata.fetcher import Fetcher, FetchResult, build_body
@@ -129,6 +129,7 @@ class VendordataLookup:
             if cached is MISSING:
                 missing.append(target)
             else:
+                metrics.VENDORDATA_CACHE_HITS.labels(target.name).inc()
                 data[target.name] = cached
         if not missing:
             return Outcome(data=data, failures=[])
@@ -139,9 +140,12 @@ class VendordataLookup:
         for target in missing:
             result = results[target.name]
             if result.ok:
+                metrics.VENDORDATA_ANSWERS.labels(target.name).inc()
                 self.cache.put(target.name, instance_uuid, result.data, result.ttl, key)
                 data[target.name] = result.data
             else:
+                metrics.VENDORDATA_FAILURES.labels(target.name,
+                                                   metrics.vendordata_reason(result)).inc()
                 failures.append(result)
         # Answers in the order the operator listed the targets.
         ordered = {t.name: data[t.name] for t in self.targets if t.name in data}

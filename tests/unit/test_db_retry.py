@@ -166,3 +166,37 @@ def test_a_sqlite_writer_waits_for_another_writer_to_commit(conf, tmp_path):
     # Waited for its turn: no attempt was spent (and counted towards
     # DatabaseUnavailable) on a snapshot another writer made stale.
     assert attempts == [1]
+
+
+def _retries(cause: str) -> float:
+    from agent import metrics
+
+    return metrics.REGISTRY.get_sample_value("custos_db_retries_total", {"cause": cause}) or 0.0
+
+
+def test_retries_are_counted_by_cause(conf, monkeypatch):
+    conf.set_override("max_retries", 3, group="database")
+    monkeypatch.setattr(db_api.time, "sleep", lambda _: None)
+    before = {cause: _retries(cause) for cause in ("deadlock", "unreachable", "stale_connection")}
+    failures = [mysql_error(1213, "Deadlock found when trying to get lock"),
+                mysql_error(1213, "Deadlock found when trying to get lock"),
+                mysql_error(2003, "Can't connect to MySQL server")]
+
+    def work(session):
+        if failures:
+            raise failures.pop(0)
+        return "done"
+
+    assert db_api.run_in_transaction(work) == "done"
+    assert _retries("deadlock") - before["deadlock"] == 2
+    assert _retries("unreachable") - before["unreachable"] == 1
+
+    stale = [stale_connection_error()]
+
+    def once_stale(session):
+        if stale:
+            raise stale.pop()
+        return "done"
+
+    assert db_api.run_in_transaction(once_stale) == "done"
+    assert _retries("stale_connection") - before["stale_connection"] == 1

@@ -17,7 +17,7 @@ import oslo_messaging as messaging
 import pytest
 import sqlalchemy as sa
 
-from agent import exception
+from agent import exception, metrics
 from agent.events import payloads
 from agent.handlers import events
 from agent.vendordata import bootroles
@@ -169,11 +169,16 @@ def legacy_volume(volume_id: str) -> dict[str, Any]:
     return services.volume_deleted_legacy(volume_id)
 
 
+def purged(kind: str) -> float:
+    return metrics.REGISTRY.get_sample_value("custos_event_purges_total", {"kind": kind}) or 0.0
+
+
 @pytest.mark.parametrize("style", ["legacy", "versioned"])
 def test_volume_delete_purges_glance_metadata_and_generated_secrets(harness, cinder, style):
     volume, other = str(uuid.uuid4()), str(uuid.uuid4())
     secret = add_volume_rows(volume)
     other_secret = add_volume_rows(other)
+    glance, secrets = purged("glance_metadata"), purged("generated_secrets")
 
     services.delete_volume(cinder, volume, style)
 
@@ -188,6 +193,8 @@ def test_volume_delete_purges_glance_metadata_and_generated_secrets(harness, cin
     [note] = harness.notifications("secret.undefine")
     assert note["payload"] == {"uuid": secret, "usage_type": "volume", "usage_id": volume,
                                "project_id": PROJECT, "reason": "volume.delete.end"}
+    assert purged("glance_metadata") - glance == 2
+    assert purged("generated_secrets") - secrets == 1
 
 
 def test_volume_delete_keeps_secrets_defined_by_hand(harness, cinder):

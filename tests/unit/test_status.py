@@ -177,3 +177,19 @@ def test_identity_check_needs_the_agents_service_user_in_keystone_mode(checked):
 
     checked.set_override("auth_type", "password", group="keystone_authtoken")
     assert status.check_identity().code == Code.SUCCESS
+
+
+@pytest.mark.parametrize(("bind", "allow", "code"), [
+    ("", False, Code.SUCCESS), ("127.0.0.1:9464", False, Code.SUCCESS),
+    ("[::1]:9464", False, Code.SUCCESS), ("0.0.0.0:9464", False, Code.WARNING),
+    ("0.0.0.0:9464", True, Code.SUCCESS), ("nonsense", False, Code.FAILURE)])
+def test_metrics_check_warns_of_a_bind_beyond_loopback_unless_it_is_meant(
+        checked, bind, allow, code):
+    checked.set_override("bind", bind, group="metrics")
+    checked.set_override("allow_remote", allow, group="metrics")
+
+    result = status.check_metrics()
+
+    assert result.code == code
+    if code == Code.WARNING:
+        assert "allow_remote" in result.details
