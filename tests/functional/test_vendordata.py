@@ -412,7 +412,8 @@ def test_cli_sets_roles_and_gets_vendordata(in_process_agent, server):
     out = run_script("custos", proc.config, "--project-id", PROJECT, "--service-roles", "service",
                      "vendordata", "get",
                      vm, "--hostname", "vm-1", "--meta", "tier=web")
-    bad = run_script("custos", proc.config, "vendordata", "get", "not-a-uuid",
+    bad = run_script("custos", proc.config, "--service-roles", "service", "vendordata", "get",
+                     "not-a-uuid",
                      "--instance-project", PROJECT, check=False)
 
     assert json.loads(out.stdout) == {"a": {"hello": "world"}}
