@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -75,8 +76,9 @@ class TokenlessCounter:
             self._next_write = time.monotonic() + WRITE_EVERY
         entries = self.snapshot()
         try:
-            temporary = self.file.with_suffix(".tmp")
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            # A name of this writer's own: two agents may share a state path.
+            fd, temporary = tempfile.mkstemp(prefix=self.file.name, suffix=".tmp",
+                                             dir=self.file.parent)
             with os.fdopen(fd, "w") as stream:
                 json.dump({"tokenless": entries}, stream)
             os.replace(temporary, self.file)

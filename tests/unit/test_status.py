@@ -193,3 +193,35 @@ def test_metrics_check_warns_of_a_bind_beyond_loopback_unless_it_is_meant(
     assert result.code == code
     if code == Code.WARNING:
         assert "allow_remote" in result.details
+
+
+def test_two_agents_sharing_a_state_path_both_write_their_counts(checked, caplog):
+    import logging
+    import threading
+
+    from agent.identity import tokenless
+
+    counters = [tokenless.TokenlessCounter(tokenless.path(checked.state_path))
+                for _ in range(2)]
+    for n, counter in enumerate(counters):
+        counter.count(f"user-{n}", "secret_list")
+    failures = []
+
+    def flush_often(counter):
+        for _ in range(200):
+            counter._dirty = True
+            try:
+                counter.flush()
+            except Exception as error:  # noqa: BLE001 - the test reports it
+                failures.append(error)
+
+    threads = [threading.Thread(target=flush_often, args=(c,)) for c in counters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert tokenless.read(tokenless.path(checked.state_path))[0]["requests"] == 1
+    assert not list(tokenless.path(checked.state_path).parent.glob("*.tmp"))
