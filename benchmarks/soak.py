@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
+import json
 import logging
 import shutil
 import sys
@@ -218,6 +220,10 @@ def soak(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) -
     (workdir / "report.txt").write_text(text + "\n")
     if args.output:
         args.output.write_text(text + "\n")
+    # What the verdicts were judged from, to judge again or plot.
+    (workdir / "samples.json").write_text(json.dumps({
+        "warmup": warmup, "end": end, "samples": [dataclasses.asdict(s) for s in sampler.samples],
+        "calls": [dataclasses.astuple(call) for call in calls]}))
     return 0 if all(r.met for r in results) else 1
 
 

@@ -12,8 +12,8 @@ writes read back
     volume announced deleted has no glance metadata left.
 flat: resident memory, threads, open files, database connections
     per agent, the mean of the last third is at most 5 % above the mean
-    of the first third; for a count (threads, files, connections) a rise
-    of one is allowed too, so that a count of a dozen may move by one.
+    of the first third; for a count (threads, files, connections) at most
+    5 % plus one above it, so that a count of a dozen may move by one.
 queues
     no queue of the run's virtual host holds more messages (ready or
     unacknowledged) at any sample of the last third than the most it held
