@@ -21,14 +21,16 @@ kept as such for the default TTL, as an answer would be.
 
 The cache is bounded in bytes: past ``max_bytes`` (and ``max_entries``)
 the entry stored longest ago is dropped first, and an answer larger than
-the whole bound is not stored. Each store also drops the expired entries
-stored longest ago, so that the cache holds about a TTL's worth of
-answers, not every answer until the bound.  Answers are stored as JSON text and
+the whole bound is not stored.  Answers are stored as JSON text and
 decoded on every hit, so a caller can never change what the next caller
 gets, and each hit returns a fresh, JSON-safe ``dict``.
 
 Failures are never cached; callers only :meth:`~VendordataCache.put` good
 answers.
+
+Each store also drops the expired entries stored longest ago, so that the
+cache holds about a TTL's worth of answers, not every answer until the
+bound.
 """
 
 from __future__ import annotations
