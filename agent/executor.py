@@ -1,4 +1,4 @@
-"""The RPC server's worker pool: the most recently idle thread takes the next request.
+"""The agent's worker pools: the most recently idle thread takes the next request.
 
 oslo.messaging's threading executor (futurist's ``ThreadPoolExecutor``)
 starts a new thread for each request until it has
@@ -14,6 +14,9 @@ sequential requests run on the same warm thread, and it starts a thread
 only when none is idle. Under a burst it still runs up to
 ``max_workers`` requests at once, and what arrives beyond that waits in
 order of arrival.
+
+The RPC server runs on one, sized by ``executor_thread_pool_size``; each
+event listener on one of a few threads (:func:`agent.rpc.listener_executor`).
 """
 
 from __future__ import annotations
@@ -45,13 +48,16 @@ class LifoExecutor(futures.Executor):
 
     :param max_workers: the most threads it runs at once; work beyond
         that waits, first in first out.
+    :param thread_name_prefix: its threads are named ``<prefix>-<n>``,
+        which is how a Guru Meditation report groups them.
     :raises ValueError: when ``max_workers`` is below 1.
     """
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(self, max_workers: int, thread_name_prefix: str = "rpc-worker") -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self._max_workers = max_workers
+        self._thread_name_prefix = thread_name_prefix
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
         self._backlog: collections.deque[_WorkItem] = collections.deque()
@@ -86,7 +92,7 @@ class LifoExecutor(futures.Executor):
                 worker.wake.release()
             elif len(self._threads) < self._max_workers:
                 thread = threading.Thread(target=self._serve, args=(_Worker(item),),
-                                          name=f"rpc-worker-{len(self._threads)}",
+                                          name=f"{self._thread_name_prefix}-{len(self._threads)}",
                                           daemon=True)
                 self._threads.append(thread)
                 thread.start()

@@ -40,6 +40,18 @@ CONTROL_EXCHANGE = wire.EXCHANGE
 #: Reconnection attempts when deleting an agent's own event queue at stop.
 QUEUE_DELETE_RETRY = 1
 
+#: Threads of each event listener's pool. An event costs one short purge
+#: transaction (shared pool) or a dictionary lookup (the agent's own pool),
+#: at the rate a cloud deletes instances and volumes: one thread keeps up,
+#: and the pool starts another only when none is idle. The rest are for a
+#: purge that waits: on a row another agent locks, or between the retries
+#: of a deadlock or a lost connection (seconds), while the others go on.
+#: More would let a burst of events take database connections from
+#: callers' requests, for purges that SQLite and the rows' locks serialize
+#: anyway. Events beyond these wait in order of arrival, unacknowledged,
+#: so they are still requeued if the agent dies first.
+LISTENER_WORKERS = 4
+
 TRANSPORT: messaging.Transport | None = None
 NOTIFICATION_TRANSPORT: messaging.Transport | None = None
 
@@ -206,6 +218,21 @@ def event_targets(conf: cfg.ConfigOpts | None = None) -> list[messaging.Target]:
             for exchange in conf.events.exchanges for topic in conf.events.topics]
 
 
+def listener_executor(max_workers: int) -> executor.LifoExecutor:
+    """Return an event listener's worker pool: :data:`LISTENER_WORKERS` threads at most.
+
+    oslo.messaging's default for a listener is futurist's thread pool,
+    which starts a thread for each message until it has ``max_workers``
+    (``executor_thread_pool_size``, 64) and never ends an idle one: a few
+    dozen events left each agent with 128 idle threads for good.
+
+    :param max_workers: what the listener asks for; more than
+        :data:`LISTENER_WORKERS` is not given.
+    """
+    return executor.LifoExecutor(min(max_workers, LISTENER_WORKERS),
+                                 thread_name_prefix="event-worker")
+
+
 def memory_pool(host: str) -> str:
     """Return the listener pool of one agent: every agent gets every event there."""
     return f"{LISTENER_POOL}.{host}"
@@ -254,7 +281,8 @@ def get_notification_listener(endpoints: list[Any], pool: str,
     Its dispatcher is :class:`~agent.events.dispatcher.EventDispatcher`:
     a message that can never be handled is acknowledged and logged once,
     one whose endpoint asks for it is requeued, at most ``[events]
-    max_redeliveries`` times.
+    max_redeliveries`` times. Events run on :func:`listener_executor`'s
+    few threads, each acknowledged once its purge has committed.
 
     :param pool: listener pool; agents in one pool share the events, so
         each event is handled by one of them.
@@ -269,8 +297,11 @@ def get_notification_listener(endpoints: list[Any], pool: str,
     if not targets:
         return None
     event_dispatcher = EventDispatcher(endpoints, conf.events.max_redeliveries, quiet=quiet)
-    return notify_listener.NotificationServer(NOTIFICATION_TRANSPORT, targets, event_dispatcher,
-                                              allow_requeue=True, pool=pool)
+    listener = notify_listener.NotificationServer(NOTIFICATION_TRANSPORT, targets,
+                                                  event_dispatcher, allow_requeue=True, pool=pool)
+    # As for the RPC server: start() builds the pool from this attribute.
+    listener._executor_cls = listener_executor
+    return listener
 
 
 def get_event_listeners(host: str, shared_endpoints: list[Any], own_endpoints: list[Any],

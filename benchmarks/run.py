@@ -55,9 +55,12 @@ VENDORDATA_NAME = "bench"
 
 
 class VendordataTarget:
-    """A local vendordata service: answers every POST with a small JSON object."""
+    """A local vendordata service: answers every POST with a small JSON object.
 
-    def __init__(self) -> None:
+    :param max_age: seconds its answers may be cached (``Cache-Control``).
+    """
+
+    def __init__(self, max_age: int = 3600) -> None:
         self.hits = 0
         target = self
 
@@ -70,7 +73,7 @@ class VendordataTarget:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "max-age=3600")
+                self.send_header("Cache-Control", f"max-age={max_age}")
                 self.end_headers()
                 self.wfile.write(body)
 

@@ -29,6 +29,10 @@ good answer (a target may answer ``null``).
 
 Failures are never cached; callers only :meth:`~VendordataCache.put` good
 answers.
+
+Each store also drops the expired entries stored longest ago, so that the
+cache holds about a TTL's worth of answers, not every answer until the
+bound.
 """
 
 from __future__ import annotations
@@ -180,6 +184,7 @@ class VendordataCache:
         cost = _cost(key, text)
         with self._lock:
             self._remove(key)
+            self._drop_expired_oldest()
             if cost > self._max_bytes:
                 return
             self._entries[key] = (self._clock() + ttl, text)
@@ -187,6 +192,20 @@ class VendordataCache:
             self._by_instance.setdefault(key[1], set()).add((key[0], key[2]))
             while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
                 self._remove(next(iter(self._entries)))
+
+    def _drop_expired_oldest(self) -> None:
+        # An expired entry is otherwise dropped only when its own key is
+        # asked for again, and most instances are not: their answers stayed
+        # until the byte bound pushed them out, hours later, and an agent's
+        # memory grew all that while. Entries are stored in about the order
+        # they expire, so the expired ones are found at the head (behind an
+        # entry of a longer TTL they wait for it).
+        now = self._clock()
+        while self._entries:
+            oldest = next(iter(self._entries))
+            if self._entries[oldest][0] > now:
+                return
+            self._remove(oldest)
 
     def purge_instance(self, instance_uuid: str) -> int:
         """Drop every entry of one instance.

@@ -16,6 +16,7 @@ import functools
 import copy
 import json
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -139,6 +140,76 @@ def test_every_agent_forgets_its_cached_vendordata_and_ephemeral_volume_secret(
         api.vendordata_get(service_only(), vm, server=proc.host)
     assert [b["boot-roles"] for b in asked_for(server, vm)] == ["member", "member", "", ""]
     assert secret_gone(api, ephemeral["agent-2"], server="agent-2")
+
+
+# -- threads ------------------------------------------------------------------
+
+def thread_count(pid: int) -> int:
+    """How many threads process ``pid`` runs now (``Threads:`` of /proc/<pid>/status)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no thread count for process {pid}")
+
+
+def queued_events(vhost: str) -> dict[str, int]:
+    """Messages ready or unacknowledged in each event queue of the virtual host."""
+    listing = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "--no-table-headers",
+         "name", "messages"], capture_output=True, text=True, timeout=60, check=True).stdout
+    return {name: int(count) for name, count in
+            (line.split("\t")[:2] for line in listing.splitlines() if "\t" in line)
+            if name.startswith("custos-agent-events")}
+
+
+def announce_deletions(nova: services.Service, cinder: services.Service,
+                       count: int) -> list[str]:
+    """Announce ``count`` deletions, Nova's and Cinder's in both styles, in turn.
+
+    :returns: the ids of the deleted instances and volumes.
+    """
+    ids = []
+    for number in range(count):
+        resource = str(uuid.uuid4())
+        style = ("legacy", "versioned")[number // 2 % 2]
+        if number % 2:
+            services.delete_volume(cinder, resource, style)
+        else:
+            services.delete_instance(nova, resource, style)
+        ids.append(resource)
+    return ids
+
+
+def test_hundreds_of_events_leave_the_agents_thread_count_flat(
+        start_agent, api, exchange, nova, cinder):
+    """Both listeners run each event on a small pool of their own, not one thread per event."""
+    proc = start_agent(auth={"strategy": "trusted"})
+    assert proc.process is not None
+    pid = proc.process.pid
+
+    def purged() -> int:
+        return len(log_lines(proc, " deleted: purged "))
+
+    def drained() -> bool:
+        queues = queued_events(exchange)
+        return len(queues) == 2 and not any(queues.values())
+
+    # A few events first, so that each listener has started its first thread.
+    announce_deletions(nova, cinder, 4)
+    assert eventually(lambda: purged() == 4)
+    assert eventually(drained)
+    before = thread_count(pid)
+
+    announce_deletions(nova, cinder, 300)
+
+    assert eventually(lambda: purged() == 304), purged()
+    assert eventually(drained), queued_events(exchange)
+    after = thread_count(pid)
+    # Each listener may add a few workers under a burst; with a thread per
+    # event up to executor_thread_pool_size (64) the two added about 126.
+    assert after - before <= 8, f"{before} threads before 300 events, {after} after"
+    assert api.health(nobody(), server=proc.host)
 
 
 # -- poison -------------------------------------------------------------------

@@ -105,6 +105,22 @@ def test_oldest_entry_is_evicted_first(clock):
     assert cache.purge_instance("i1") == 0
 
 
+def test_answers_nobody_asks_for_again_leave_once_expired(clock):
+    """A cache that serves a steady stream of new instances holds about a TTL's worth."""
+    cache = VendordataCache(default_ttl=60, clock=clock)
+
+    for n in range(1000):
+        cache.put("t", f"i{n}", {"n": n}, None)
+        clock.advance(1)
+
+    # Only the answers stored in the last 60 seconds are left, and the bytes with them.
+    assert len(cache) == 60
+    assert cache.get("t", "i941") == {"n": 941}
+    one = VendordataCache(default_ttl=60, clock=clock)
+    one.put("t", "i0", {"n": 0}, None)
+    assert cache.size_bytes < 70 * one.size_bytes
+
+
 def test_replacing_an_entry_makes_it_newest(clock):
     cache = VendordataCache(default_ttl=60, max_entries=2, clock=clock)
     cache.put("t", "i1", {"n": 1}, None)
