@@ -146,6 +146,14 @@ class AgentProcess(AgentSetup):
         assert self.process is not None
         self.process.send_signal(signum)
 
+    def terminate_timed(self, timeout: float = 40) -> tuple[int, float]:
+        """SIGTERM the running agent; return its exit status and the seconds it took to exit."""
+        assert self.process is not None
+        started = time.monotonic()
+        self.signal()
+        status = self.process.wait(timeout)
+        return status, time.monotonic() - started
+
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM the agent and return its exit status."""
         if self.process is None:

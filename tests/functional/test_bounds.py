@@ -187,11 +187,7 @@ def test_sigterm_with_fetches_in_flight_exits_within_the_graceful_timeout(
     calls = [pool.submit(api.vendordata_get, service_only(), instance()) for _ in range(4)]
     assert eventually(lambda: len(server.seen("/drip")) >= 2, timeout=10)
 
-    started = time.monotonic()
-    proc.signal()
-    assert proc.process is not None
-    status = proc.process.wait(40)
-    took = time.monotonic() - started
+    status, took = proc.terminate_timed()
 
     assert status == 0
     assert took < 6 + 0.5, f"took {took:.2f} s"

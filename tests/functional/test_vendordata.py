@@ -338,11 +338,7 @@ def test_sigterm_with_an_http10_trickler_in_flight_exits_within_the_graceful_tim
     assert eventually(lambda: len(server.seen("/drip")) == 4, timeout=10)
     time.sleep(1.5)
 
-    started = time.monotonic()
-    proc.signal()
-    assert proc.process is not None
-    status = proc.process.wait(40)
-    took = time.monotonic() - started
+    status, took = proc.terminate_timed()
 
     assert status == 0
     assert took < 6 + 0.5, f"took {took:.2f} s"
