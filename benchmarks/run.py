@@ -102,6 +102,7 @@ class Bench:
         self.memory_threads: int = args.memory_threads
         self.callers: int = args.callers
         self.callers_seconds: float = args.callers_seconds
+        self.callers_pause: float = args.callers_pause
         self.scale_small: int = args.scale_small
         self.scale_large: int = args.scale_large
         self.backend = BACKEND
@@ -308,6 +309,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="callers at once in the concurrency figure")
     parser.add_argument("--callers-seconds", type=float, default=30.0,
                         help="how long the callers of the concurrency figure call")
+    parser.add_argument("--callers-pause", type=float, default=0.1,
+                        help="mean pause in seconds between one caller's calls "
+                             "(0: back to back)")
     parser.add_argument("--scale-small", type=int, default=100)
     parser.add_argument("--scale-large", type=int, default=100_000)
     parser.add_argument("--only", default="", help="comma-separated figure keys: "
