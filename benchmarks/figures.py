@@ -66,9 +66,11 @@ class Result:
 
     @property
     def met(self) -> bool | None:
+        if self.failures:
+            return False
         if self.goal is None or self.value is None:
             return None
-        return self.failures == 0 and self.goal.met(self.value)
+        return self.goal.met(self.value)
 
     def verdict(self) -> str:
         if self.note:
@@ -106,6 +108,12 @@ class Figure:
         except NotAvailable as missing:
             result.value = None
             result.note = str(missing)
+        except Exception as error:  # noqa: BLE001 - the other figures of the run still count
+            # A run takes many minutes; one figure that cannot be measured
+            # is reported as failed rather than losing every other one.
+            result.value = None
+            result.failures += 1
+            result.note = f"FAILED: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
         return result
 
 
