@@ -23,6 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from benchmarks import concurrency
 from benchmarks.stats import Samples
 from benchmarks.processes import cpu_seconds, resident_kib
 from db import models
@@ -60,9 +61,13 @@ class Result:
     unit: str = "x"
     details: list[tuple[str, str]] = field(default_factory=list)
     note: str | None = None
+    #: Calls that failed while measuring; any makes the figure missed.
+    failures: int = 0
 
     @property
     def met(self) -> bool | None:
+        if self.failures:
+            return False
         if self.goal is None or self.value is None:
             return None
         return self.goal.met(self.value)
@@ -103,6 +108,12 @@ class Figure:
         except NotAvailable as missing:
             result.value = None
             result.note = str(missing)
+        except Exception as error:  # noqa: BLE001 - the other figures of the run still count
+            # A run takes many minutes; one figure that cannot be measured
+            # is reported as failed rather than losing every other one.
+            result.value = None
+            result.failures += 1
+            result.note = f"FAILED: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
         return result
 
 
@@ -341,10 +352,11 @@ def measure_memory(bench: Any, result: Result) -> None:
 
 
 FIGURES: list[Figure] = [
-    Figure("startup", "start of custos-agent to its first reply", Goal("<", 2.0),
+    Figure("startup", "start of custos-agent to its first reply", Goal("<", 1.0),
            (), measure_startup, unit="s"),
-    Figure("startup_ratio", "start of custos-agent to its first reply / the no-op server's",
-           Goal("<=", 1.5), (), measure_startup_ratio),
+    # SPEC 1.2 retired the ratio's goal; it stays as a reference.
+    Figure("startup_ratio", "start of custos-agent to its first reply / the no-op server's "
+           "(reference)", None, (), measure_startup_ratio),
     Figure("baseline", "no-op oslo.messaging server (the baseline)", None, (), measure_baseline),
     Figure("health", "health p50 / no-op call p50 (reference: the dispatch boundary alone)",
            None, ("health",), measure_health),
@@ -357,6 +369,11 @@ FIGURES: list[Figure] = [
     Figure("instance_boot_roles_set",
            "instance_boot_roles_set cast throughput / no-op cast throughput",
            Goal(">=", 0.8), ("instance_boot_roles_set",), measure_boot_roles_throughput),
+    Figure("callers", "8 callers for 30 s: worst method's p99 / its p50 with one caller "
+           "(no call may fail)", Goal("<=", 10.0),
+           ("initialize_connection", "terminate_connection", "secret_get_value",
+            "secret_set_value", "instance_boot_roles_set", "vendordata_get"),
+           concurrency.measure),
     Figure("cli_health", "custos health from the CLI, wall time", Goal("<", 1.0),
            ("health",), measure_cli_health, unit="s"),
     Figure("memory", "agent resident memory after 20,000 requests / after 10,000",

@@ -68,6 +68,11 @@ def machine() -> dict[str, str]:
             "python": platform.python_version(), "libraries": ", ".join(versions)}
 
 
+def load_average() -> str:
+    """The host's load averages over 1, 5 and 15 minutes, as ``a / b / c``."""
+    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def _value(result: Result) -> str:
     if result.value is None:
         return "-"
@@ -95,7 +100,8 @@ def rst_section(results: list[Result], facts: dict[str, str], command: str,
            f"Measured {when:%Y-%m-%d %H:%M} UTC with ``{command}``.", "",
            f"* CPUs: {facts['cpus']}", f"* memory: {facts['memory']}",
            f"* system: {facts['system']}", f"* Python {facts['python']}",
-           f"* libraries: {facts['libraries']}", f"* {facts.get('setup', '')}", "",
+           f"* libraries: {facts['libraries']}", f"* {facts.get('setup', '')}",
+           f"* {facts.get('load', 'load average: not recorded')}", "",
            ".. list-table::", "   :header-rows: 1", "",
            "   * - figure", "     - goal", "     - measured", "     - verdict"]
     for result in results:

@@ -103,6 +103,9 @@ class Bench:
         self.starts: int = args.starts
         self.memory_requests: int = args.memory_requests
         self.memory_threads: int = args.memory_threads
+        self.callers: int = args.callers
+        self.callers_seconds: float = args.callers_seconds
+        self.callers_pause: float = args.callers_pause
         self.scale_small: int = args.scale_small
         self.scale_large: int = args.scale_large
         self.backend = BACKEND
@@ -305,6 +308,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="starts of each server; the start-up figures are their medians")
     parser.add_argument("--memory-requests", type=int, default=20_000)
     parser.add_argument("--memory-threads", type=int, default=8)
+    parser.add_argument("--callers", type=int, default=8,
+                        help="callers at once in the concurrency figure")
+    parser.add_argument("--callers-seconds", type=float, default=30.0,
+                        help="how long the callers of the concurrency figure call")
+    parser.add_argument("--callers-pause", type=float, default=0.1,
+                        help="mean pause in seconds between one caller's calls "
+                             "(0: back to back)")
     parser.add_argument("--scale-small", type=int, default=100)
     parser.add_argument("--scale-large", type=int, default=100_000)
     parser.add_argument("--only", default="", help="comma-separated figure keys: "
@@ -331,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="custos-bench-"))
     exchange = "custos-bench"
     started_at = datetime.datetime.now(datetime.timezone.utc)
+    load_before = report.load_average()
     with contextlib.ExitStack() as stack:
         # Callbacks run last-in first-out: the servers stop before their
         # virtual host and database go away.
@@ -393,12 +404,16 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(figure.run(bench))
 
     facts = report.machine()
+    # Other work on the host weighs on every figure: say how much there was.
+    facts["load"] = f"load average (1, 5, 15 min): {load_before} at start, " \
+                    f"{report.load_average()} at end"
     facts["setup"] = (f"database: {args.database}; identity: {args.auth}; RabbitMQ {broker.rabbitmq_version()} on "
                       f"{args.rabbit_url.split('@')[-1]}; {args.requests} timed requests per side "
                       f"in {args.rounds} alternating rounds after {args.warmup} warm-up requests")
     print(f"custos benchmark, {started_at:%Y-%m-%d %H:%M} UTC; {facts['cpus']}; "
           f"{facts['memory']}; Python {facts['python']}; {facts['libraries']}")
     print(facts["setup"])
+    print(facts["load"])
     print(report.text_table(results))
     if not args.no_write:
         command = "./tools/run-benchmarks.sh" + (" " + " ".join(argv) if argv else "")

@@ -117,7 +117,9 @@ def main() -> None:
                     "DEFAULT": {"host": host, "state_path": str(state),
                                 "transport_url": args.rabbit_url,
                                 "control_exchange": exchange},
-                    "database": {"connection": database_url}})
+                    "database": {"connection": database_url},
+                    # Both sizes alike: the figure compares tables, not identities.
+                    "auth": {"strategy": "trusted"}})
                 proc.prepare()
                 ring = masterkey.MasterKeyRing(str(state / "master.key"))
                 ring.load()

@@ -41,6 +41,9 @@ _read_sessionmaker: sessionmaker[Session] | None = None
 _read_engine: Engine | None = None
 _warm_reads: WarmConnections | None = None
 _warm_writes: WarmConnections | None = None
+# One write transaction at a time among this process's threads, on SQLite
+# (see _writer_turn); None on other databases.
+_sqlite_writer: threading.RLock | None = None
 
 #: Execution option of the connections of read-only work (:func:`transaction`).
 READ_ONLY = "custos_read_only"
@@ -349,9 +352,11 @@ def configure(url: str | None = None) -> Engine:
     :returns: the new engine.
     """
     global _engine, _sessionmaker, _read_sessionmaker, _read_engine, _warm_reads, _warm_writes
+    global _sqlite_writer
     with _lock:
         _dispose_locked()
         _engine = create_engine(url or default_url())
+        _sqlite_writer = threading.RLock() if _engine.dialect.name == "sqlite" else None
         _read_engine = _read_only_engine(_engine)
         _warm_reads = _warm_reads_for(_engine, _read_engine)
         _warm_writes = WarmConnections(_engine, _pool_size(_engine))
@@ -412,6 +417,36 @@ def _dispose_locked() -> None:
 
 
 @contextlib.contextmanager
+def _writer_turn(writer: threading.RLock | None) -> Iterator[None]:
+    """Wait, as a thread of this process, for the turn to write to SQLite.
+
+    SQLite lets one connection write at a time. A connection that finds
+    the file locked does not wait for the release but sleeps and tries
+    again, after longer and longer pauses (up to 100 ms between tries),
+    so under concurrent writes a writer typically starts tens of
+    milliseconds after the lock became free. The agent's own writers wait
+    on this lock instead, which hands the turn over as soon as the
+    previous write transaction ends; SQLite's busy wait is left for
+    writers of other processes (``custos-manage``). Reentrant: a thread
+    that already writes is not made to wait for itself.
+
+    :raises DatabaseUnavailable: after :data:`SQLITE_BUSY_TIMEOUT_S`
+        seconds without a turn, as SQLite's own wait ends.
+    """
+    if writer is None:
+        yield
+        return
+    if not writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
+        LOG.warning("Database locked for %.0f s by other requests of this agent",
+                    SQLITE_BUSY_TIMEOUT_S)
+        raise exception.DatabaseUnavailable()
+    try:
+        yield
+    finally:
+        writer.release()
+
+
+@contextlib.contextmanager
 def transaction(read_only: bool = False) -> Iterator[Session]:
     """Open one session in one transaction: commit on success, else roll back.
 
@@ -429,7 +464,8 @@ def transaction(read_only: bool = False) -> Iterator[Session]:
         get_engine()
     assert (_sessionmaker is not None and _read_sessionmaker is not None
             and _warm_reads is not None and _warm_writes is not None)
-    with (_warm_reads if read_only else _warm_writes).connection() as conn:
+    with _writer_turn(None if read_only else _sqlite_writer), \
+            (_warm_reads if read_only else _warm_writes).connection() as conn:
         if read_only:
             with _read_sessionmaker(bind=conn) as session:
                 yield session
