@@ -77,11 +77,25 @@ class ClusterNode(PrivateRabbit):
         except RuntimeError as error:
             raise RuntimeError(f"{self.node} did not start: {error}\n{self.log()}") from None
 
-    def join(self, seed: "ClusterNode") -> None:
-        """Make this running node a member of ``seed``'s cluster."""
+    def join(self, seed: "ClusterNode", attempts: int = 3) -> None:
+        """Make this running node a member of ``seed``'s cluster.
+
+        Two nodes joining at once now and then crash the joiner's mnesia
+        as its application starts; the node is then reset and joins
+        again, up to ``attempts`` times.
+        """
         self._check("stop_app")
-        self._check("join_cluster", seed.node)
-        self._check("start_app")
+        for attempt in range(1, attempts + 1):
+            joined = self.ctl("join_cluster", seed.node)
+            started = self.ctl("start_app") if joined.returncode == 0 else joined
+            if started.returncode == 0:
+                break
+            if attempt == attempts:
+                raise RuntimeError(f"{self.node} could not join {seed.node}: "
+                                   f"{started.stdout}{started.stderr}\n{self.log()}")
+            self.ctl("stop_app")
+            self.ctl("reset")
+            time.sleep(attempt)
         self.wait_listening(True)
 
     def stop(self) -> None:
