@@ -19,16 +19,21 @@ BIN = Path(sys.executable).parent
 NOOP_TOPIC = "custos-noop"
 
 
-def resident_kib(pid: int) -> int:
-    """The resident set size (``VmRSS``) of process ``pid``, in KiB.
+def status_field(pid: int, field: str) -> int:
+    """The number of ``field`` in /proc/<pid>/status (``VmRSS`` in KiB, ``Threads``).
 
     :raises RuntimeError: when /proc does not report it.
     """
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
+    raise RuntimeError(f"no {field} for process {pid}")
+
+
+def resident_kib(pid: int) -> int:
+    """The resident set size (``VmRSS``) of process ``pid``, in KiB."""
+    return status_field(pid, "VmRSS")
 
 
 def cpu_seconds(pid: int) -> float:

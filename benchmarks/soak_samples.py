@@ -23,15 +23,8 @@ from benchmarks import processes
 
 
 def thread_count(pid: int) -> int:
-    """How many threads process ``pid`` runs (``Threads:`` of /proc/<pid>/status).
-
-    :raises RuntimeError: when /proc does not report it.
-    """
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no thread count for process {pid}")
+    """How many threads process ``pid`` runs (``Threads:`` of /proc/<pid>/status)."""
+    return processes.status_field(pid, "Threads")
 
 
 def open_files(pid: int) -> list[str]:

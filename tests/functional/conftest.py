@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import oslo_messaging as messaging
 import pytest
+import sqlalchemy as sa
 from oslo_config import cfg
 
 from agent import rpc
@@ -219,14 +220,32 @@ def database_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def postgresql_url(tmp_path: Path) -> Iterator[str]:
-    """A fresh empty PostgreSQL database."""
-    url, drop = create_database("postgresql", tmp_path)
+def _fresh_database(kind: str, tmp_path: Path) -> Iterator[str]:
+    url, drop = create_database(kind, tmp_path)
     try:
         yield url
     finally:
         drop()
+
+
+@pytest.fixture
+def postgresql_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh empty PostgreSQL database."""
+    yield from _fresh_database("postgresql", tmp_path)
+
+
+@pytest.fixture
+def mysql_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh empty MariaDB database."""
+    yield from _fresh_database("mysql", tmp_path)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.engine.Engine]:
+    """An engine on the parametrised ``database_url``, disposed afterwards."""
+    engine = sa.create_engine(database_url, future=True)
+    yield engine
+    engine.dispose()
 
 
 def agent_sections(tmp_path: Path, exchange: str, database_url: str | None = None,

@@ -26,6 +26,7 @@ import kombu
 import pytest
 
 from agent import exception
+from benchmarks.soak_samples import thread_count
 from tests import common, services
 from tests.common import (PROJECT, log_lines, member, member_with_service, nobody,
                           service_only)
@@ -143,15 +144,6 @@ def test_every_agent_forgets_its_cached_vendordata_and_ephemeral_volume_secret(
 
 
 # -- threads ------------------------------------------------------------------
-
-def thread_count(pid: int) -> int:
-    """How many threads process ``pid`` runs now (``Threads:`` of /proc/<pid>/status)."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no thread count for process {pid}")
-
 
 def queued_events(vhost: str) -> dict[str, int]:
     """Messages ready or unacknowledged in each event queue of the virtual host."""

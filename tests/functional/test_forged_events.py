@@ -18,7 +18,6 @@ import functools
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import oslo_messaging as messaging
@@ -30,7 +29,6 @@ from tests import common, services
 from tests.common import (OTHER_PROJECT, PROJECT, log_lines, member, member_with_service,
                           service_only)
 from tests.functional.agentproc import AgentProcess, run_script, write_config
-from tests.functional.conftest import create_database
 from tests.functional.test_caller_events import asked_for, instance, targets
 
 eventually = functools.partial(common.eventually, timeout=60.0)
@@ -215,16 +213,6 @@ def test_forged_instance_deletions_change_nothing_and_purged_roles_stay_frozen(
     assert restored["restored"]["boot_roles"] == 1
     [row] = rows(proc.database_url, "instance_system_metadata", instance_uuid=vm["uuid"])
     assert row["deleted_at"] is None and json.loads(row["value"]) == ["member"]
-
-
-@pytest.fixture
-def mysql_url(tmp_path: Path) -> Iterator[str]:
-    """A fresh empty MariaDB database."""
-    url, drop = create_database("mysql", tmp_path)
-    try:
-        yield url
-    finally:
-        drop()
 
 
 def test_the_agent_destroys_purged_rows_once_the_grace_has_passed(start_agent, api, cinder,

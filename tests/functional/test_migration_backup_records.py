@@ -20,13 +20,6 @@ def record(backup_id: str, project_id: str | None) -> dict[str, object]:
             "created_at": NOW}
 
 
-@pytest.fixture
-def engine(database_url):
-    engine = sa.create_engine(database_url, future=True)
-    yield engine
-    engine.dispose()
-
-
 def test_0009_keeps_every_record_and_lets_projects_share_an_id(engine):
     migration.db_sync("0008", engine=engine)
     table = sa.Table("backup_records", sa.MetaData(), autoload_with=engine)

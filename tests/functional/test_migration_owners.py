@@ -24,13 +24,6 @@ def secret_row(**values):
     return row
 
 
-@pytest.fixture
-def engine(database_url):
-    engine = sa.create_engine(database_url, future=True)
-    yield engine
-    engine.dispose()
-
-
 def test_0005_gives_the_driver_its_chap_secrets_and_nothing_else(engine):
     migration.db_sync("0004", engine=engine)
     meta = sa.MetaData()
