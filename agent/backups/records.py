@@ -13,9 +13,11 @@ same id neither blocks an export nor shows through an error.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from agent import exception
+from agent.drivers.base import RetryRequest
 from db import models
 
 _TABLE = models.BackupRecord
@@ -71,17 +73,29 @@ def save(session: Session, *, backup_id: str, volume_id: str, project_id: str,
     :returns: the record, flushed.
     :raises agent.exception.BackupMetadataConflict: the project already
         recorded the backup for another volume; nothing changed.
+    :raises agent.drivers.base.RetryRequest: another request recorded the
+        same backup for the same project after this transaction looked;
+        the request must run again in a fresh transaction, which sees that
+        record (its ``give_up`` is a conflict).
     """
     record = get(session, project_id, backup_id)
     if record is None:
         record = _TABLE(backup_id=backup_id, volume_id=volume_id,
                         project_id=project_id, account=account, key_id=key_id)
         session.add(record)
-    elif record.volume_id != volume_id:
+        try:
+            session.flush()
+        except sa_exc.IntegrityError:
+            # The only unique key a new record can hit is (backup, project):
+            # a concurrent first export committed it after get() looked.
+            retry = RetryRequest("backup record written concurrently")
+            retry.give_up = exception.BackupMetadataConflict(backup_id=backup_id)
+            raise retry from None
+        return record
+    if record.volume_id != volume_id:
         raise exception.BackupMetadataConflict(backup_id=backup_id)
-    else:
-        record.account = account
-        record.key_id = key_id
+    record.account = account
+    record.key_id = key_id
     session.flush()
     return record
 

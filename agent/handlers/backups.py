@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent import exception, validation
+from agent import exception, transactions, validation
 from agent.backups import glance, metadata
 from agent.backups.document import MAX_DOCUMENT_BYTES
 from agent.backups.store import BackupStore
@@ -21,6 +21,10 @@ _VOLUME_FIELDS = frozenset({"id", "base", "metadata"})
 _USER_METADATA_LENGTH = 255
 # A character is at least one byte; parse() applies the exact byte limit.
 _MAX_DOCUMENT_LENGTH = MAX_DOCUMENT_BYTES
+# Seconds a first export that lost the race to record its backup keeps
+# starting afresh (well below callers' RPC timeout); one rerun sees the
+# winner's record.
+EXPORT_RETRY_DEADLINE = 5.0
 
 
 def _check_volume(value: Any) -> tuple[str, dict[str, Any], dict[str, str]]:
@@ -101,7 +105,7 @@ class BackupEndpoint(Endpoint):
 
     # -- backup metadata -----------------------------------------------------
 
-    @rpc_method()
+    @rpc_method(transactions.Write(retry_deadline=EXPORT_RETRY_DEADLINE))
     def backup_metadata_export(self, request: Request, backup_id: Any, volume: Any) -> str:
         """Sign a backup's metadata, store it in the service account, return it.
 

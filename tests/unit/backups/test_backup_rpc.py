@@ -116,6 +116,46 @@ def test_export_again_of_the_same_volume_is_idempotent(harness, exported):
     assert again == exported
 
 
+def _miss_the_record_once(monkeypatch):
+    """Make the next export look for its record before a concurrent one committed it."""
+    from agent.backups import records
+
+    real = records.get
+    missed: list[bool] = []
+
+    def stale(session, project_id, backup_id):
+        if not missed:
+            missed.append(True)
+            return None
+        return real(session, project_id, backup_id)
+
+    monkeypatch.setattr(records, "get", stale)
+    return missed
+
+
+def test_a_first_export_that_loses_the_race_gets_the_winners_answer(harness, exported,
+                                                                     monkeypatch):
+    missed = _miss_the_record_once(monkeypatch)
+
+    again = harness.api.backup_metadata_export(member_with_service(), BACKUP, VOLUME)
+
+    assert missed == [True]
+    assert again == exported
+    assert stored_path(harness).read_text() == exported
+
+
+def test_a_first_export_racing_one_for_another_volume_is_a_conflict(harness, exported,
+                                                                    monkeypatch):
+    missed = _miss_the_record_once(monkeypatch)
+
+    with pytest.raises(exception.BackupMetadataConflict):
+        harness.api.backup_metadata_export(member_with_service(), BACKUP,
+                                           dict(VOLUME, id=str(uuid.uuid4())))
+
+    assert missed == [True]
+    assert stored_path(harness).read_text() == exported
+
+
 @pytest.mark.parametrize("volume, field", [
     ({"base": {}, "metadata": {}}, "volume.id"),
     ({"id": "nope"}, "volume.id"),
