@@ -295,6 +295,66 @@ def measure_cli_health(bench: Any, result: Result) -> None:
                        f"median {result.value:.3f} s, slowest {max(times):.3f} s (5 runs)")]
 
 
+def _keystone_validations(bench: Any) -> float:
+    """How many token validations the agent has asked Keystone for (its metrics)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{bench.metrics_url}", timeout=10) as reply:
+        text = reply.read().decode()
+    found = re.search(r"^custos_keystone_request_seconds_count (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def measure_first_token(bench: Any, result: Result) -> None:
+    """A token the agent has not seen before: Keystone round trips and time it costs.
+
+    Fresh member tokens are issued before the timed part. Each is sent once,
+    with ``secret_get_value``, between two calls with the member's cached
+    token; the agent's own count of validations (``[metrics]``) tells how
+    many times it asked Keystone. The same service user then asks Keystone
+    directly about other fresh tokens, so that the extra latency of a
+    first-seen token can be set against one round trip.
+    """
+    if bench.keystone is None:
+        result.note = "not measured: the run believes claimed contexts (--auth trusted)"
+        return
+    bench.require("secret_get_value")
+    secret = bench.call(bench.operator, "secret_generate", usage_type="ceph",
+                        usage_id=f"bench-first-token-{uuid.uuid4().hex[:8]}")
+    count = bench.first_tokens
+    fresh = [bench.keystone.token("alice", "p1") for _ in range(count)]
+    others = [bench.keystone.token("alice", "p1") for _ in range(count)]
+    from agent.context import RequestContext
+
+    def read(ctxt: Any) -> None:
+        bench.call(ctxt, "secret_get_value", uuid=secret)
+
+    for _ in range(bench.warmup // 4):
+        read(bench.operator)
+    first, cached = Samples(), Samples()
+    before = _keystone_validations(bench)
+    for token in fresh:
+        cached.time(lambda: read(bench.operator))
+        first.time(lambda: read(RequestContext(auth_token=token, overwrite=False)))
+        cached.time(lambda: read(bench.operator))
+    asked = _keystone_validations(bench) - before
+    session = bench.keystone.session("custos", "service")
+    direct = Samples()
+    for token in others:
+        direct.time(lambda: session.get(f"{bench.keystone.url}/auth/tokens",
+                                        headers={"X-Subject-Token": token},
+                                        params={"allow_expired": 1}))
+    result.value = asked / count
+    extra = first.p50 - cached.p50
+    result.details = [
+        ("Keystone validations", f"{asked:.0f} for {count} first-seen tokens"),
+        ("secret_get_value with a first-seen token", first.describe_ms()),
+        ("secret_get_value with a cached token", cached.describe_ms()),
+        ("one validation asked of Keystone directly", direct.describe_ms()),
+        ("first-seen p50 - cached p50", f"{extra * 1000:.3f} ms, "
+                                        f"{extra / direct.p50:.2f} direct validations")]
+
+
 def _scale_script(bench: Any, result: Result, module: str, *args: str) -> None:
     """Run a table-size benchmark of this package and take its figures.
 
@@ -369,6 +429,8 @@ FIGURES: list[Figure] = [
     Figure("instance_boot_roles_set",
            "instance_boot_roles_set cast throughput / no-op cast throughput",
            Goal(">=", 0.8), ("instance_boot_roles_set",), measure_boot_roles_throughput),
+    Figure("first_token", "Keystone validations per token seen for the first time",
+           Goal("<=", 1.0), ("secret_get_value", "secret_generate"), measure_first_token),
     Figure("callers", "8 callers for 30 s: worst method's p99 / its p50 with one caller "
            "(no call may fail)", Goal("<=", 10.0),
            ("initialize_connection", "terminate_connection", "secret_get_value",

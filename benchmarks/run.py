@@ -46,6 +46,7 @@ from agent.context import RequestContext, RequestContextSerializer
 from benchmarks import broker, figures, processes, report
 from rpcapi import CustosAPI
 from tests.functional import agentproc
+from tests.functional.private_services import free_port
 
 CONF = cfg.CONF
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +96,8 @@ class Bench:
     def __init__(self, args: argparse.Namespace, transport: messaging.Transport,
                  agent: processes.ServerProcess, noop: processes.ServerProcess,
                  database_url: str, vendordata: VendordataTarget, config: Path,
-                 callers: tuple[RequestContext, RequestContext, RequestContext]) -> None:
+                 callers: tuple[RequestContext, RequestContext, RequestContext],
+                 keystone: Any = None, metrics_url: str = "") -> None:
         self.requests: int = args.requests
         self.rounds: int = args.rounds
         self.warmup: int = args.warmup
@@ -106,6 +108,11 @@ class Bench:
         self.callers: int = args.callers
         self.callers_seconds: float = args.callers_seconds
         self.callers_pause: float = args.callers_pause
+        self.first_tokens: int = args.first_tokens
+        #: The Keystone validating the agent's tokens; None with ``--auth trusted``.
+        self.keystone = keystone
+        #: Where the agent serves its metrics.
+        self.metrics_url = metrics_url
         self.scale_small: int = args.scale_small
         self.scale_large: int = args.scale_large
         self.backend = BACKEND
@@ -239,11 +246,14 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
 
 
 def agent_config(workdir: Path, url: str, exchange: str, database_url: str,
-                 vendordata: VendordataTarget, keystone: Any = None) -> Path:
+                 vendordata: VendordataTarget, keystone: Any = None,
+                 metrics_port: int = 0) -> Path:
     """Write the benchmark agent's configuration file.
 
     :param keystone: the Keystone that validates tokens; None for a
         trusted agent.
+    :param metrics_port: where the agent serves its metrics on 127.0.0.1
+        (0: it serves none).
     """
     sections: dict[str, dict[str, Any]] = {
         "DEFAULT": {"host": "bench-agent", "state_path": str(workdir / "state"),
@@ -258,6 +268,8 @@ def agent_config(workdir: Path, url: str, exchange: str, database_url: str,
     }
     if keystone is not None:
         sections["keystone_authtoken"] = keystone.agent_options()
+    if metrics_port:
+        sections["metrics"] = {"bind": f"127.0.0.1:{metrics_port}"}
     (workdir / "state").mkdir(exist_ok=True)
     return agentproc.write_config(workdir / "custos-bench.conf", sections)
 
@@ -315,6 +327,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--callers-pause", type=float, default=0.1,
                         help="mean pause in seconds between one caller's calls "
                              "(0: back to back)")
+    parser.add_argument("--first-tokens", type=int, default=30,
+                        help="fresh tokens sent once each for the first-seen token figure")
     parser.add_argument("--scale-small", type=int, default=100)
     parser.add_argument("--scale-large", type=int, default=100_000)
     parser.add_argument("--only", default="", help="comma-separated figure keys: "
@@ -365,7 +379,10 @@ def main(argv: list[str] | None = None) -> int:
         transport = messaging.get_rpc_transport(CONF, url=url,
                                                 allowed_remote_exmods=rpc.ALLOWED_EXMODS)
         stack.callback(transport.cleanup)
-        config = agent_config(workdir, url, exchange, database_url, vendordata, keystone)
+        metrics_port = free_port()
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        config = agent_config(workdir, url, exchange, database_url, vendordata, keystone,
+                              metrics_port)
         probe_ctx = _context([], [])
         noop_probe = messaging.get_rpc_client(
             transport, messaging.Target(topic=processes.NOOP_TOPIC, version="1.0"),
@@ -394,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         agent_startup = statistics.median(agent_starts)
 
         bench = Bench(args, transport, agent, noop, database_url, vendordata, config,
-                      callers(keystone))
+                      callers(keystone), keystone, metrics_url)
         stack.callback(bench.engine.dispose)
         bench.agent_startup_s, bench.noop_startup_s = agent_startup, noop_startup
         results = []
