@@ -24,6 +24,11 @@ context and the message's keyword arguments. A method decorated with
    worker keeps serving. A cast whose caller cannot be authenticated has
    nobody to tell: it is logged as an error (never its tokens) and dropped.
 
+A cast of a method declared :class:`~agent.transactions.Grouped` has no
+caller waiting: once checked, authenticated and authorised, its work is
+queued for a committer thread, and steps 5 and 6 run there after its
+batch's commit (:class:`_Finish`); the worker takes the next message.
+
 Around all of it, each request is counted per method and outcome with its
 latency and in-flight count (:mod:`agent.metrics`, children made when the
 method is declared), and, when the caller sent an osprofiler trace the
@@ -161,6 +166,49 @@ def expected(error: exception.CustosException) -> messaging.ExpectedException:
     return wrapper
 
 
+def _refused(runtime: Runtime, name: str, ctxt: Any, holder: list[Request],
+             error: exception.CustosException) -> None:
+    """Log an expected failure; send what its handler queued ``even_on_failure``."""
+    LOG.info("%s refused: %s (%s)", name, error.code, error.msg)
+    if holder and holder[0].failure_notifications:
+        runtime.send_notifications(ctxt, holder[0].failure_notifications)
+
+
+@dataclass
+class _Finish:
+    """The end of a request whose work a committer ran later (:attr:`transactions.Call.deferred`).
+
+    What the dispatch boundary does after a request's transaction, done
+    once the committer has the outcome: the notifications after the
+    commit, the log line and failure notifications of an expected error,
+    the traceback of any other, and the request's metrics.
+    """
+
+    runtime: Runtime
+    name: str
+    context: Any
+    holder: list[Request]
+    stats: metrics.MethodMetrics
+    started: float
+
+    def __call__(self, result: Any, error: BaseException | None) -> None:
+        code: str | None = metrics.INTERNAL
+        try:
+            if error is None:
+                if self.holder:
+                    self.runtime.send_notifications(self.context,
+                                                    self.holder[0].notifications)
+                code = None
+            elif isinstance(error, exception.CustosException):
+                code = error.code
+                _refused(self.runtime, self.name, self.context, self.holder, error)
+            else:
+                LOG.error("Exception while handling a %s cast", self.name,
+                          exc_info=(type(error), error, error.__traceback__))
+        finally:
+            self.stats.done(code, time.perf_counter() - self.started)
+
+
 def rpc_method(mode: transactions.Mode = transactions.WRITE, *,
                authenticated: bool = True) -> Callable[[F], F]:
     """Make an endpoint method an RPC method behind the dispatch boundary.
@@ -188,6 +236,7 @@ def rpc_method(mode: transactions.Mode = transactions.WRITE, *,
             stats.in_flight.inc()
             started = time.perf_counter()
             code: str | None = metrics.INTERNAL
+            deferred = False
             try:
                 with tracing.span("rpc", method=name):
                     _check_arguments(names, required, kwargs)
@@ -204,8 +253,14 @@ def rpc_method(mode: transactions.Mode = transactions.WRITE, *,
                         return func(self, holder[0], **kwargs)
 
                     call = transactions.Call(name, ctxt, kwargs, self.runtime)
+                    if answers.IS_CAST.get():
+                        call.deferred = _Finish(self.runtime, name, ctxt, holder, stats,
+                                                started)
                     with tracing.span("transaction", mode=mode_name):
                         result = mode.run(call, work)
+                    if result is transactions.DEFERRED:
+                        deferred = True
+                        return None
                     if holder and not call.served_before:
                         self.runtime.send_notifications(ctxt, holder[0].notifications)
                     code = None
@@ -219,19 +274,32 @@ def rpc_method(mode: transactions.Mode = transactions.WRITE, *,
                 raise expected(error) from None
             except exception.CustosException as error:
                 code = error.code
-                LOG.info("%s refused: %s (%s)", name, error.code, error.msg)
-                if holder and holder[0].failure_notifications:
-                    self.runtime.send_notifications(ctxt, holder[0].failure_notifications)
+                _refused(self.runtime, name, ctxt, holder, error)
                 raise expected(error) from None
             finally:
-                stats.done(code, time.perf_counter() - started)
+                if not deferred:
+                    stats.done(code, time.perf_counter() - started)
 
         wrapper.rpc_method = True  # type: ignore[attr-defined]
+        wrapper.rpc_mode = mode  # type: ignore[attr-defined]
         # What oslo.messaging's explicit access policy looks for.
         wrapper.exposed = True  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+def _is_cast(incoming: Any) -> bool:
+    """True when nobody waits for the message's reply.
+
+    The rabbit driver's message has no reply queue for a cast; the
+    ``fake:`` driver's keeps it privately. A message of any other driver
+    counts as a call, which is never deferred.
+    """
+    for name in ("reply_q", "_reply_q"):
+        if hasattr(incoming, name):
+            return getattr(incoming, name) is None
+    return False
 
 
 class RequestDispatcher(messaging.RPCDispatcher):
@@ -248,7 +316,7 @@ class RequestDispatcher(messaging.RPCDispatcher):
         if not isinstance(unique_id, str) or not answers.REQUEST_ID_FORM.fullmatch(unique_id):
             unique_id = None
         token = answers.REQUEST_ID.set(unique_id)
-        cast = answers.IS_CAST.set(getattr(incoming, "reply_q", None) is None)
+        cast = answers.IS_CAST.set(_is_cast(incoming))
         traced = False
         try:
             traced = tracing.continue_trace(getattr(incoming, "ctxt", None))

@@ -19,7 +19,7 @@ import oslo_messaging as messaging
 from oslo_config import cfg
 from sqlalchemy import exc as sa_exc
 
-from agent import exception, metrics, rpc, tracing
+from agent import exception, metrics, rpc, tracing, transactions
 from agent.conf import auth as auth_conf
 from agent.dispatch import UnknownMethodEndpoint
 from agent.events.grace import PurgeReaper
@@ -145,6 +145,10 @@ class AgentService:
         for part in (self.server, *self.listeners):
             if part is not None:
                 part.wait()
+        # Casts queued for a committer were acknowledged by the broker.
+        if not transactions.drain_deferred(self.conf.graceful_shutdown_timeout):
+            LOG.error("Casts still waiting for their commit after %ss; they are lost",
+                      self.conf.graceful_shutdown_timeout)
         if self.runtime is not None:
             # Every committed change is announced before the transports close.
             self.runtime.notifications.close(self.conf.graceful_shutdown_timeout)

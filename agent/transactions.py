@@ -13,7 +13,9 @@ after a rollback starts from a clean queue of notifications.
 - :class:`ReadFirst`: read-only first, and again in a write transaction
   only when the handler tries to write (:class:`db.api.WriteNeeded`).
 - :class:`Grouped`: requests that arrive together may share one
-  transaction (:mod:`db.group_commit`); each returns once committed.
+  transaction (:mod:`db.group_commit`); a call returns once committed, a
+  cast as soon as its work is queued for a committer thread, which runs
+  the rest of the request after the commit (:attr:`Call.deferred`).
 - :class:`Remembered`: a write whose answer is kept, so that a copy of
   the same request gets that answer instead of running again
   (:mod:`agent.answers`).
@@ -35,7 +37,7 @@ from typing import Any, Protocol
 
 from agent.drivers.base import RetryRequest
 from db import api as db_api
-from db.group_commit import GroupCommit
+from db.group_commit import DeferredCommits, GroupCommit
 
 LOG = logging.getLogger(__name__)
 
@@ -58,6 +60,10 @@ class Call:
     :ivar runtime: the agent's :class:`~agent.runtime.Runtime`.
     :ivar served_before: set by :class:`Remembered` when the answer came
         from an earlier copy of the request (nothing ran, nothing to announce).
+    :ivar deferred: for a request whose caller does not wait (a cast):
+        ``deferred(result, error)`` finishes it once its work has an
+        outcome. A mode that returns :data:`DEFERRED` calls it later, from
+        another thread; any other mode ignores it.
     """
 
     method: str
@@ -65,6 +71,14 @@ class Call:
     arguments: dict[str, Any]
     runtime: Any
     served_before: bool = False
+    deferred: Callable[[Any, BaseException | None], None] | None = None
+
+
+#: What :meth:`Mode.run` returns when the work will run later (:attr:`Call.deferred`).
+DEFERRED = object()
+
+# Every Grouped mode's committer, for drain_deferred().
+_COMMITTERS: list[DeferredCommits] = []
 
 
 class Mode(Protocol):
@@ -148,15 +162,33 @@ class ReadFirst:
 class Grouped:
     """Requests of one method that arrive together commit in one transaction.
 
-    For casts that write a row or two. Each method needs an instance of
-    its own (it holds the method's queue of waiting requests).
+    For casts that write a row or two. A call waits for its commit
+    (:class:`~db.group_commit.GroupCommit`); a cast is handed to a
+    committer thread (:class:`~db.group_commit.DeferredCommits`), which
+    commits casts in batches and then finishes each (``call.deferred``),
+    so the worker that checked it takes the next message at once. Each
+    method needs an instance of its own (it holds the method's queues).
     """
 
     def __init__(self) -> None:
         self.group = GroupCommit()
+        self.committer = DeferredCommits("casts")
+        _COMMITTERS.append(self.committer)
 
     def run(self, call: Call, work: Work) -> Any:
+        if call.deferred is not None and self.committer.submit(work, call.deferred):
+            return DEFERRED
         return self.group.run(work)
+
+
+def drain_deferred(timeout: float) -> bool:
+    """Wait until every cast handed to a committer has been committed and finished.
+
+    :returns: False when some were still waiting after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    return all(committer.drain(max(0.0, deadline - time.monotonic()))
+               for committer in list(_COMMITTERS))
 
 
 @dataclasses.dataclass(frozen=True)

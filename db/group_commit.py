@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -127,22 +128,142 @@ class GroupCommit:
                     entry.wake.release()
 
     def _commit(self, batch: list[_Entry[Any]]) -> None:
-        if len(batch) > 1:
+        outcomes, shared = commit_together([entry.work for entry in batch])
+        for entry, (result, error) in zip(batch, outcomes):
+            entry.result, entry.error = result, error
+        if shared:
+            self.batches += 1
+            self.grouped += len(batch)
+
+
+def commit_together(works: list[Callable[[Session], Any]]
+                    ) -> tuple[list[tuple[Any, BaseException | None]], bool]:
+    """Run ``works`` in one transaction; each in one of its own if that fails.
+
+    :returns: ``(result, error)`` for each work, in order, and whether they
+        were committed together.
+    """
+    if len(works) > 1:
+        try:
+            results = db_api.run_in_transaction(
+                lambda session: [work(session) for work in works])
+        except Exception as error:  # noqa: BLE001 - each request then runs alone
+            LOG.debug("A batch of %d requests failed (%s); running each alone",
+                      len(works), type(error).__name__)
+        else:
+            LOG.debug("Committed %d requests in one transaction", len(works))
+            return [(result, None) for result in results], True
+    outcomes: list[tuple[Any, BaseException | None]] = []
+    for work in works:
+        try:
+            outcomes.append((db_api.run_in_transaction(work), None))
+        except Exception as error:  # noqa: BLE001 - it belongs to that request
+            outcomes.append((None, error))
+    return outcomes, False
+
+
+class DeferredCommits:
+    """Commits work nobody waits for, in batches, on a thread of its own.
+
+    A cast's caller never learns its outcome, so the worker that checked
+    the cast need not wait for its commit either: :meth:`submit` queues the
+    work and the worker takes the next message. One committer thread takes
+    what has queued, waiting up to ``linger`` seconds for more while fewer
+    than ``max_batch`` wait (casts come in bursts: a boot storm, a
+    scheduler's fan-out), runs the batch as :func:`commit_together` does,
+    and then calls each work's ``done`` with its outcome. Nothing is
+    committed, or announced, before its batch's commit.
+
+    Bounds: at most ``max_pending`` works wait; beyond that :meth:`submit`
+    refuses and the worker runs its work itself, which slows it and, with
+    it, the broker's deliveries. One thread, started on first use; it
+    ends after ``idle_exit`` seconds without work and starts again when
+    work comes.
+
+    :param name: names the committer thread (``commit-<name>``).
+    :raises ValueError: when ``max_batch`` or ``max_pending`` is below 1.
+    """
+
+    def __init__(self, name: str, max_batch: int = 64, linger: float = 0.005,
+                 max_pending: int = 1024, idle_exit: float = 60.0) -> None:
+        if max_batch < 1 or max_pending < 1:
+            raise ValueError("max_batch and max_pending must be at least 1")
+        self.name = name
+        self.max_batch = max_batch
+        self.linger = linger
+        self.max_pending = max_pending
+        self.idle_exit = idle_exit
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[Callable[[Session], Any],
+                                 Callable[[Any, BaseException | None], None]]] = deque()
+        self._busy = 0
+        self._thread: threading.Thread | None = None
+        #: Batches committed and works they held (for tests and reports).
+        self.batches = 0
+        self.committed = 0
+
+    def submit(self, work: Callable[[Session], Any],
+               done: Callable[[Any, BaseException | None], None]) -> bool:
+        """Queue ``work``; ``done(result, error)`` is called once it has an outcome.
+
+        :returns: False, queuing nothing, when ``max_pending`` works wait.
+        """
+        with self._cond:
+            if len(self._queue) >= self.max_pending:
+                return False
+            self._queue.append((work, done))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name=f"commit-{self.name}",
+                                                daemon=True)
+                self._thread.start()
+            elif len(self._queue) == 1:
+                self._cond.notify_all()
+        return True
+
+    def pending(self) -> int:
+        """How many works wait or are being committed."""
+        with self._cond:
+            return len(self._queue) + self._busy
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every work queued so far has its outcome.
+
+        :returns: False when some still had none after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+        return True
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                if not self._queue and not self._cond.wait_for(lambda: bool(self._queue),
+                                                               self.idle_exit):
+                    self._thread = None
+                    return
+                if len(self._queue) < self.max_batch and self.linger > 0:
+                    # Not notified while the queue is not empty: this wait
+                    # lets the batch grow for the whole linger.
+                    self._cond.wait(self.linger)
+                count = min(self.max_batch, len(self._queue))
+                batch = [self._queue.popleft() for _ in range(count)]
+                self._busy = count
             try:
-                results = db_api.run_in_transaction(
-                    lambda session: [entry.work(session) for entry in batch])
-            except Exception as error:  # noqa: BLE001 - each request then runs alone
-                LOG.debug("A batch of %d requests failed (%s); running each alone",
-                          len(batch), type(error).__name__)
-            else:
-                for entry, result in zip(batch, results):
-                    entry.result = result
-                self.batches += 1
-                self.grouped += len(batch)
-                LOG.debug("Committed %d requests in one transaction", len(batch))
-                return
-        for entry in batch:
-            try:
-                entry.result = db_api.run_in_transaction(entry.work)
-            except Exception as error:  # noqa: BLE001 - it belongs to that request
-                entry.error = error
+                outcomes, shared = commit_together([work for work, _done in batch])
+                if shared:
+                    self.batches += 1
+                self.committed += len(batch)
+                for (_work, done), (result, error) in zip(batch, outcomes):
+                    try:
+                        done(result, error)
+                    except Exception:  # noqa: BLE001 - one caller's report must not stop the rest
+                        LOG.exception("Reporting a deferred commit failed")
+            finally:
+                with self._cond:
+                    self._busy = 0
+                    self._cond.notify_all()

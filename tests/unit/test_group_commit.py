@@ -13,7 +13,7 @@ from agent import exception
 from agent.vendordata import bootroles
 from db import api as db_api
 from db import models
-from db.group_commit import GroupCommit
+from db.group_commit import DeferredCommits, GroupCommit
 from tests.common import eventually, make_context
 
 
@@ -159,3 +159,107 @@ def test_a_burst_of_boot_roles_casts_is_stored_whole_with_a_bad_one_among_them(h
                               instance_uuid="not-a-uuid", roles=["member"])
 
     assert eventually(lambda: all(_roles_of(i) == ["member"] for i in instances), 20)
+
+
+# -- deferred commits (casts nobody waits for) ----------------------------------
+
+class Outcomes:
+    """``done`` callbacks that record each work's outcome."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[object, object]] = {}
+        self.lock = threading.Lock()
+
+    def done(self, name: str):
+        def record(result, error):
+            with self.lock:
+                self.seen[name] = (result, error)
+        return record
+
+
+def _gate_committer(committer: DeferredCommits):
+    """Hand ``committer`` a work that holds its thread until the returned event is set."""
+    gate, started = threading.Event(), threading.Event()
+
+    def work(session):
+        started.set()
+        gate.wait(10)
+        return "gate"
+
+    assert committer.submit(work, lambda result, error: None)
+    assert started.wait(10)
+    return gate
+
+
+def test_deferred_works_within_the_linger_commit_together_then_report(migrated):
+    committer = DeferredCommits("test", linger=0.5)
+    outcomes = Outcomes()
+    instances = [str(uuid.uuid4()) for _ in range(10)]
+
+    for instance in instances:
+        assert committer.submit(_store(instance, ["member"]), outcomes.done(instance))
+    assert committer.drain(10)
+
+    assert outcomes.seen == {i: (i, None) for i in instances}
+    assert [_roles_of(i) for i in instances] == [["member"]] * 10
+    assert committer.batches == 1 and committer.committed == 10
+
+
+def test_a_bad_deferred_work_gets_its_error_and_costs_the_others_nothing(migrated):
+    committer = DeferredCommits("test", linger=0.5)
+    outcomes = Outcomes()
+    good = [str(uuid.uuid4()) for _ in range(3)]
+
+    def bad(session):
+        bootroles.store_once(session, str(uuid.uuid4()), ["x"])
+        raise exception.InvalidInput(field="roles", reason="bad")
+
+    committer.submit(_store(good[0], ["a"]), outcomes.done(good[0]))
+    committer.submit(bad, outcomes.done("bad"))
+    for instance in good[1:]:
+        committer.submit(_store(instance, ["a"]), outcomes.done(instance))
+    assert committer.drain(10)
+
+    assert isinstance(outcomes.seen["bad"][1], exception.InvalidInput)
+    assert all(outcomes.seen[i] == (i, None) for i in good)
+    assert [_roles_of(i) for i in good] == [["a"]] * 3
+
+
+def test_the_committer_refuses_work_beyond_its_bound_and_drain_waits_for_it(migrated):
+    committer = DeferredCommits("test", linger=0, max_pending=3)
+    gate = _gate_committer(committer)
+    outcomes = Outcomes()
+    instances = [str(uuid.uuid4()) for _ in range(4)]
+
+    accepted = [committer.submit(_store(i, ["m"]), outcomes.done(i)) for i in instances]
+
+    assert accepted == [True, True, True, False]
+    assert committer.pending() == 4  # the gate's work and three waiting
+    assert not committer.drain(0.2)
+    gate.set()
+    assert committer.drain(10)
+    assert set(outcomes.seen) == set(instances[:3])
+    assert _roles_of(instances[3]) is None
+
+
+def test_the_committer_thread_ends_when_idle_and_starts_again_for_new_work(migrated):
+    committer = DeferredCommits("idle-test", linger=0, idle_exit=0.2)
+    outcomes = Outcomes()
+
+    def threads() -> int:
+        return sum(t.name == "commit-idle-test" for t in threading.enumerate())
+
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    committer.submit(_store(first, ["m"]), outcomes.done(first))
+    assert committer.drain(10)
+    assert eventually(lambda: threads() == 0, 5)
+
+    committer.submit(_store(second, ["m"]), outcomes.done(second))
+    assert committer.drain(10)
+    assert outcomes.seen == {first: (first, None), second: (second, None)}
+    assert threads() <= 1
+
+
+def test_a_committer_bound_below_one_is_refused():
+    with pytest.raises(ValueError):
+        DeferredCommits("test", max_pending=0)

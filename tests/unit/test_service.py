@@ -160,3 +160,37 @@ def test_the_event_listeners_start_before_the_rpc_server(migrated, master_key, m
     finally:
         service.stop()
         service.wait()
+
+
+def test_a_stopping_agent_commits_the_casts_it_has_taken_before_it_ends(
+        migrated, master_key, monkeypatch):
+    """Casts waiting for their committer when the agent stops are committed, not dropped."""
+    import uuid
+
+    from agent.handlers.vendordata import VendordataEndpoint
+    from agent.vendordata import bootroles
+    from db import api as db_api
+    from rpcapi import CustosAPI
+    from tests.common import eventually
+
+    committer = VendordataEndpoint.instance_boot_roles_set.rpc_mode.committer
+    monkeypatch.setattr(committer, "linger", 2.0)
+    migrated.set_override("transport_url", "fake:/")
+    service = AgentService(migrated)
+    service.start()
+    api = CustosAPI(transport=rpc.TRANSPORT, timeout=10)
+    instances = [str(uuid.uuid4()) for _ in range(20)]
+    try:
+        for instance in instances:
+            api.instance_boot_roles_set(make_context(service_roles=["service"]), instance,
+                                        roles=["member"])
+        assert eventually(lambda: committer.pending() == len(instances), 10)
+    finally:
+        service.stop()
+        service.wait()
+
+    db_api.configure()
+    stored = db_api.run_in_transaction(
+        lambda session: [bootroles.load(session, i) for i in instances], read_only=True)
+    assert stored == [["member"]] * len(instances)
+    assert committer.pending() == 0
