@@ -38,6 +38,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.orm import Session
 
 from db import api as db_api
+from db import upsert
 
 LOG = logging.getLogger(__name__)
 
@@ -140,13 +141,24 @@ def commit_together(works: list[Callable[[Session], Any]]
                     ) -> tuple[list[tuple[Any, BaseException | None]], bool]:
     """Run ``works`` in one transaction; each in one of its own if that fails.
 
+    Together, the rows they insert with :func:`db.upsert.insert_if_absent`
+    are written at the end, in one statement per table, so a work must not
+    read back what it inserted that way.
+
     :returns: ``(result, error)`` for each work, in order, and whether they
         were committed together.
     """
     if len(works) > 1:
+
+        def together(session: Session) -> list[Any]:
+            # Their one-row inserts go to the database as one statement.
+            session.info[upsert.HELD] = {}
+            results = [work(session) for work in works]
+            upsert.write_held(session)
+            return results
+
         try:
-            results = db_api.run_in_transaction(
-                lambda session: [work(session) for work in works])
+            results = db_api.run_in_transaction(together)
         except Exception as error:  # noqa: BLE001 - each request then runs alone
             LOG.debug("A batch of %d requests failed (%s); running each alone",
                       len(works), type(error).__name__)

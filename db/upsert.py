@@ -13,6 +13,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from db import api as db_api
@@ -85,14 +86,63 @@ def upsert(session: Session, model: Any, rows: Sequence[dict[str, Any]],
     session.execute(statement)
 
 
+#: ``Session.info`` key under which :func:`insert_if_absent` holds rows back
+#: for :func:`write_held` (set by whoever runs several requests' work in
+#: one transaction).
+HELD = "custos_held_inserts"
+
+
 def insert_if_absent(session: Session, model: Any, row: dict[str, Any],
                      key: Sequence[str]) -> None:
-    """Insert ``row`` unless a row with the same ``key`` exists; never overwrite."""
+    """Insert ``row`` unless a row with the same ``key`` exists; never overwrite.
+
+    In a session holding inserts back (:data:`HELD`), the row is written
+    by :func:`write_held` with the others of its batch, so the work that
+    inserts it must not read it back.
+    """
     values = {"created_at": models.utcnow(), **row}
+    held = session.info.get(HELD)
+    if held is not None:
+        held.setdefault((model, tuple(key), tuple(values)), []).append(values)
+        return
     # Not session.execute: its ORM bulk-insert handling would only add to
     # every cast that writes a row.
     db_api.execute(session, _insert_if_absent_statement(_dialect(session), model, tuple(key)),
                    values)
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_rows_if_absent_statement(dialect: str, model: Any, key: tuple[str, ...],
+                                     columns: tuple[str, ...], count: int) -> Any:
+    """``INSERT`` of ``count`` rows, each doing nothing on a ``key`` clash, built once.
+
+    Its parameters are ``<column>_<row>``. Rows clash in their order: the
+    first row of a key is written, as one insert after the other would.
+    """
+    table = getattr(model, "__table__", model)
+    rows = [{column: sa.bindparam(f"{column}_{index}", type_=table.c[column].type)
+             for column in columns} for index in range(count)]
+    statement = _insert(dialect)(table).values(rows)
+    if dialect in _MYSQL:
+        return statement.on_duplicate_key_update(**{key[0]: table.c[key[0]]})
+    return statement.on_conflict_do_nothing(index_elements=list(key))
+
+
+def write_held(session: Session) -> None:
+    """Write the rows :func:`insert_if_absent` held back, one statement per table.
+
+    One round trip for a batch's rows instead of one per row. Does nothing
+    in a session that holds nothing back.
+    """
+    held = session.info.pop(HELD, None)
+    if not held:
+        return
+    dialect = _dialect(session)
+    for (model, key, columns), rows in held.items():
+        statement = _insert_rows_if_absent_statement(dialect, model, key, columns, len(rows))
+        params = {f"{column}_{index}": row[column]
+                  for index, row in enumerate(rows) for column in columns}
+        db_api.execute(session, statement, params)
 
 
 def rowcount(result: Any) -> int:

@@ -131,6 +131,21 @@ def test_the_first_roles_stay_when_one_batch_holds_two_casts_for_an_instance(mig
     assert group.batches == 1
 
 
+def test_a_batch_writes_its_rows_in_one_insert(migrated, statements):
+    committer = DeferredCommits("test", linger=0.5)
+    instances = [str(uuid.uuid4()) for _ in range(12)]
+    repeated = instances[3]
+
+    for n, instance in enumerate(instances):
+        committer.submit(_store(instance, [f"r{n}"]), lambda result, error: None)
+    committer.submit(_store(repeated, ["later"]), lambda result, error: None)
+    assert committer.drain(10)
+
+    assert committer.batches == 1
+    assert statements.count("INSERT") == 1
+    assert [_roles_of(i) for i in instances] == [[f"r{n}"] for n in range(12)]
+
+
 def test_a_batch_holds_at_most_max_batch_requests(migrated):
     group = GroupCommit(max_batch=3)
     instances = [str(uuid.uuid4()) for _ in range(7)]
