@@ -169,11 +169,19 @@ def _own_read_pool(engine: Engine) -> bool:
 
 
 def _read_only_engine(engine: Engine) -> Engine:
-    """The engine of read-only work (see :func:`_own_read_pool`)."""
+    """The engine of read-only work (see :func:`_own_read_pool`).
+
+    On PostgreSQL its connections, in autocommit, have the server prepare
+    the hot reads (:data:`db.prepared.SERVER_PREPARED`) unless
+    ``[database] server_prepared_reads`` is off.
+    """
+    options: dict[str, Any] = {READ_ONLY: True}
     if _own_read_pool(engine):
         engine = create_engine(engine.url.render_as_string(hide_password=False),
                                read_only=True)
-    return engine.execution_options(**{READ_ONLY: True})
+        if engine.dialect.name == "postgresql" and CONF.database.server_prepared_reads:
+            options[prepared.SERVER_PREPARED] = True
+    return engine.execution_options(**options)
 
 
 class WarmConnections:

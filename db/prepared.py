@@ -11,6 +11,10 @@ cursor of the connection the request already holds, in its transaction,
 and applies the processors SQLAlchemy would, so rows hold the same Python
 values.
 
+On PostgreSQL's read connections the server also prepares each SELECT
+once per connection (:data:`SERVER_PREPARED`): planning a row read cost
+it about as much as running it.
+
 :func:`db.api.execute` sends SELECTs of read-only requests and INSERTs
 here, and SQLite's ``BEGIN`` of every write transaction runs through
 :func:`run_text`. A statement this cannot run as SQLAlchemy would (a
@@ -26,6 +30,8 @@ says it is lost.
 from __future__ import annotations
 
 import collections
+import itertools
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
@@ -35,6 +41,17 @@ from sqlalchemy.engine import Connection, Dialect
 
 Processor = Callable[[Any], Any]
 Statement = sa.Select[Any] | sa.Insert
+
+#: Execution option of connections whose SELECTs the PostgreSQL server
+#: prepares once per connection (``PREPARE``, then ``EXECUTE`` each time):
+#: planning a row read cost the server as much again as running it. Set
+#: on the read engine (:func:`db.api.configure`); those connections are in
+#: autocommit, so a statement prepared there outlives no transaction.
+SERVER_PREPARED = "custos_server_prepared"
+# Per DBAPI connection (the pool's record of it): names prepared there.
+_PREPARED_HERE = "custos_prepared_names"
+_PYFORMAT = re.compile(r"%\((\w+)\)s")
+_names = itertools.count(1)
 
 
 class Prepared:
@@ -52,7 +69,8 @@ class Prepared:
         escapes for the driver.
     """
 
-    __slots__ = ("sql", "_names", "_bind_processors", "_processors", "_row")
+    __slots__ = ("sql", "_names", "_bind_processors", "_processors", "_row", "server_name",
+                 "server_prepare", "server_execute")
 
     def __init__(self, statement: Statement, dialect: Dialect, names: frozenset[str]) -> None:
         if isinstance(statement, sa.Insert):
@@ -83,6 +101,28 @@ class Prepared:
             if None in keys:
                 raise ValueError("a selected column has no name")
             self._row = collections.namedtuple("Row", keys)  # type: ignore[misc, arg-type]
+        self.server_name: str | None = None
+        self.server_prepare = self.server_execute = ""
+        if (isinstance(statement, sa.Select) and dialect.name == "postgresql"
+                and self._names is None):
+            self._server_form()
+
+    def _server_form(self) -> None:
+        """Build the ``PREPARE`` and ``EXECUTE`` texts of a PostgreSQL read."""
+        order: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            if match.group(1) not in order:
+                order.append(match.group(1))
+            return f"${order.index(match.group(1)) + 1}"
+
+        # PREPARE runs without parameters, so the driver leaves '%%' as it is.
+        body = _PYFORMAT.sub(number, self.sql).replace("%%", "%")
+        self.server_name = f"custos_{next(_names)}"
+        self.server_prepare = f"PREPARE {self.server_name} AS {body}"
+        arguments = ", ".join(f"%({name})s" for name in order)
+        self.server_execute = (f"EXECUTE {self.server_name}({arguments})" if order
+                               else f"EXECUTE {self.server_name}")
 
     def parameters(self, params: dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """Return ``params`` in the driver's form: processed, in order where positional."""
@@ -184,27 +224,56 @@ def _raise_as_sqlalchemy(conn: Connection, error: Any, sql: str, args: Any,
     raise wrapped from error
 
 
-def _on_cursor(conn: Connection, sql: str, args: Any, rows: bool) -> tuple[Any, int]:
+def _on_cursor(conn: Connection, sql: str, args: Any, rows: bool,
+               shown: str | None = None) -> tuple[Any, int]:
     """Run ``sql`` on a cursor of ``conn``'s driver connection, as SQLAlchemy would.
 
+    :param shown: what the engine's listeners are told runs (the statement
+        an ``EXECUTE`` stands for); ``sql`` itself when None.
     :returns: the raw rows (None unless ``rows``) and the cursor's rowcount.
     """
     dispatch = conn.dispatch
     driver = conn.connection.driver_connection
     cursor = driver.cursor()  # type: ignore[union-attr]
+    told = sql if shown is None else shown
     try:
         for listener in dispatch.before_cursor_execute:
-            listener(conn, cursor, sql, args, None, False)
+            listener(conn, cursor, told, args, None, False)
         try:
             cursor.execute(sql, args)
             raw = cursor.fetchall() if rows else None
         except conn.dialect.loaded_dbapi.Error as error:
-            _raise_as_sqlalchemy(conn, error, sql, args, driver, cursor)
+            _raise_as_sqlalchemy(conn, error, told, args, driver, cursor)
         for listener in dispatch.after_cursor_execute:
-            listener(conn, cursor, sql, args, None, False)
+            listener(conn, cursor, told, args, None, False)
         return raw, cursor.rowcount
     finally:
         cursor.close()
+
+
+def _prepared_on_server(conn: Connection, prepared: Prepared) -> bool:
+    """Make sure the server holds ``prepared`` on ``conn``'s connection; True once it does.
+
+    A statement the server refuses to prepare is run as plain SQL from
+    then on (False); a lost connection is raised as SQLAlchemy raises it.
+    """
+    done: set[str] = conn.connection.info.setdefault(_PREPARED_HERE, set())
+    if prepared.server_name in done:
+        return True
+    driver = conn.connection.driver_connection
+    cursor = driver.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(prepared.server_prepare)
+    except conn.dialect.loaded_dbapi.Error as error:
+        if conn.dialect.is_disconnect(error, driver, cursor):
+            _raise_as_sqlalchemy(conn, error, prepared.sql, None, driver, cursor)
+        prepared.server_name = None
+        return False
+    finally:
+        cursor.close()
+    assert prepared.server_name is not None
+    done.add(prepared.server_name)
+    return True
 
 
 def run_text(conn: Connection, sql: str) -> None:
@@ -228,8 +297,13 @@ def run(conn: Connection, statement: Statement, params: dict[str, Any]) -> Any:
     prepared = prepare(statement, conn.dialect, frozenset(params))
     if prepared is None:
         return conn.execute(statement, params)
-    raw, rowcount = _on_cursor(conn, prepared.sql, prepared.parameters(params),
-                               prepared.returns_rows)
+    if (prepared.server_name is not None and conn.get_execution_options().get(SERVER_PREPARED)
+            and _prepared_on_server(conn, prepared)):
+        raw, rowcount = _on_cursor(conn, prepared.server_execute, prepared.parameters(params),
+                                   prepared.returns_rows, shown=prepared.sql)
+    else:
+        raw, rowcount = _on_cursor(conn, prepared.sql, prepared.parameters(params),
+                                   prepared.returns_rows)
     if raw is None:
         return Written(rowcount)
     return Rows([prepared.row(row) for row in raw])

@@ -29,6 +29,13 @@ opts: list[cfg.Opt] = [
     cfg.IntOpt("connect_timeout", default=5, min=1,
                help="Seconds to wait for the database server to accept a "
                     "connection."),
+    cfg.BoolOpt("server_prepared_reads", default=True,
+                help="On PostgreSQL, have the server prepare each frequent read "
+                     "once per connection (PREPARE, then EXECUTE), so that it is "
+                     "not planned again on every request. Turn it off when the "
+                     "agent reaches PostgreSQL through a pooler that hands one "
+                     "client's statements to different server connections "
+                     "(PgBouncer in transaction mode)."),
 ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,57 @@ def test_a_kept_write_connection_the_server_ended_is_replaced_at_once(tmp_path):
     finally:
         db_api.dispose()
         drop()
+
+
+def _server_prepared(session) -> list[str]:
+    """The statements the server holds prepared on this session's connection."""
+    return list(session.connection().exec_driver_sql(
+        "SELECT statement FROM pg_prepared_statements").scalars())
+
+
+# A literal percent sign, which the driver's SQL text escapes.
+_PERCENT = sa.select(sa.literal_column("'100%'").label("text"),
+                     models.Secret.__table__.c.uuid).where(
+    models.Secret.__table__.c.uuid == sa.bindparam("uuid"))
+
+
+def _read_twice(secret: str) -> tuple[list[Any], list[str]]:
+    def work(session):
+        rows = [db_api.execute(session, store._BY_UUID, {"uuid": secret}).all()
+                for _ in range(2)]
+        rows.append(db_api.execute(session, _PERCENT, {"uuid": secret}).all())
+        return rows, _server_prepared(session)
+
+    return db_api.run_in_transaction(work, read_only=True)
+
+
+@pytest.mark.parametrize("server_prepared", [True, False])
+def test_postgresql_prepares_each_hot_read_once_per_connection(tmp_path, server_prepared):
+    """The server plans a read once per connection; the rows are the same either way."""
+    from oslo_config import cfg
+
+    cfg.CONF.set_override("server_prepared_reads", server_prepared, group="database")
+    url, drop = create_database("postgresql", tmp_path, migrated=True)
+    db_api.configure(url)
+    try:
+        secret = str(uuid.uuid4())
+        with db_api.get_engine().begin() as conn:
+            conn.execute(sa.insert(models.Secret), {
+                "uuid": secret, "project_id": "p1", "private": False, "generated": False,
+                "created_at": datetime.datetime(2026, 12, 5)})
+
+        rows, held = _read_twice(secret)
+        _again, held_later = _read_twice(secret)
+    finally:
+        db_api.dispose()
+        drop()
+        cfg.CONF.clear_override("server_prepared_reads", group="database")
+
+    first, second, percent = rows
+    assert first == second and [row.uuid for row in first] == [secret]
+    assert [tuple(row) for row in percent] == [("100%", secret)]
+    if server_prepared:
+        assert len([s for s in held if "FROM secrets" in s]) == 2
+        assert held_later == held  # the kept connection prepared nothing again
+    else:
+        assert held == []
