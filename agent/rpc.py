@@ -18,6 +18,7 @@ from typing import Any
 
 import oslo_messaging as messaging
 from oslo_config import cfg
+from oslo_messaging._drivers import amqpdriver
 from oslo_messaging._drivers import common as driver_common
 from oslo_messaging.notify import listener as notify_listener
 from oslo_messaging.rpc import server as rpc_server
@@ -127,7 +128,16 @@ def get_rpc_server(host: str, endpoints: list[Any]) -> rpc_server.RPCServer:
     return server
 
 
-def cancel_deliveries(server: messaging.RPCServer, timeout: float = 5.0) -> bool:
+#: Seconds :func:`cancel_deliveries` waits for the listener thread. That
+#: thread runs the cancel between two broker reads, and an idle listener's
+#: read lasts up to oslo.messaging's ``ACK_REQUEUE_EVERY_SECONDS_MAX``
+#: (5 s): waiting only 5 s gave up on an idle agent now and then, and
+#: stopped it without cancelling.
+CANCEL_TIMEOUT_S = amqpdriver.ACK_REQUEUE_EVERY_SECONDS_MAX + 5.0
+
+
+def cancel_deliveries(server: messaging.RPCServer,
+                      timeout: float = CANCEL_TIMEOUT_S) -> bool:
     """Have the broker stop delivering requests to a running RPC server.
 
     Call it before ``server.stop()``. The rabbit driver acknowledges a
