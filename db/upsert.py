@@ -51,10 +51,14 @@ def _insert_if_absent_statement(dialect: str, model: Any, key: tuple[str, ...]) 
     compiled statement.
     """
     table = getattr(model, "__table__", model)
+    return _nothing_on_clash(dialect, _insert(dialect)(table), table, key)
+
+
+def _nothing_on_clash(dialect: str, statement: Any, table: Any, key: tuple[str, ...]) -> Any:
+    """``statement``, an INSERT into ``table``, made to write nothing where ``key`` exists."""
     if dialect in _MYSQL:
-        return _insert(dialect)(table).on_duplicate_key_update(
-            **{key[0]: table.c[key[0]]})
-    return _insert(dialect)(table).on_conflict_do_nothing(index_elements=list(key))
+        return statement.on_duplicate_key_update(**{key[0]: table.c[key[0]]})
+    return statement.on_conflict_do_nothing(index_elements=list(key))
 
 
 def upsert(session: Session, model: Any, rows: Sequence[dict[str, Any]],
@@ -122,10 +126,7 @@ def _insert_rows_if_absent_statement(dialect: str, model: Any, key: tuple[str, .
     table = getattr(model, "__table__", model)
     rows = [{column: sa.bindparam(f"{column}_{index}", type_=table.c[column].type)
              for column in columns} for index in range(count)]
-    statement = _insert(dialect)(table).values(rows)
-    if dialect in _MYSQL:
-        return statement.on_duplicate_key_update(**{key[0]: table.c[key[0]]})
-    return statement.on_conflict_do_nothing(index_elements=list(key))
+    return _nothing_on_clash(dialect, _insert(dialect)(table).values(rows), table, key)
 
 
 def write_held(session: Session) -> None:
