@@ -144,12 +144,9 @@ def interleaved(bench: Any, agent_op: Callable[[], object],
 def _agent_seconds(bench: Any, method: str) -> tuple[float, float]:
     """The agent's own count and sum of seconds for ``method`` (its metrics)."""
     text = _metrics_text(bench)
-    values = []
-    for suffix in ("count", "sum"):
-        found = re.search(rf'^custos_rpc_request_seconds_{suffix}{{method="{method}"}} (\S+)$',
-                          text, re.M)
-        values.append(float(found.group(1)) if found else 0.0)
-    return values[0], values[1]
+    label = f'{{method="{method}"}}'
+    return (_sample(text, f"custos_rpc_request_seconds_count{label}"),
+            _sample(text, f"custos_rpc_request_seconds_sum{label}"))
 
 
 def _latency(bench: Any, result: Result, agent_op: Callable[[], object], label: str,
@@ -324,11 +321,15 @@ def _metrics_text(bench: Any) -> str:
         return str(reply.read().decode())
 
 
+def _sample(text: str, name: str) -> float:
+    """The value of the sample ``name`` (with its labels) in a metrics page; 0 when absent."""
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
 def _keystone_validations(bench: Any) -> float:
     """How many token validations the agent has asked Keystone for (its metrics)."""
-    text = _metrics_text(bench)
-    found = re.search(r"^custos_keystone_request_seconds_count (\S+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
+    return _sample(_metrics_text(bench), "custos_keystone_request_seconds_count")
 
 
 def measure_first_token(bench: Any, result: Result) -> None:
