@@ -2,9 +2,20 @@
 
 A request's notifications go out only after its transaction commits, but
 the caller must not wait for the broker to take them: the reply leaves at
-once and :class:`NotificationSender` publishes behind it, in order, from
-one thread. A caller may therefore see a notification arrive just after
-the reply that announced the change.
+once and :class:`NotificationSender` publishes behind it, in order. A
+caller may therefore see a notification arrive just after the reply that
+announced the change.
+
+* An RPC request served inside :func:`after_reply` (the agent's RPC
+  server, :class:`agent.rpc.RPCServer`) has its notifications published
+  by its own worker thread once the reply has left, when nothing else is
+  waiting to be sent: handing them to the sender's thread cost a thread
+  wake-up and a cache-cold publish per request. Anything else, or anything
+  that arrives while such a publish or the queue is not done, goes to the
+  queue, and the queue's thread waits for the publish in progress: a
+  notification never overtakes one committed before it. A publish that
+  fails on the worker is handed to the queue, at its head, and retried
+  there.
 
 * The queue is bounded (``max_queued``): when the broker is slower than
   the requests for long enough, new notifications are dropped, counted in
@@ -25,12 +36,13 @@ logged with its payload, which is what makes the retry possible.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import oslo_messaging as messaging
@@ -49,6 +61,29 @@ FIRST_PAUSE = 0.1
 MAX_PAUSE = 2.0
 #: Reconnection attempts of the transport within one send attempt.
 SEND_RETRY = 1
+
+# What the request on this thread committed, to be published once its
+# reply has left (see after_reply()).
+_held = threading.local()
+
+
+@contextlib.contextmanager
+def after_reply() -> Iterator[None]:
+    """Serve one RPC request whose notifications this thread publishes at the end.
+
+    The block must send the request's reply; on leaving it, whatever
+    :meth:`NotificationSender.submit` held for this thread is published
+    here, on this thread. Never raises for a failed publish: that
+    notification goes to its sender's queue and is retried there.
+    """
+    held: list[tuple[NotificationSender, Any, list[Notification]]] = []
+    _held.items = held
+    try:
+        yield
+    finally:
+        _held.items = None
+        for sender, ctxt, items in held:
+            sender._publish_held(ctxt, items)
 
 
 class BrokerNotifier:
@@ -125,6 +160,8 @@ class NotificationSender:
         self._queue: collections.deque[tuple[Any, Notification]] = collections.deque()
         self._cond = threading.Condition()
         self._busy = False
+        # Notifications held for a worker to publish after its reply.
+        self._held = 0
         self._closing = False
         self._thread: threading.Thread | None = None
         #: Notifications dropped because the queue was full, since start.
@@ -148,10 +185,16 @@ class NotificationSender:
         items = list(notifications)
         if not items:
             return
+        held = getattr(_held, "items", None)
         with self._cond:
             if self._closing:
                 self._drop_locked(len(items))
                 metrics.NOTIFICATIONS_SHUTDOWN.inc(len(items))
+                return
+            if (held is not None and not self._queue and not self._busy
+                    and not self._held and self.broker_state != "failing"):
+                self._held = len(items)
+                held.append((self, ctxt, items))
                 return
             for item in items:
                 if len(self._queue) >= self.max_queued:
@@ -159,11 +202,44 @@ class NotificationSender:
                     metrics.NOTIFICATIONS_QUEUE_FULL.inc()
                 else:
                     self._queue.append((ctxt, item))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="custos-notifier",
-                                                daemon=True)
-                self._thread.start()
+            self._start_locked()
             self._cond.notify_all()
+
+    def _start_locked(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="custos-notifier",
+                                            daemon=True)
+            self._thread.start()
+
+    def _publish_held(self, ctxt: Any, items: list[Notification]) -> None:
+        """Publish what :meth:`submit` held for this thread, once; hand over the rest on failure."""
+        for index, item in enumerate(items):
+            try:
+                self._publish_once(ctxt, item)
+            except Exception as error:  # noqa: BLE001 - the queue retries it
+                LOG.warning("Notification %s not sent (%s); retrying", item[0],
+                            type(error).__name__)
+                metrics.NOTIFICATIONS_RETRIED.inc()
+                with self._cond:
+                    self.broker_state = "failing"
+                    self._queue.extendleft((ctxt, left) for left in reversed(items[index:]))
+                    self._held = 0
+                    self._start_locked()
+                    self._cond.notify_all()
+                return
+        with self._cond:
+            self._held = 0
+            self._cond.notify_all()
+
+    def _publish_once(self, ctxt: Any, item: Notification) -> None:
+        """Publish one notification; raises what the notifier raises."""
+        notifier = self._notifier()
+        if notifier is None:
+            return
+        event_type, payload, priority = item
+        getattr(notifier, priority)(ctxt, event_type, payload)
+        metrics.NOTIFICATIONS_SENT.inc()
+        self.broker_state = "ok"
 
     def _drop_locked(self, count: int) -> None:
         self.dropped += count
@@ -175,7 +251,7 @@ class NotificationSender:
     def pending(self) -> int:
         """Notifications queued or being sent."""
         with self._cond:
-            return len(self._queue) + (1 if self._busy else 0)
+            return len(self._queue) + (1 if self._busy else 0) + self._held
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued notification was sent or given up.
@@ -184,7 +260,7 @@ class NotificationSender:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._queue or self._busy:
+            while self._queue or self._busy or self._held:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -213,7 +289,8 @@ class NotificationSender:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closing:
+                # What is queued was committed after what a worker holds.
+                while (not self._queue or self._held) and not self._closing:
                     self._cond.wait()
                 if not self._queue:
                     return
@@ -231,19 +308,14 @@ class NotificationSender:
                     self._cond.notify_all()
 
     def _send(self, ctxt: Any, item: Notification) -> None:
-        event_type, payload, priority = item
+        event_type = item[0]
         deadline = time.monotonic() + self.retry_deadline
         pause = self.first_pause
         attempt = 0
         while True:
-            notifier = self._notifier()
-            if notifier is None:
-                return
             attempt += 1
             try:
-                getattr(notifier, priority)(ctxt, event_type, payload)
-                metrics.NOTIFICATIONS_SENT.inc()
-                self.broker_state = "ok"
+                self._publish_once(ctxt, item)
                 if attempt > 1:
                     LOG.info("Notification %s sent after %d attempts", event_type, attempt)
                 return

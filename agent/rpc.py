@@ -107,10 +107,25 @@ def cleanup() -> None:
     TRANSPORT = NOTIFICATION_TRANSPORT = None
 
 
+class RPCServer(rpc_server.RPCServer):
+    """oslo.messaging's RPC server, publishing each request's notifications after its reply.
+
+    oslo.messaging sends the reply at the end of ``_process_incoming``,
+    on the worker thread that dispatched the request; run inside
+    :func:`agent.notifier.after_reply`, the same thread then publishes
+    what the request committed (see that module for when it does not).
+    """
+
+    def _process_incoming(self, incoming: Any) -> None:
+        with notifier.after_reply():
+            super()._process_incoming(incoming)
+
+
 def get_rpc_server(host: str, endpoints: list[Any]) -> rpc_server.RPCServer:
     """Return an RPC server on exchange ``custos``, topic ``custos-agent``, named ``host``.
 
-    Its dispatcher is :class:`agent.dispatch.RequestDispatcher`, which lets
+    It is :class:`RPCServer`: each request's notifications leave after its
+    reply, from the thread that served it. Its dispatcher is :class:`agent.dispatch.RequestDispatcher`, which lets
     the boundary know each request's message id. Requests run on
     :class:`agent.executor.LifoExecutor`, sized by
     ``executor_thread_pool_size`` as oslo.messaging's threading executor
@@ -121,7 +136,7 @@ def get_rpc_server(host: str, endpoints: list[Any]) -> rpc_server.RPCServer:
     target = messaging.Target(exchange=wire.EXCHANGE, topic=TOPIC, server=host)
     dispatcher = dispatch.RequestDispatcher(
         endpoints, context.RequestContextSerializer(), messaging.ExplicitRPCAccessPolicy)
-    server = rpc_server.RPCServer(TRANSPORT, target, dispatcher)
+    server = RPCServer(TRANSPORT, target, dispatcher)
     # start() builds the pool as _executor_cls(max_workers=...), and the
     # public executor argument names only oslo.messaging's own two.
     server._executor_cls = executor.LifoExecutor

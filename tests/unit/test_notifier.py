@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from agent import notifier
 from agent.notifier import NotificationSender
 from tests.common import member
 
@@ -61,6 +62,83 @@ def test_reply_does_not_wait_for_a_blocked_publish(harness):
     assert harness.runtime.notifications.flush(10)
     assert [event for event, _ in blocked.sent] == ["secret.define", "secret.value_change"]
     assert all(payload["uuid"] == uuid for _, payload in blocked.sent)
+
+
+class GateNotifier:
+    """Records the order publishes start in; holds ``probe.first`` until opened."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.started: list[tuple[str, str]] = []
+
+    def info(self, ctxt: Any, event_type: str, payload: dict[str, Any]) -> None:
+        self.started.append((event_type, threading.current_thread().name))
+        if event_type == "probe.first" and not self.gate.wait(30):
+            raise TimeoutError("never opened")
+
+
+def test_a_served_requests_notifications_leave_from_its_worker_after_the_reply(harness):
+    recorder = GateNotifier()
+    recorder.gate.set()
+    harness.runtime.notifier = recorder
+    harness.api.secret_generate(member(), "ceph", "client.worker")
+    assert harness.runtime.notifications.flush(10)
+    assert [event for event, _ in recorder.started] == ["secret.define", "secret.value_change"]
+    assert all(thread.startswith("rpc-worker") for _, thread in recorder.started)
+
+
+def test_nothing_a_worker_holds_is_published_before_its_block_ends():
+    flaky = FlakyNotifier(failures=0)
+    sender = NotificationSender(lambda: flaky)
+    with notifier.after_reply():
+        sender.submit(member(), [("probe.held", {}, "info")])
+        assert flaky.attempts == 0
+        assert sender.pending() == 1
+    assert flaky.sent == ["probe.held"]
+    assert sender.pending() == 0
+
+
+def test_queued_notifications_wait_for_the_one_a_worker_is_publishing():
+    gate = GateNotifier()
+    sender = NotificationSender(lambda: gate)
+
+    def served() -> None:
+        with notifier.after_reply():
+            sender.submit(member(), [("probe.first", {}, "info")])
+
+    worker = threading.Thread(target=served, name="rpc-worker-test")
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not gate.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Committed after probe.first, from a thread that is no worker:
+        # queued, and held back while probe.first is being published.
+        sender.submit(member(), [("probe.second", {}, "info")])
+        time.sleep(0.3)
+        assert gate.started == [("probe.first", "rpc-worker-test")]
+        assert not sender.flush(0.1)
+    finally:
+        gate.gate.set()
+        worker.join(10)
+    assert sender.flush(10)
+    assert [event for event, _ in gate.started] == ["probe.first", "probe.second"]
+    assert gate.started[1][1] == "custos-notifier"
+
+
+def test_a_publish_that_fails_on_the_worker_is_retried_in_order_by_the_queue():
+    flaky = FlakyNotifier(failures=2)
+    sender = NotificationSender(lambda: flaky, first_pause=0.01, max_pause=0.02)
+    with notifier.after_reply():
+        sender.submit(member(), [("probe.a", {}, "info"), ("probe.b", {}, "info")])
+    assert sender.flush(10)
+    assert flaky.sent == ["probe.a", "probe.b"]
+    # One try on the worker, then the queue's: one more failure, then both.
+    assert flaky.attempts == 4
+    assert sender.failed == 0
+    # While the broker was failing, a served request's notifications
+    # would have queued behind the retries; now it is back, they are held.
+    assert sender.broker_state == "ok"
 
 
 def test_full_queue_drops_counts_and_logs_once_without_payload(caplog):
