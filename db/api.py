@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 import tenacity
@@ -475,13 +475,60 @@ def transaction(read_only: bool = False) -> Iterator[Session]:
     with _writer_turn(None if read_only else _sqlite_writer), \
             (_warm_reads if read_only else _warm_writes).connection() as conn:
         if read_only:
-            with _read_sessionmaker(bind=conn) as session:
-                yield session
+            lazy = ReadSession(conn)
+            try:
+                yield cast(Session, lazy)
+            finally:
+                lazy.close()
         else:
             # The connection waits outside any transaction: the session
             # begins its own on it and commits or rolls it back.
             with _sessionmaker(bind=conn) as session, session.begin():
                 yield session
+
+
+class ReadSession:
+    """The session of read-only work, made only when the work asks for more than a statement.
+
+    A primary-key read spent more on building and closing SQLAlchemy's
+    ``Session`` than on its statement. :func:`execute` runs a statement on
+    :attr:`bind`, the kept connection, without one; anything else a
+    handler asks of the session (an ORM query, ``info``, ``flush``) makes
+    the real one, bound to the same connection, once per request.
+
+    :param bind: the connection, in the transaction it keeps
+        (:class:`WarmConnections`).
+    """
+
+    __slots__ = ("bind", "_session")
+
+    def __init__(self, bind: Connection) -> None:
+        self.bind = bind
+        self._session: Session | None = None
+
+    @property
+    def orm(self) -> Session:
+        """The real session, made on first use."""
+        if self._session is None:
+            assert _read_sessionmaker is not None
+            self._session = _read_sessionmaker(bind=self.bind)
+        return self._session
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.orm, name)
+
+    def close(self) -> None:
+        """Close the real session, if one was made."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+
+def orm_session(session: Session) -> Session:
+    """Return the SQLAlchemy session behind ``session`` (a :class:`ReadSession`'s own)."""
+    if isinstance(session, ReadSession):
+        return session.orm
+    return session
 
 
 def execute(session: Session, statement: Any, params: dict[str, Any]) -> Any:
@@ -503,6 +550,13 @@ def execute(session: Session, statement: Any, params: dict[str, Any]) -> Any:
         iteration), for a prepared INSERT a :class:`db.prepared.Written`
         (``rowcount``).
     """
+    if isinstance(session, ReadSession):
+        if session._session is not None and (session._session.new or session._session.deleted
+                                             or session._session.dirty):
+            session._session.flush()
+        if isinstance(statement, sa.Select):
+            return prepared.run(session.bind, statement, params)
+        return session.bind.execute(statement, params)
     if session.new or session.deleted or session.dirty:
         session.flush()
     if session.info.get(READ_ONLY):

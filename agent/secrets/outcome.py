@@ -20,6 +20,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
+from db import api as db_api
+
 LOG = logging.getLogger(__name__)
 
 _KEY = "custos.secrets.outcome"
@@ -37,6 +39,9 @@ def on_end(session: Session, func: Callable[[], Any]) -> None:
 
 
 def _hooks(session: Session) -> dict[str, Any]:
+    # Its listeners need SQLAlchemy's session, not a read-only request's
+    # stand-in for it.
+    session = db_api.orm_session(session)
     hooks = session.info.get(_KEY)
     if hooks is None:
         hooks = session.info[_KEY] = {"committed": False, "rollback": [], "end": []}
