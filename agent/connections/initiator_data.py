@@ -15,8 +15,9 @@ from collections.abc import Iterable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from agent.secrets import store as secret_store
 from db import api as db_api
-from db import upsert
+from db import models, upsert
 from db.models import DriverInitiatorData
 
 _CONFLICT_COLUMNS = ["initiator", "namespace", "key"]
@@ -32,6 +33,43 @@ def read(session: Session, initiator: str, namespace: str) -> dict[str, str]:
     """Return ``{key: value}`` of one initiator in one namespace ({} when none)."""
     rows = db_api.execute(session, _READ, {"initiator": initiator, "namespace": namespace})
     return {key: value if value is not None else "" for key, value in rows}
+
+
+# One row per data key (or one row when there is none), each beside the
+# driver secret of the initiator's usage, or NULLs when there is none.
+_ANCHOR = sa.select(sa.literal_column("1").label("one")).subquery("anchor")
+_READ_WITH_SECRET = (
+    sa.select(_TABLE.c.key, _TABLE.c.value,
+              *(column.label(f"secret_{column.key}")
+                for column in secret_store.DRIVER_SECRET_COLUMNS))
+    .select_from(
+        _ANCHOR
+        .outerjoin(_TABLE, sa.and_(_TABLE.c.initiator == sa.bindparam("initiator"),
+                                   _TABLE.c.namespace == sa.bindparam("namespace")))
+        .outerjoin(models.Secret.__table__, secret_store.driver_usage_condition(
+            sa.bindparam("namespace"), sa.bindparam("usage_type"),
+            sa.bindparam("initiator")))))
+
+
+def read_with_driver_secret(session: Session, initiator: str, namespace: str,
+                            usage_type: str) -> tuple[dict[str, str], secret_store.DriverSecretRow | None]:
+    """Read the initiator's data and the driver secret of its usage in one statement.
+
+    On PostgreSQL every statement is a round trip, and an attach needs
+    both: the driver's secret has usage (``namespace``, ``usage_type``,
+    ``initiator``). One statement also reads both in one snapshot.
+
+    :returns: ``{key: value}`` as :func:`read` returns it, and the secret's
+        row for :meth:`agent.secrets.store.SecretStore.open_driver_secret`
+        (None when there is no such secret).
+    """
+    rows = db_api.execute(session, _READ_WITH_SECRET, {
+        "initiator": initiator, "namespace": namespace, "usage_type": usage_type}).all()
+    data = {row[0]: row[1] if row[1] is not None else "" for row in rows if row[0] is not None}
+    secret = None
+    if rows and rows[0][2] is not None:
+        secret = secret_store.DriverSecretRow._make(rows[0][2:])
+    return data, secret
 
 
 def set_values(session: Session, initiator: str, namespace: str,

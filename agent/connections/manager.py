@@ -163,9 +163,15 @@ class ConnectionManager:
         backend = self.backend(backend_name)
         initiator: str | None = connector.get("initiator")
         data = None
-        if backend.driver.uses_initiator_data and initiator:
-            data = initiator_data.read(session, initiator, backend.namespace)
         request = self._driver_request(session, backend, ctx.project_id)
+        if backend.driver.uses_initiator_data and initiator:
+            usage_type = backend.driver.attach_secret_usage_type
+            if usage_type is not None and self.secrets is not None:
+                data, secret = initiator_data.read_with_driver_secret(
+                    session, initiator, backend.namespace, usage_type)
+                request.prefetched[(usage_type, initiator)] = secret
+            else:
+                data = initiator_data.read(session, initiator, backend.namespace)
         info = self._call_driver(backend, "initialize_connection",
                                  backend.driver.initialize_connection,
                                  volume, connector, data, request)

@@ -14,11 +14,13 @@ them in the request's transaction.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from oslo_config import cfg
 from sqlalchemy.orm import Session
+
+from agent import exception
 
 
 class SecretStore(Protocol):
@@ -35,6 +37,8 @@ class SecretStore(Protocol):
 
     def driver_secret(self, session: Session, *, namespace: str, usage_type: str,
                       usage_id: str) -> tuple[str, bytes] | None: ...
+
+    def open_driver_secret(self, row: Any) -> tuple[str, bytes] | None: ...
 
     def delete_driver_secret(self, session: Session, *, namespace: str, uuid: str) -> None: ...
 
@@ -70,6 +74,9 @@ class DriverRequest:
     :ivar project_id: the project of the request context.
     :ivar read_initiator_data: ``f(initiator) -> {key: value}``, a fresh
         read of the initiator's rows in this namespace.
+    :ivar prefetched: driver secret rows the agent read with the
+        initiator's data, by ``(usage_type, usage_id)``; each is used once
+        by :meth:`driver_secret`.
     """
 
     session: Session
@@ -78,6 +85,26 @@ class DriverRequest:
     namespace: str
     project_id: str | None
     read_initiator_data: Callable[[str], dict[str, str]]
+    prefetched: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def driver_secret(self, usage_type: str, usage_id: str) -> tuple[str, bytes] | None:
+        """Return ``(uuid, value)`` of the driver's secret of this usage, or None.
+
+        The row read with the initiator's data when the agent has it
+        (:attr:`VolumeDriver.attach_secret_usage_type`), else a fresh read;
+        after a change to the secret, a second call reads afresh.
+
+        :raises VolumeDriverError: the agent has no secret store.
+        :raises DecryptionFailed: the stored value failed its integrity check.
+        """
+        if self.secrets is None:
+            raise exception.VolumeDriverError(backend=self.backend,
+                                              reason="no secret store is available")
+        key = (usage_type, usage_id)
+        if key in self.prefetched:
+            return self.secrets.open_driver_secret(self.prefetched.pop(key))
+        return self.secrets.driver_secret(self.session, namespace=self.namespace,
+                                          usage_type=usage_type, usage_id=usage_id)
 
 
 class VolumeDriver:
@@ -96,6 +123,12 @@ class VolumeDriver:
     #: Initiator data keys only the driver itself writes (through the
     #: update it returns); ``initiator_data_update`` refuses them.
     own_initiator_keys: ClassVar[frozenset[str]] = frozenset()
+
+    #: The usage type of the driver secret an attach reads, whose usage id
+    #: is the initiator: the agent reads it with the initiator's data, in
+    #: one statement, for :meth:`DriverRequest.driver_secret`. None: no
+    #: such secret.
+    attach_secret_usage_type: ClassVar[str | None] = None
 
     def __init__(self, backend: str, options: Any) -> None:
         self.backend = backend

@@ -74,6 +74,7 @@ class ISCSIChapDriver(VolumeDriver):
 
     uses_initiator_data = True
     own_initiator_keys = OWN_KEYS
+    attach_secret_usage_type = USAGE_TYPE
 
     def __init__(self, backend: str, options: Any) -> None:
         super().__init__(backend, options)
@@ -132,7 +133,7 @@ class ISCSIChapDriver(VolumeDriver):
         rotate = _truthy(data.get(KEY_ROTATE))
         usage = {"namespace": request.namespace, "usage_type": USAGE_TYPE,
                  "usage_id": initiator}
-        stored = store.driver_secret(session, **usage)
+        stored = request.driver_secret(USAGE_TYPE, initiator)
         if stored is not None:
             held, value = stored
             username, password = _unpack(value.decode())

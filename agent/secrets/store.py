@@ -43,7 +43,7 @@ import builtins
 import dataclasses
 import threading
 import uuid as uuid_lib
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -83,10 +83,37 @@ _BY_UUID = sa.select(_TABLE).where(_TABLE.c.uuid == sa.bindparam("uuid"), _LIVE)
 _BY_USAGE = sa.select(_TABLE).where(_TABLE.c.project_id == sa.bindparam("project_id"),
                                     _TABLE.c.usage_type == sa.bindparam("usage_type"),
                                     _TABLE.c.usage_id == sa.bindparam("usage_id"), _LIVE)
-_BY_DRIVER_USAGE = sa.select(_TABLE).where(
-    _TABLE.c.driver_namespace == sa.bindparam("namespace"),
-    _TABLE.c.usage_type == sa.bindparam("usage_type"),
-    _TABLE.c.usage_id == sa.bindparam("usage_id"), _LIVE)
+
+
+def driver_usage_condition(namespace: Any, usage_type: Any,
+                           usage_id: Any) -> sa.ColumnElement[bool]:
+    """The condition the live driver secret of one usage meets.
+
+    For a read that fetches that secret beside other rows in one
+    statement (:mod:`agent.connections.initiator_data`); its row then goes
+    to :meth:`SecretStore.open_driver_secret`.
+
+    :param namespace: the driver's namespace, a value or bind parameter;
+        so are ``usage_type`` and ``usage_id``.
+    """
+    return sa.and_(_TABLE.c.driver_namespace == namespace, _TABLE.c.usage_type == usage_type,
+                   _TABLE.c.usage_id == usage_id, _LIVE)
+
+
+class DriverSecretRow(NamedTuple):
+    """The columns of a driver secret that :meth:`SecretStore.open_driver_secret` reads."""
+
+    uuid: str
+    value: bytes | None
+    wrapped_key: bytes | None
+    master_key_id: str | None
+
+
+#: Those columns, in :class:`DriverSecretRow`'s order.
+DRIVER_SECRET_COLUMNS = tuple(_TABLE.c[name] for name in DriverSecretRow._fields)
+
+_BY_DRIVER_USAGE = sa.select(_TABLE).where(driver_usage_condition(
+    sa.bindparam("namespace"), sa.bindparam("usage_type"), sa.bindparam("usage_id")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,7 +254,16 @@ class SecretStore:
 
         :raises DecryptionFailed: the stored value failed its integrity check.
         """
-        row = self._driver_row(session, namespace, usage_type, usage_id)
+        return self.open_driver_secret(self._driver_row(session, namespace, usage_type, usage_id))
+
+    def open_driver_secret(self, row: Any) -> tuple[str, bytes] | None:
+        """Return ``(uuid, value)`` of a driver secret's row read elsewhere.
+
+        :param row: the row, with the attributes of :data:`DRIVER_SECRET_COLUMNS`;
+            None when there is none.
+        :returns: None for no row or a row without a value.
+        :raises DecryptionFailed: the stored value failed its integrity check.
+        """
         if row is None or row.value is None:
             return None
         return row.uuid, self._open(row)
