@@ -212,7 +212,7 @@ class NotificationSender:
             self._thread.start()
 
     def _publish_held(self, ctxt: Any, items: list[Notification]) -> None:
-        """Publish what :meth:`submit` held for this thread, once; hand over the rest on failure."""
+        """Publish what :meth:`submit` held for this thread; on a failure, queue the rest."""
         for index, item in enumerate(items):
             try:
                 self._publish_once(ctxt, item)

@@ -125,8 +125,9 @@ def get_rpc_server(host: str, endpoints: list[Any]) -> rpc_server.RPCServer:
     """Return an RPC server on exchange ``custos``, topic ``custos-agent``, named ``host``.
 
     It is :class:`RPCServer`: each request's notifications leave after its
-    reply, from the thread that served it. Its dispatcher is :class:`agent.dispatch.RequestDispatcher`, which lets
-    the boundary know each request's message id. Requests run on
+    reply, from the thread that served it. Its dispatcher is
+    :class:`agent.dispatch.RequestDispatcher`, which lets the boundary
+    know each request's message id. Requests run on
     :class:`agent.executor.LifoExecutor`, sized by
     ``executor_thread_pool_size`` as oslo.messaging's threading executor
     is, but waking its most recently idle thread (see that module for

@@ -51,8 +51,9 @@ _READ_WITH_SECRET = (
             sa.bindparam("initiator")))))
 
 
-def read_with_driver_secret(session: Session, initiator: str, namespace: str,
-                            usage_type: str) -> tuple[dict[str, str], secret_store.DriverSecretRow | None]:
+def read_with_driver_secret(
+        session: Session, initiator: str, namespace: str,
+        usage_type: str) -> tuple[dict[str, str], secret_store.DriverSecretRow | None]:
     """Read the initiator's data and the driver secret of its usage in one statement.
 
     On PostgreSQL every statement is a round trip, and an attach needs
