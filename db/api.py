@@ -372,8 +372,7 @@ def configure(url: str | None = None) -> Engine:
         # Bound per session to a connection of _warm_reads, joining its
         # transaction (WarmConnections.take).
         _read_sessionmaker = sessionmaker(expire_on_commit=False, autoflush=False,
-                                          join_transaction_mode="rollback_only",
-                                          info={READ_ONLY: True})
+                                          join_transaction_mode="rollback_only")
         event.listen(_read_sessionmaker, "before_flush", _refuse_write)
         return _engine
 
@@ -514,6 +513,11 @@ class ReadSession:
             self._session = _read_sessionmaker(bind=self.bind)
         return self._session
 
+    def holds_changes(self) -> bool:
+        """True when the real session holds unflushed changes (a flush refuses them)."""
+        real = self._session
+        return real is not None and bool(real.new or real.deleted or real.dirty)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.orm, name)
 
@@ -551,20 +555,13 @@ def execute(session: Session, statement: Any, params: dict[str, Any]) -> Any:
         (``rowcount``).
     """
     if isinstance(session, ReadSession):
-        if session._session is not None and (session._session.new or session._session.deleted
-                                             or session._session.dirty):
-            session._session.flush()
+        if session.holds_changes():
+            session.orm.flush()  # refused: WriteNeeded
         if isinstance(statement, sa.Select):
             return prepared.run(session.bind, statement, params)
         return session.bind.execute(statement, params)
     if session.new or session.deleted or session.dirty:
         session.flush()
-    if session.info.get(READ_ONLY):
-        bind = session.bind
-        assert isinstance(bind, Connection)
-        if isinstance(statement, sa.Select):
-            return prepared.run(bind, statement, params)
-        return bind.execute(statement, params)
     if isinstance(statement, sa.Insert):
         return prepared.run(session.connection(), statement, params)
     return session.connection().execute(statement, params)
