@@ -210,7 +210,7 @@ class _Finish:
 
 
 def rpc_method(mode: transactions.Mode = transactions.WRITE, *,
-               authenticated: bool = True) -> Callable[[F], F]:
+               authenticated: bool = True, quick: bool = False) -> Callable[[F], F]:
     """Make an endpoint method an RPC method behind the dispatch boundary.
 
     The decorated function is written as ``handler(self, request, **args)``;
@@ -220,6 +220,10 @@ def rpc_method(mode: transactions.Mode = transactions.WRITE, *,
         (:mod:`agent.transactions`); a write transaction by default.
     :param authenticated: the caller's tokens are checked first. Only a
         method anyone may call (``health``) leaves it out.
+    :param quick: its work needs nothing but the agent's memory and one
+        short transaction: no other service, no long write. Such a request
+        may be served on the thread that read it off the bus
+        (:class:`agent.rpc.RPCServer`).
     """
 
     def decorator(func: F) -> F:
@@ -282,6 +286,7 @@ def rpc_method(mode: transactions.Mode = transactions.WRITE, *,
 
         wrapper.rpc_method = True  # type: ignore[attr-defined]
         wrapper.rpc_mode = mode  # type: ignore[attr-defined]
+        wrapper.rpc_quick = quick  # type: ignore[attr-defined]
         # What oslo.messaging's explicit access policy looks for.
         wrapper.exposed = True  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]

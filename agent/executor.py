@@ -74,6 +74,11 @@ class LifoExecutor(futures.Executor):
         """How many of its threads wait for work."""
         return len(self._idle)
 
+    def at_rest(self) -> bool:
+        """True when none of its threads is busy and no work waits for one."""
+        with self._lock:
+            return len(self._idle) == len(self._threads) and not self._backlog
+
     def submit(self, fn: Callable[..., Any], /, *args: Any,
                **kwargs: Any) -> futures.Future[Any]:
         """Run ``fn(*args, **kwargs)`` on a pool thread.

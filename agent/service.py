@@ -96,7 +96,7 @@ class AgentService:
                                                  self.conf)
         for listener in self.listeners:
             listener.start()
-        self.server = rpc.get_rpc_server(self.conf.host, endpoints)
+        self.server = rpc.get_rpc_server(self.conf.host, endpoints, identity=runtime.identity)
         self.server.start()
         self.reaper = PurgeReaper(self.conf)
         self.reaper.start()

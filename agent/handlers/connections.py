@@ -48,7 +48,7 @@ class ConnectionEndpoint(Endpoint):
         if project_id and project_id != request.context.project_id:
             policy.authorize(request.context, method, {"project_id": project_id})
 
-    @rpc_method(transactions.ReadFirst(retry_deadline=RETRY_DEADLINE))
+    @rpc_method(transactions.ReadFirst(retry_deadline=RETRY_DEADLINE), quick=True)
     def initialize_connection(self, request: Request, volume: Any, connector: Any,
                               backend: Any = None) -> dict[str, Any]:
         """Return ``connection_info`` for ``volume`` on ``connector``.
@@ -84,7 +84,7 @@ class ConnectionEndpoint(Endpoint):
             request.session, request.context, volume, connector, backend, bool(force))
         request.notify("connection.terminate", detached.payload())
 
-    @rpc_method(transactions.READ_ONLY)
+    @rpc_method(transactions.READ_ONLY, quick=True)
     def initiator_data_get(self, request: Request, initiator: Any,
                            namespace: Any) -> dict[str, str]:
         """Return an initiator's ``{key: value}`` in ``namespace``."""

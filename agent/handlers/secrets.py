@@ -73,7 +73,7 @@ class SecretEndpoint(Endpoint):
         _notify(request, "secret.define", info)
         return info.uuid
 
-    @rpc_method(transactions.READ_ONLY)
+    @rpc_method(transactions.READ_ONLY, quick=True)
     def secret_get_xml_desc(self, request: Request, uuid: Any) -> str:
         """Return a secret's definition as libvirt XML, never its value.
 
@@ -97,7 +97,7 @@ class SecretEndpoint(Endpoint):
         info = self.store.set_value(request.session, _scope(request), secret_uuid, raw)
         _notify(request, "secret.value_change", info)
 
-    @rpc_method(transactions.READ_ONLY)
+    @rpc_method(transactions.READ_ONLY, quick=True)
     def secret_get_value(self, request: Request, uuid: Any) -> str:
         """Return a secret's value as base64.
 
@@ -144,7 +144,7 @@ class SecretEndpoint(Endpoint):
                                          sorted(definition.USAGE_TYPES), nullable=True))
         return [info.summary() for info in found]
 
-    @rpc_method(transactions.READ_ONLY)
+    @rpc_method(transactions.READ_ONLY, quick=True)
     def secret_lookup_by_usage(self, request: Request, usage_type: Any, usage_id: Any,
                                project_id: Any = None) -> str:
         """Return the UUID of the secret of a project holding a usage.

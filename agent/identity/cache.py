@@ -53,6 +53,15 @@ class TokenCache(Generic[V]):
             self._entries.move_to_end(key)
             return entry[1]
 
+    def holds(self, key: bytes) -> bool:
+        """True when a value is kept for ``key`` and its time is not up.
+
+        Unlike :meth:`get`, it changes nothing: the entry keeps its place.
+        """
+        with self._lock:
+            entry = self._entries.get(key)
+            return entry is not None and entry[0] > self._clock()
+
     def put(self, key: bytes, value: V, ttl: float) -> None:
         """Keep ``value`` for ``ttl`` seconds (nothing is kept for ttl <= 0)."""
         if ttl <= 0:

@@ -47,6 +47,22 @@ def test_the_most_recently_idle_thread_takes_the_next_request():
         pool.shutdown()
 
 
+def test_at_rest_only_while_no_thread_works_and_nothing_waits():
+    pool = LifoExecutor(max_workers=1)
+    gate = threading.Event()
+    try:
+        assert pool.at_rest()
+        busy = pool.submit(gate.wait, 5)
+        assert not pool.at_rest()
+        waiting = pool.submit(_thread_name)
+        gate.set()
+        busy.result(timeout=5)
+        waiting.result(timeout=5)
+        assert eventually(pool.at_rest, 5)
+    finally:
+        pool.shutdown()
+
+
 def test_a_burst_runs_at_most_max_workers_at_once_and_loses_nothing():
     pool = LifoExecutor(max_workers=3)
     lock = threading.Lock()

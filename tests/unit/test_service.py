@@ -148,7 +148,7 @@ def test_the_event_listeners_start_before_the_rpc_server(migrated, master_key, m
     """The own event queue exists before any request can put something in memory."""
     started: list[str] = []
     monkeypatch.setattr(rpc, "get_rpc_server",
-                        lambda host, endpoints: _Part(started, "rpc server"))
+                        lambda host, endpoints, **kwargs: _Part(started, "rpc server"))
     monkeypatch.setattr(rpc, "get_event_listeners", lambda *args: [
         _Part(started, "shared events"), _Part(started, "own events")])
     migrated.set_override("transport_url", "fake:/")

@@ -191,3 +191,32 @@ def test_a_contexts_logging_values_mask_both_tokens():
                             overwrite=False).get_logging_values()
 
     assert "user-secret" not in repr(values) and "service-secret" not in repr(values)
+
+
+def test_what_can_be_answered_without_keystone(conf, keystone_mode):
+    conf.set_override("token_cache_time", 300, group="keystone_authtoken")
+    now = [1000.0]
+    authn = Authenticator(conf)
+    authn.known = TokenCache(10, clock=lambda: now[0])
+    authn.identify(claimed(auth_token="tok-alice", service_token="tok-nova"), "key_list")
+    with pytest.raises(exception.Unauthorized):
+        authn.identify(claimed(auth_token="garbage"), "key_list")
+    asked = list(keystone_mode.asked)
+
+    assert authn.answers_from_memory({"auth_token": "tok-alice"})
+    assert authn.answers_from_memory({"auth_token": "tok-alice", "service_token": "tok-nova"})
+    assert authn.answers_from_memory({"auth_token": "garbage"})  # refused again at once
+    assert authn.answers_from_memory({"project_id": P1})  # no token: refused at once
+    assert not authn.answers_from_memory({"auth_token": "tok-bob"})
+    assert not authn.answers_from_memory({"auth_token": "tok-alice", "service_token": "tok-x"})
+    assert not authn.answers_from_memory({"auth_token": ["tok-alice"]})
+    assert not authn.answers_from_memory({"auth_token": "t" * 9000})
+    now[0] += 301
+    assert not authn.answers_from_memory({"auth_token": "tok-alice"})
+    # Looking asked Keystone nothing and kept nothing.
+    assert keystone_mode.asked == asked
+    assert len(authn.known) == 2
+
+
+def test_a_trusted_agent_answers_every_context_from_memory(conf):
+    assert Authenticator(conf).answers_from_memory({"auth_token": "anything"})
