@@ -8,9 +8,9 @@ announced the change.
 
 * An RPC request served inside :func:`after_reply` (the agent's RPC
   server, :class:`agent.rpc.RPCServer`) has its notifications published
-  by its own worker thread once the reply has left, when nothing else is
-  waiting to be sent: handing them to the sender's thread cost a thread
-  wake-up and a cache-cold publish per request. Anything else, or anything
+  by the thread that served it once the reply has left, when nothing
+  else is waiting to be sent: handing them to the sender's thread cost a
+  thread wake-up and a cache-cold publish per request. Anything else, or anything
   that arrives while such a publish or the queue is not done, goes to the
   queue, and the queue's thread waits for the publish in progress: a
   notification never overtakes one committed before it. A publish that
