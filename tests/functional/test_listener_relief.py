@@ -16,6 +16,8 @@ import sqlalchemy as sa
 
 from tests.common import admin, member, member_with_service, nobody
 
+INITIATOR = "iqn.2004-10.com.example:relief"
+
 
 def test_a_held_quick_read_does_not_hold_back_the_other_callers(start_agent, api,
                                                                  postgresql_url):
@@ -37,10 +39,8 @@ def test_a_held_quick_read_does_not_hold_back_the_other_callers(start_agent, api
 
             started = time.monotonic()
             assert api.health(nobody())["database"] == "ok"
-            api.initiator_data_update(member_with_service(), "iqn.2004-10.com.example:relief", "probe",
-                                      {"k": "v"}, [])
-            assert api.initiator_data_get(admin(), "iqn.2004-10.com.example:relief",
-                                          "probe") == {"k": "v"}
+            api.initiator_data_update(member_with_service(), INITIATOR, "probe", {"k": "v"}, [])
+            assert api.initiator_data_get(admin(), INITIATOR, "probe") == {"k": "v"}
             assert time.monotonic() - started < 5
             assert held.is_alive() and not answers
             locker.rollback()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent import rpc
+from agent import exception, rpc
 from agent.secrets.store import SecretStore
 from agent.wire import RequestContext
 from tests.common import nobody
@@ -89,10 +89,8 @@ def test_a_token_seen_for_the_first_time_is_validated_on_a_pool_thread(agent, ke
     assert keystone_mode.asked.count("tok-dave") == 1
 
 
-def test_an_unknown_token_is_refused_from_a_pool_thread_every_time_keystone_is_asked(
+def test_an_unknown_token_goes_to_the_pool_until_keystone_has_refused_it(
         agent, keystone_mode):
-    from agent import exception
-
     server = agent.service.server
     before = server.served_by_listener
     with pytest.raises(exception.Unauthorized):
