@@ -202,7 +202,8 @@ def test_losing_the_leading_broker_node_loses_no_write_and_no_announcement(deplo
           f"in the {PAUSE_WINDOW_S} s before the kill: call p50 "
           f"{statistics.median(before):.2f} s, max {max(before):.2f} s, longest silence "
           f"{longest_silence(load, killed_at - PAUSE_WINDOW_S, killed_at):.2f} s; "
-          f"in the {PAUSE_WINDOW_S} s after: call max {max(around):.2f} s, longest silence "
+          f"in the {PAUSE_WINDOW_S} s after: call max "
+          f"{f'{max(around):.2f} s' if around else 'none ended'}, longest silence "
           f"{longest_silence(load, killed_at, killed_at + PAUSE_WINDOW_S):.2f} s; "
           f"'not sent' log lines {len(not_sent)}; copies answered as before {answered_again}")
 
