@@ -10,12 +10,12 @@ announced the change.
   server, :class:`agent.rpc.RPCServer`) has its notifications published
   by the thread that served it once the reply has left, when nothing
   else is waiting to be sent: handing them to the sender's thread cost a
-  thread wake-up and a cache-cold publish per request. Anything else, or anything
-  that arrives while such a publish or the queue is not done, goes to the
-  queue, and the queue's thread waits for the publish in progress: a
-  notification never overtakes one committed before it. A publish that
-  fails on the worker is handed to the queue, at its head, and retried
-  there.
+  thread wake-up and a cache-cold publish per request. Anything else, or
+  anything that arrives while such a publish or the queue is not done,
+  goes to the queue, and the queue's thread waits for the publish in
+  progress: a notification never overtakes one committed before it. A
+  publish that fails on the serving thread is handed to the queue, at
+  its head, and retried there.
 
 * The queue is bounded (``max_queued``): when the broker is slower than
   the requests for long enough, new notifications are dropped, counted in
