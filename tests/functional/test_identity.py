@@ -30,7 +30,7 @@ from tests.functional.conftest import agent_sections
 from tests.functional.keystone import DOMAIN, KeystoneServer
 
 INITIATOR = "iqn.1993-08.org.debian:01:identity"
-# Long enough to outlast stopping Keystone on a busy machine, short enough to wait out.
+# Long enough to outlast a call or two on a busy machine, short enough to wait out.
 CACHE_TIME = 8
 
 
