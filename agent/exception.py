@@ -336,6 +336,14 @@ class NothingToRestore(CustosException):
     code = "nothing_to_restore"
 
 
+class RestoreNotAnnounced(CustosException):
+    """A restore committed, but the broker did not take its notifications."""
+
+    msg_fmt = ("Restored, but not every %(event_type)s notification could be sent: "
+               "listeners may not have heard of the restore")
+    code = "notification_failed"
+
+
 class RestoreConflict(SecretUsageConflict):
     """A purged secret's usage is held by a live secret of its project now."""
 

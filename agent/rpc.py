@@ -365,13 +365,16 @@ def notification_retry(conf: cfg.ConfigOpts | None = None) -> int:
     return max(notifier.SEND_RETRY, nodes - 1)
 
 
-def get_notifier(host: str) -> notifier.BrokerNotifier:
+def get_notifier(host: str, program: str = "custos-agent") -> notifier.BrokerNotifier:
     """Return the agent's notifier: ``messagingv2`` on topic ``notifications``.
 
     Each try reaches every broker node (:func:`notification_retry`).
+
+    :param program: the first part of the publisher id, ``<program>.<host>``
+        (``custos-manage`` for what an operator's command changed).
     """
     assert NOTIFICATION_TRANSPORT is not None, "agent.rpc.init() was not called"
-    return notifier.BrokerNotifier(NOTIFICATION_TRANSPORT, publisher_id=f"custos-agent.{host}",
+    return notifier.BrokerNotifier(NOTIFICATION_TRANSPORT, publisher_id=f"{program}.{host}",
                                    topics=[NOTIFICATION_TOPIC],
                                    serializer=NotificationSerializer(),
                                    retry=notification_retry())

@@ -25,7 +25,9 @@ Commands::
                                      purged, within the grace
 
 Output is JSON on standard output; a failure prints one line on standard
-error and exits 1.
+error and exits 1. A restore that brings secrets back announces each with
+``secret.define`` on the agent's notification topic, publisher id
+``custos-manage.<host>``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from oslo_config import cfg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from agent import exception, log, validation
+from agent import context, exception, log, notifier, rpc, validation
 from agent.cmd import common
 from agent.events import grace, restore
 from agent.keystore import keyset, masterkey, rotation, signing
@@ -69,9 +71,38 @@ def _restore(kind: str, work: Callable[[Session, str], restore.Restored]) -> Cal
     def run() -> Any:
         target = validation.uuid("id", CONF.command.id)
         restored = db_api.run_in_transaction(lambda session: work(session, target))
+        _announce("secret.define", restored.announcements)
         return {"restored": restored.as_dict(), kind: target}
 
     return run
+
+
+def _announce(event_type: str, payloads: list[dict[str, Any]],
+              retry_deadline: float = notifier.RETRY_DEADLINE) -> None:
+    """Publish one ``event_type`` notification per payload, as the agent publishes its own.
+
+    The publisher id is ``custos-manage.<host>``. Each notification is
+    retried as the agent retries one (:class:`agent.notifier.NotificationSender`).
+
+    :param retry_deadline: seconds a notification is retried.
+    :raises RestoreNotAnnounced: when one was not sent in that time; the
+        change it announces is committed all the same.
+    """
+    if not payloads:
+        return
+    rpc.init(CONF)
+    try:
+        publisher = rpc.get_notifier(CONF.host, program="custos-manage")
+        sender = notifier.NotificationSender(lambda: publisher, retry_deadline=retry_deadline)
+        sender.submit(context.get_admin_context(),
+                      [(event_type, payload, "info") for payload in payloads])
+        # The retry deadline bounds the first; should the broker be away
+        # that long, the rest would only wait as long again each.
+        sent = sender.close(timeout=retry_deadline + 5)
+    finally:
+        rpc.cleanup()
+    if not sent or sender.failed:
+        raise exception.RestoreNotAnnounced(event_type=event_type)
 
 
 def _keys_init() -> Any:

@@ -5,6 +5,10 @@ included, and gives a purged secret its usage back. It is refused, and
 nothing is restored, when a live secret of the same project holds that
 usage now: the purge gave the usage up so that a new secret could take
 it, and that secret keeps it. Rows already destroyed are gone for good.
+
+A purged secret was announced with ``secret.undefine``; a restored one is
+announced with ``secret.define`` (:attr:`Restored.announcements`), with
+the same payload and ``reason`` ``restore``, once the restore commits.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ from agent.events.purge import VOLUME_USAGE
 from agent.vendordata import bootroles
 from db import models, upsert
 
+#: The ``reason`` of a restored secret's ``secret.define`` (a purge's is
+#: the deletion event's type).
+REASON = "restore"
+
 
 @dataclasses.dataclass
 class Restored:
@@ -29,18 +37,22 @@ class Restored:
     :param secrets: the UUIDs of the restored secrets.
     :param glance_metadata: ``{project_id: [keys]}`` of the restored glance metadata.
     :param boot_roles: how many boot-roles rows were restored.
+    :param announcements: the ``secret.define`` payload of each restored
+        secret (no value), to publish after the commit.
     """
 
     secrets: list[str] = dataclasses.field(default_factory=list)
     glance_metadata: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     boot_roles: int = 0
+    announcements: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def empty(self) -> bool:
         return not (self.secrets or self.glance_metadata or self.boot_roles)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the JSON form: UUIDs, project ids and key names, never values."""
-        return dataclasses.asdict(self)
+        return {"secrets": list(self.secrets), "glance_metadata": dict(self.glance_metadata),
+                "boot_roles": self.boot_roles}
 
 
 def _restore_secrets(session: Session, rows: Sequence[models.Secret],
@@ -63,6 +75,9 @@ def _restore_secrets(session: Session, rows: Sequence[models.Secret],
         # Flushed one by one: the next row's check sees this one live.
         session.flush()
         restored.secrets.append(row.uuid)
+        restored.announcements.append({"uuid": row.uuid, "usage_type": row.usage_type,
+                                       "usage_id": row.usage_id,
+                                       "project_id": row.project_id, "reason": REASON})
 
 
 def restore_secret(session: Session, uuid: str) -> Restored:

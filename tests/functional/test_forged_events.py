@@ -143,10 +143,20 @@ def test_forged_volume_deletions_change_nothing_and_a_genuine_one_only_marks(
     assert status == 1 and "restore_conflict" in error and newer in error
     api.secret_undefine(member(), newer)
 
+    assert notifications.of("secret.define", reason="restore") == []
+
     status, restored, error = manage(proc, "restore", "volume", volume)
     assert status == 0, error
-    assert restored["restored"]["secrets"] == [passphrase_uuid]
-    assert restored["restored"]["glance_metadata"] == {PROJECT: ["licence"]}
+    assert restored["restored"] == {"secrets": [passphrase_uuid],
+                                    "glance_metadata": {PROJECT: ["licence"]},
+                                    "boot_roles": 0}
+    # Listeners that heard the purge hear the secret come back.
+    announced = eventually(lambda: notifications.of("secret.define", reason="restore"))
+    assert len(announced) == 1, announced
+    assert announced[0]["payload"] == {"uuid": passphrase_uuid, "usage_type": "volume",
+                                       "usage_id": volume, "project_id": PROJECT,
+                                       "reason": "restore"}
+    assert announced[0]["publisher_id"] == f"custos-manage.{proc.sections['DEFAULT']['host']}"
     assert api.secret_get_value(member(), passphrase_uuid) == passphrase
     assert api.secret_lookup_by_usage(member(), "volume", volume) == passphrase_uuid
     assert api.volume_glance_metadata_get(member(), volume) == {"licence": "L-1"}

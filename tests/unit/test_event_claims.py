@@ -8,6 +8,7 @@ restores and the grace run on a migrated SQLite database.
 from __future__ import annotations
 
 import datetime
+import socket
 import uuid
 from types import SimpleNamespace
 from typing import Any
@@ -15,8 +16,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from agent import exception
+from agent import exception, rpc
 from agent.backups import glance
+from agent.cmd import manage
 from agent.events import grace, purge, restore
 from agent.handlers import events
 from agent.vendordata import bootroles
@@ -157,6 +159,34 @@ def test_purged_boot_roles_stay_frozen_and_come_back_on_restore(migrated):
     assert db_api.run_in_transaction(lambda s: bootroles.load(s, INSTANCE)) == ["member"]
     with pytest.raises(exception.NothingToRestore):
         db_api.run_in_transaction(lambda s: restore.restore_instance(s, INSTANCE))
+
+
+def test_a_restore_announces_each_secret_it_brings_back_without_its_value(migrated):
+    mine = secret_row()
+    db_api.run_in_transaction(lambda s: purge.purge_volume(s, VOLUME, PROJECT))
+
+    restored = db_api.run_in_transaction(lambda s: restore.restore_volume(s, VOLUME))
+
+    assert restored.announcements == [{"uuid": mine, "usage_type": "volume",
+                                       "usage_id": VOLUME, "project_id": PROJECT,
+                                       "reason": "restore"}]
+    # What the command prints is unchanged.
+    assert restored.as_dict() == {"secrets": [mine], "glance_metadata": {}, "boot_roles": 0}
+
+
+def test_a_restore_the_broker_does_not_take_is_reported_after_the_commit(migrated):
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed = unused.getsockname()[1]
+    migrated.set_override("transport_url", f"rabbit://guest:guest@127.0.0.1:{closed}/")
+
+    with pytest.raises(exception.RestoreNotAnnounced) as error:
+        manage._announce("secret.define", [{"uuid": VOLUME, "reason": "restore"}],
+                         retry_deadline=0.5)
+
+    assert error.value.code == "notification_failed"
+    assert str(error.value).startswith("Restored, but not every secret.define")
+    assert not rpc.initialized()
 
 
 def test_each_pass_destroys_at_most_a_batch_of_rows_past_the_grace(migrated):
