@@ -2,7 +2,8 @@
 
 The claim checks run on the endpoint's own inputs (publisher, payload,
 the exchange the dispatcher read from the broker's delivery); purges,
-restores and the grace run on a migrated SQLite database.
+restores and the grace run on a migrated SQLite database, and a
+restore's announcement on the rabbit driver aimed at a closed port.
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ def test_a_restore_announces_each_secret_it_brings_back_without_its_value(migrat
     assert restored.as_dict() == {"secrets": [mine], "glance_metadata": {}, "boot_roles": 0}
 
 
-def test_a_restore_the_broker_does_not_take_is_reported_after_the_commit(migrated):
+def test_a_broker_that_takes_no_announcement_makes_the_command_fail(migrated):
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         closed = unused.getsockname()[1]
